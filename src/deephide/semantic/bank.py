@@ -1,0 +1,65 @@
+"""SecretBank: the semantic images hidden by the protector, grouped by class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import DeephideError
+
+
+@dataclass(frozen=True, eq=False)
+class SecretBank:
+    """Semantic images to hide, one group per class.
+
+    images: uint8 (M, H, W, 3), the secrets.
+    group: int64 (M,), the class each secret belongs to (every class 0..num_classes-1 has >= 1).
+    num_classes: number of classes of the dataset the bank was made for.
+    meta: JSON-serialisable record (source name, prompts, cluster ids, seeds, ...).
+    """
+
+    images: np.ndarray
+    group: np.ndarray
+    num_classes: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[3] != 3:
+            raise DeephideError(f"secret bank: images must be uint8 (M, H, W, 3), got {self.images.dtype} {self.images.shape}")
+        if self.group.shape != (self.images.shape[0],):
+            raise DeephideError("secret bank: one group id per secret is required")
+        object.__setattr__(self, "group", self.group.astype(np.int64, copy=False))
+        missing = sorted(set(range(self.num_classes)) - set(self.group.tolist()))
+        if missing:
+            raise DeephideError(f"secret bank: classes without secrets: {missing[:10]}")
+
+    def members(self, k: int) -> np.ndarray:
+        """Indices of the secrets of class ``k``."""
+        return np.flatnonzero(self.group == k)
+
+    def assign(self, labels: np.ndarray, mode: str, seed: int = 0) -> np.ndarray:
+        """Index of the secret each sample hides.
+
+        class: every sample of class k hides the first secret of group k.
+        sample: sample i of class k hides a member of group k, cycling through a seeded
+            permutation of the group so members are used evenly.
+        """
+        labels = np.asarray(labels, dtype=np.int64)
+        out = np.empty(labels.shape[0], dtype=np.int64)
+        rng = np.random.default_rng(seed)
+        for k in np.unique(labels):
+            idx = np.flatnonzero(labels == k)
+            mem = self.members(int(k)) if k < self.num_classes else np.array([], dtype=np.int64)
+            if mem.size == 0:
+                raise DeephideError(f"secret bank: class {int(k)} has no secrets")
+            if mode == "class":
+                out[idx] = mem[0]
+            elif mode == "sample":
+                reps = -(-idx.size // mem.size)
+                order = np.concatenate([rng.permutation(mem) for _ in range(reps)])[: idx.size]
+                out[idx] = order
+            else:
+                raise DeephideError(f"unknown protection mode '{mode}'; choose class or sample")
+        return out
