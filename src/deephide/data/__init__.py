@@ -6,7 +6,22 @@ A dataset spec is ``LOADER[:PATH][?key=value&...]`` (``fashion-mnist``, ``cifar1
 
 from .imageset import ImageSet
 from .registry import DATASETS, load_dataset, parse_spec
+from .storage import (
+    export_avatar_npz,
+    export_class_folders,
+    export_png_folder,
+    import_avatar_npz,
+    import_png_folder,
+    load_any,
+    load_imageset,
+    save_imageset,
+)
 
 from . import loaders as _loaders  # noqa: F401  (fills DATASETS)
 
-__all__ = ["ImageSet", "DATASETS", "load_dataset", "parse_spec"]
+__all__ = [
+    "ImageSet", "DATASETS", "load_dataset", "parse_spec",
+    "save_imageset", "load_imageset", "load_any",
+    "export_png_folder", "import_png_folder", "export_avatar_npz", "import_avatar_npz",
+    "export_class_folders",
+]

@@ -1,0 +1,544 @@
+"""On-disk formats of an ImageSet, all exact (uint8, lossless) and written atomically.
+
+- stored ImageSet: a directory with ``data.npz`` (``images`` uint8 (N, H, W, C), ``labels`` int64 (N,))
+  and ``manifest.json`` (format, version, class names, shape, count, provenance, sha256 of the arrays);
+- PNG folder (APBench/ISS layout): ``<root>/data/<index>.png`` in dataset order (0.png, 1.png, ...),
+  ``<root>/labels.txt`` (one int per line) and ``<root>/classes.txt`` (one name per line);
+- AVATAR npz: one ``.npz`` with ``data`` uint8 (N, H, W, C) and ``targets`` (any int dtype), optionally
+  ``classes`` (string array);
+- class folders: ``<root>/<class name>/<file name>.png`` (writes a set back in its original layout).
+
+Every reader validates what it reads and raises a one-line DeephideError naming the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import warnings
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DeephideError
+from ..fsutil import atomic_dir, atomic_file, check_new_output, write_json
+from .imageset import ImageSet
+
+FORMAT = "deephide-imageset"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+DATA_FILE = "data.npz"
+#: refuse images above this many pixels (8192 x 8192): a small file must not expand to gigabytes
+MAX_PIXELS = 8192 * 8192
+
+_INDEX_PNG = re.compile(r"(\d+)\.png", re.IGNORECASE)
+_LABEL_FILES = ("labels.txt", "labels.npy", "labels.json")
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+@contextlib.contextmanager
+def pil_guard() -> Iterator[None]:
+    """Bound PIL's decompression-bomb limit to MAX_PIXELS and make its warning an error."""
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS if old is None else min(old, MAX_PIXELS)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def array_sha256(a: np.ndarray) -> str:
+    """sha256 (hex) of an array's raw C-order bytes (dtype and shape are checked separately)."""
+    return hashlib.sha256(np.ascontiguousarray(a).data).hexdigest()
+
+
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, loaded with ``allow_pickle=False``.
+
+    Object arrays (which need pickle), a non-npz file or a corrupt archive raise DeephideError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DeephideError(f"{path}: no such file")
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise DeephideError(f"{path}: not an .npz archive (a single .npy array)")
+        with z:
+            return {k: z[k] for k in z.files}
+    except DeephideError:
+        raise
+    except ValueError as e:
+        text = str(e).lower()
+        if "object arrays" in text:
+            raise DeephideError(f"{path}: contains object arrays (refused: they need pickle to load)") from None
+        if "pickle" in text:
+            raise DeephideError(f"{path}: is a pickle, not an .npz archive (refused)") from None
+        raise DeephideError(f"{path}: not a readable .npz archive ({_first_line(e)})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise DeephideError(f"{path}: not a readable .npz archive ({_first_line(e)})") from None
+
+
+def check_images(a: Any, where: str, key: str = "images") -> np.ndarray:
+    """Validate ``a`` as uint8 (N, H, W, C) with C in {1, 3}; a (N, H, W) array gains C = 1."""
+    if not isinstance(a, np.ndarray):
+        raise DeephideError(f"{where}: '{key}' is not an array")
+    if a.dtype == object:
+        raise DeephideError(f"{where}: '{key}' is an object array (refused)")
+    if a.dtype.kind in "fc" and not np.isfinite(a).all():
+        raise DeephideError(f"{where}: '{key}' contains NaN or inf values")
+    if a.dtype != np.uint8:
+        raise DeephideError(f"{where}: '{key}' must be uint8, got {a.dtype}")
+    if a.ndim == 3:
+        a = a[..., None]
+    if a.ndim != 4 or a.shape[3] not in (1, 3):
+        raise DeephideError(f"{where}: '{key}' has shape {tuple(a.shape)}; expected (N, H, W, C) with C in (1, 3)")
+    return a
+
+
+def check_labels(a: Any, n: int, num_classes: int | None, where: str, key: str = "labels") -> np.ndarray:
+    """Validate ``a`` as n integer labels in [0, num_classes) and return them as int64 (N,)."""
+    if not isinstance(a, np.ndarray):
+        raise DeephideError(f"{where}: '{key}' is not an array")
+    if a.dtype == object:
+        raise DeephideError(f"{where}: '{key}' is an object array (refused)")
+    if a.dtype.kind in "fc" and not np.isfinite(a).all():
+        raise DeephideError(f"{where}: '{key}' contains NaN or inf values")
+    if a.dtype.kind not in "iu":
+        raise DeephideError(f"{where}: '{key}' must be integers, got {a.dtype}")
+    if a.ndim != 1 or a.shape[0] != n:
+        raise DeephideError(f"{where}: '{key}' has shape {tuple(a.shape)}; expected ({n},)")
+    if n and (a.min() < 0 or (num_classes is not None and a.max() >= num_classes)):
+        bound = f"[0, {num_classes})" if num_classes is not None else "[0, ...)"
+        raise DeephideError(f"{where}: '{key}' out of range {bound}: found {int(a.min())}..{int(a.max())}")
+    return a.astype(np.int64, copy=False)
+
+
+def default_class_names(labels: np.ndarray) -> tuple[str, ...]:
+    """class_0 .. class_{max label} for sets that carry no names."""
+    k = int(labels.max()) + 1 if labels.size else 1
+    return tuple(f"class_{i}" for i in range(k))
+
+
+def _first_line(e: BaseException, limit: int = 120) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:limit]
+
+
+def _json_safe(obj: Any, where: str) -> Any:
+    """Round-trip ``obj`` through JSON now, so a bad provenance fails before anything is written."""
+    from ..fsutil import _json_default
+
+    try:
+        return json.loads(json.dumps(obj, default=_json_default))
+    except (TypeError, ValueError) as e:
+        raise DeephideError(f"{where}: provenance is not JSON-serialisable ({_first_line(e)})") from None
+
+
+# ---------------------------------------------------------------- stored ImageSet
+
+
+def save_imageset(ds: ImageSet, path: str | os.PathLike, force: bool = False) -> Path:
+    """Write ``ds`` as a directory ``path`` holding ``data.npz`` + ``manifest.json`` (atomically)."""
+    path = Path(path)
+    images = np.ascontiguousarray(ds.images)
+    labels = np.ascontiguousarray(ds.labels.astype("<i8"))  # fixed byte order: the hash is portable
+    manifest = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "data_file": DATA_FILE,
+        "count": len(ds),
+        "shape": list(ds.shape),
+        "class_names": list(ds.class_names),
+        "sha256": {"images": array_sha256(images), "labels": array_sha256(labels)},
+        "provenance": _json_safe(ds.provenance, str(path)),
+    }
+    with atomic_dir(path, force=force) as tmp:
+        with atomic_file(tmp / DATA_FILE) as f:
+            np.savez(f, images=images, labels=labels)
+        write_json(tmp / MANIFEST, manifest)
+    return path
+
+
+def _manifest_paths(path: Path) -> tuple[Path, Path | None]:
+    """(manifest, npz-as-given) for a stored-set directory, its manifest.json or its .npz."""
+    if path.is_dir():
+        return path / MANIFEST, None
+    if path.name == MANIFEST:
+        return path, None
+    return path.parent / MANIFEST, path
+
+
+def _read_manifest(mpath: Path) -> dict[str, Any]:
+    """Parse and type-check a manifest; any problem is a one-line error naming it."""
+    if not mpath.is_file():
+        raise DeephideError(f"{mpath}: no such file (a stored ImageSet needs manifest.json)")
+    try:
+        m = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise DeephideError(f"{mpath}: cannot read ({_first_line(e)})") from None
+    except json.JSONDecodeError as e:
+        raise DeephideError(f"{mpath}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    if not isinstance(m, dict):
+        raise DeephideError(f"{mpath}: manifest must be a JSON object")
+    if m.get("format") != FORMAT:
+        raise DeephideError(f"{mpath}: unknown format {m.get('format')!r} (expected {FORMAT!r})")
+    version = m.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
+        raise DeephideError(f"{mpath}: unsupported format version {version!r} (this deephide reads 1..{FORMAT_VERSION})")
+    _require(m, "count", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer", mpath)
+    _require(m, "shape", lambda v: isinstance(v, list) and len(v) == 3
+             and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v), "a list of 3 positive integers", mpath)
+    _require(m, "class_names", lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(x, str) for x in v),
+             "a non-empty list of strings", mpath)
+    _require(m, "sha256", lambda v: isinstance(v, dict) and all(isinstance(v.get(k), str) for k in ("images", "labels")),
+             "an object with 'images' and 'labels' hashes", mpath)
+    _require(m, "provenance", lambda v: isinstance(v, dict), "an object", mpath)
+    data_file = m.get("data_file", DATA_FILE)
+    if not isinstance(data_file, str) or PurePosixPath(data_file).name != data_file or data_file in ("", ".", ".."):
+        raise DeephideError(f"{mpath}: 'data_file' must be a plain file name, got {data_file!r}")
+    return m
+
+
+def _require(m: dict[str, Any], key: str, ok: Any, what: str, mpath: Path) -> None:
+    if key not in m:
+        raise DeephideError(f"{mpath}: missing key '{key}'")
+    if not ok(m[key]):
+        raise DeephideError(f"{mpath}: '{key}' must be {what}")
+
+
+def load_imageset(path: str | os.PathLike) -> ImageSet:
+    """Read a stored ImageSet (its directory, manifest.json or data.npz) and verify it fully.
+
+    Checks the manifest, dtype uint8, shapes against the manifest, label range and both sha256s.
+    """
+    path = Path(path)
+    mpath, given = _manifest_paths(path)
+    m = _read_manifest(mpath)
+    dpath = mpath.parent / m.get("data_file", DATA_FILE)
+    if given is not None and given.resolve() != dpath.resolve():
+        raise DeephideError(f"{given}: {mpath} describes {dpath.name}, not this file")
+    arrays = read_npz(dpath)
+    where = str(dpath)
+    for key in ("images", "labels"):
+        if key not in arrays:
+            raise DeephideError(f"{where}: missing array '{key}' (has: {', '.join(sorted(arrays)) or 'none'})")
+    images = check_images(arrays["images"], where)
+    n, shape = m["count"], tuple(m["shape"])
+    if images.shape != (n, *shape):
+        raise DeephideError(f"{where}: images have shape {tuple(images.shape)} but {mpath.name} says {(n, *shape)}")
+    labels = arrays["labels"]
+    check_labels(labels, n, len(m["class_names"]), where)
+    if array_sha256(images) != m["sha256"]["images"] or array_sha256(labels) != m["sha256"]["labels"]:
+        raise DeephideError(f"{where}: sha256 does not match {mpath.name} (file modified or corrupt)")
+    return ImageSet(images, labels.astype(np.int64), tuple(m["class_names"]), m["provenance"], str(path))
+
+
+# ---------------------------------------------------------------- PNG folder (APBench / ISS)
+
+
+def export_png_folder(ds: ImageSet, root: str | os.PathLike, force: bool = False) -> Path:
+    """Write ``<root>/data/<i>.png`` (i = dataset index, not zero-padded), labels.txt, classes.txt."""
+    root = Path(root)
+    with atomic_dir(root, force=force) as tmp:
+        (tmp / "data").mkdir()
+        gray = ds.images.shape[3] == 1
+        for i, img in enumerate(ds.images):
+            # PNG is lossless: L for one channel, RGB for three, so the round trip is bitwise
+            Image.fromarray(img[..., 0] if gray else img, "L" if gray else "RGB").save(tmp / "data" / f"{i}.png", compress_level=4)
+        (tmp / "labels.txt").write_text("".join(f"{int(v)}\n" for v in ds.labels), encoding="utf-8")
+        (tmp / "classes.txt").write_text("".join(f"{_one_line(c)}\n" for c in ds.class_names), encoding="utf-8")
+    return root
+
+
+def _one_line(name: str) -> str:
+    """A class name that fits on one line of classes.txt."""
+    return " ".join(str(name).splitlines()) or "_"
+
+
+def _read_label_file(root: Path) -> tuple[np.ndarray, Path]:
+    """Labels of a PNG folder from labels.txt (one int per line), labels.npy or labels.json."""
+    for name in _LABEL_FILES:
+        p = root / name
+        if p.is_file():
+            break
+    else:
+        raise DeephideError(f"{root}: no labels file (expected one of: {', '.join(_LABEL_FILES)})")
+    try:
+        if p.suffix == ".npy":
+            a = np.load(p, allow_pickle=False)
+        elif p.suffix == ".json":
+            a = np.asarray(json.loads(p.read_text(encoding="utf-8")))
+        else:
+            a = _parse_label_lines(p)
+    except DeephideError:
+        raise
+    except ValueError as e:
+        msg = "contains object arrays (refused)" if "pickle" in str(e).lower() else f"not readable ({_first_line(e)})"
+        raise DeephideError(f"{p}: {msg}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DeephideError(f"{p}: not readable ({_first_line(e)})") from None
+    return a, p
+
+
+def _parse_label_lines(p: Path) -> np.ndarray:
+    lines = p.read_text(encoding="utf-8").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    out = np.empty(len(lines), dtype=np.int64)
+    for i, line in enumerate(lines):
+        try:
+            out[i] = int(line.strip())
+        except ValueError:
+            raise DeephideError(f"{p}: line {i + 1} is not an integer label: {line.strip()[:40]!r}") from None
+    return out
+
+
+def _png_index(data: Path) -> list[Path]:
+    """The PNGs of ``data/`` ordered by their integer name, which must be exactly 0..N-1."""
+    found: dict[int, Path] = {}
+    for p in data.iterdir():
+        m = _INDEX_PNG.fullmatch(p.name)
+        if not m:
+            continue
+        i = int(m.group(1))
+        if i in found:
+            raise DeephideError(f"{p}: duplicate index {i} (also {found[i].name})")
+        found[i] = p
+    if not found:
+        raise DeephideError(f"{data}: no <index>.png files")
+    n = len(found)
+    if max(found) != n - 1:
+        missing = next(i for i in range(n) if i not in found)
+        raise DeephideError(f"{data}: indices must be 0..{n - 1} without gaps; {missing}.png is missing")
+    return [found[i] for i in range(n)]
+
+
+def _png_array(p: Path) -> np.ndarray:
+    """One image as uint8 (H, W, C): L/1/I;16 -> C=1, RGB/P/RGBA -> C=3 (alpha dropped: values stay exact)."""
+    try:
+        with Image.open(p) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("L", "RGB"):
+                a = np.asarray(im)
+            elif mode == "1":
+                a = np.asarray(im.convert("L"))
+            elif mode.startswith("I"):
+                a = to_uint8_gray(im)
+            elif mode in ("LA", "La"):
+                a = np.asarray(im)[..., 0]
+            elif mode in ("RGBA", "RGBa", "RGBX"):
+                a = np.asarray(im)[..., :3]
+            else:
+                a = np.asarray(im.convert("RGB"))
+    except DeephideError:
+        raise
+    except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as e:
+        raise DeephideError(f"{p}: unreadable image ({_first_line(e)})") from None
+    return a[..., None] if a.ndim == 2 else a
+
+
+def to_uint8_gray(im: Image.Image) -> np.ndarray:
+    """16/32-bit grayscale -> uint8 by keeping the high byte of the 16-bit range (rounded)."""
+    a = np.asarray(im).astype(np.int64)
+    if im.mode.startswith("I;16") or a.max(initial=0) > 255:
+        a = (np.clip(a, 0, 65535) * 255 + 32767) // 65535
+    return np.clip(a, 0, 255).astype(np.uint8)
+
+
+def import_png_folder(root: str | os.PathLike) -> ImageSet:
+    """Read an APBench/ISS PNG folder back; our own exports round-trip bitwise."""
+    root = Path(root)
+    data = root / "data"
+    if not data.is_dir():
+        raise DeephideError(f"{root}: not a PNG folder (no data/ directory)")
+    files = _png_index(data)
+    raw, lpath = _read_label_file(root)
+    classes = _read_classes(root)
+    labels = check_labels(raw, len(files), len(classes) if classes else None, str(lpath))
+    with pil_guard():
+        arrays = [_png_array(p) for p in files]
+    h, w = arrays[0].shape[:2]
+    channels = max(a.shape[2] for a in arrays)
+    images = np.empty((len(arrays), h, w, channels), dtype=np.uint8)
+    for p, a, out in zip(files, arrays, images):
+        if a.shape[:2] != (h, w):
+            raise DeephideError(f"{p}: size {a.shape[1]}x{a.shape[0]} differs from {files[0].name} ({w}x{h})")
+        out[...] = a  # a gray image in an RGB set is replicated exactly by broadcasting
+    names = classes or default_class_names(labels)
+    prov = {"format": "png-folder", "path": str(root), "labels_file": lpath.name}
+    return ImageSet(images, labels, names, prov, str(root))
+
+
+def _read_classes(root: Path) -> tuple[str, ...] | None:
+    p = root / "classes.txt"
+    if not p.is_file():
+        return None
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DeephideError(f"{p}: not readable ({_first_line(e)})") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise DeephideError(f"{p}: no class names")
+    return tuple(lines)
+
+
+# ---------------------------------------------------------------- AVATAR npz
+
+_DATA_KEYS = ("data", "images")
+_TARGET_KEYS = ("targets", "labels")
+_CLASS_KEYS = ("classes", "class_names", "label_names")
+
+
+def _pick(arrays: dict[str, np.ndarray], keys: Sequence[str], path: Path, what: str) -> str | None:
+    for k in keys:
+        if k in arrays:
+            return k
+    if what:
+        raise DeephideError(f"{path}: missing {what} array (one of: {', '.join(keys)}; has: {', '.join(sorted(arrays)) or 'none'})")
+    return None
+
+
+def import_avatar_npz(path: str | os.PathLike) -> ImageSet:
+    """Read an AVATAR-style npz: ``data`` uint8 (N, H, W, C), ``targets`` ints, optional ``classes``."""
+    path = Path(path)
+    arrays = read_npz(path)
+    dk = _pick(arrays, _DATA_KEYS, path, "image")
+    tk = _pick(arrays, _TARGET_KEYS, path, "label")
+    ck = _pick(arrays, _CLASS_KEYS, path, "")
+    where = str(path)
+    images = check_images(arrays[dk], where, dk)
+    names: tuple[str, ...] | None = None
+    if ck is not None:
+        c = arrays[ck]
+        if c.ndim != 1 or c.dtype.kind not in "US" or c.size == 0:
+            raise DeephideError(f"{where}: '{ck}' must be a non-empty 1-D string array")
+        names = tuple(x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in c.tolist())
+    labels = check_labels(arrays[tk], images.shape[0], len(names) if names else None, where, tk)
+    prov = {"format": "avatar-npz", "path": str(path)}
+    return ImageSet(images, labels, names or default_class_names(labels), prov, where)
+
+
+def export_avatar_npz(ds: ImageSet, path: str | os.PathLike, force: bool = False) -> Path:
+    """Write ``ds`` as an npz with ``data`` (N, H, W, C) uint8, ``targets`` int64 and ``classes`` (str)."""
+    path = check_new_output(path, force)
+    with atomic_file(path) as f:
+        np.savez(f, data=np.ascontiguousarray(ds.images), targets=ds.labels.astype(np.int64),
+                 classes=np.array(ds.class_names, dtype=str))
+    return path
+
+
+# ---------------------------------------------------------------- class folders
+
+
+def export_class_folders(ds: ImageSet, root: str | os.PathLike, names: Sequence[str] | None = None,
+                         force: bool = False) -> Path:
+    """Write each image to ``<root>/<class name>/<file name>.png`` (lossless PNG, whatever the source).
+
+    names: one relative file name per sample; default ``provenance["files"]`` (the folder loader's
+    record, relative to its root, e.g. ``cat/img1.jpg``) when it has one entry per sample, else
+    ``<index>.png``. A leading component equal to the class folder is dropped, the extension becomes
+    ``.png`` (JPEG would destroy a perturbation), and unsafe names (absolute, '..') fall back to the
+    index. Class folders are written in the set's class order, so a ``folder:`` reload sorts them by
+    name: the labels match only when the names already sort in label order.
+    """
+    root = Path(root)
+    n = len(ds)
+    if names is None:
+        files = ds.provenance.get("files")
+        names = files if isinstance(files, list) and len(files) == n and all(isinstance(x, str) for x in files) else None
+    elif len(names) != n:
+        raise DeephideError(f"{root}: {len(names)} file names given for {n} images")
+    dirs = _class_dirs(ds.class_names)
+    with atomic_dir(root, force=force) as tmp:
+        used: set[str] = set()
+        gray = ds.images.shape[3] == 1
+        for i, (img, y) in enumerate(zip(ds.images, ds.labels)):
+            rel = _safe_rel(names[i] if names is not None else None, dirs[y], i)
+            key = f"{dirs[y]}/{rel}"
+            if key in used:  # e.g. a.jpg and a.png in one folder both become a.png
+                rel = str(PurePosixPath(rel).with_name(f"{PurePosixPath(rel).stem}_{i}.png"))
+                key = f"{dirs[y]}/{rel}"
+            used.add(key)
+            out = tmp / dirs[y] / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img[..., 0] if gray else img, "L" if gray else "RGB").save(out, compress_level=4)
+    return root
+
+
+def _class_dirs(class_names: Sequence[str]) -> list[str]:
+    """A distinct, path-safe folder name per class."""
+    out: list[str] = []
+    for k, c in enumerate(class_names):
+        d = re.sub(r"[/\\\x00]", "_", str(c)).strip()
+        if d in ("", ".", "..") or d in out:
+            d = f"{d or 'class'}_{k}" if d not in ("", ".", "..") else f"class_{k}"
+        out.append(d)
+    return out
+
+
+def _safe_rel(name: str | None, class_dir: str, index: int) -> str:
+    """A relative PNG path under the class folder, or ``<index>.png`` when ``name`` is unsafe."""
+    if not name:
+        return f"{index}.png"
+    parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts]
+    if not parts or PurePosixPath(name).is_absolute() or any(p in ("..", ".", "") or p.startswith("/") for p in parts):
+        return f"{index}.png"
+    if len(parts) > 1 and parts[0] == class_dir:
+        parts = parts[1:]
+    rel = PurePosixPath(*parts)
+    return str(rel.with_suffix(".png")) if rel.stem else f"{index}.png"
+
+
+# ---------------------------------------------------------------- format detection
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """'imageset', 'png-folder' or 'npz' for an existing path; a one-line error otherwise."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / MANIFEST).is_file():
+            return "imageset"
+        if (p / "data").is_dir():
+            return "png-folder"
+        raise DeephideError(
+            f"{p}: not a stored ImageSet (manifest.json + data.npz) nor a PNG folder (data/<i>.png + labels.txt); "
+            f"for one subfolder per class use folder:{p}"
+        )
+    if not p.is_file():
+        raise DeephideError(f"{p}: no such file or directory")
+    if p.name == MANIFEST:
+        return "imageset"
+    sibling = p.parent / MANIFEST
+    if sibling.is_file():
+        try:
+            data_file = json.loads(sibling.read_text(encoding="utf-8")).get("data_file", DATA_FILE)
+        except (OSError, ValueError, AttributeError):
+            data_file = DATA_FILE  # a broken manifest is reported by load_imageset
+        if p.name == data_file:
+            return "imageset"
+    return "npz"
+
+
+def load_any(path: str | os.PathLike) -> ImageSet:
+    """Load a stored ImageSet, a PNG folder or an AVATAR npz, whichever ``path`` is."""
+    kind = detect_format(path)
+    if kind == "imageset":
+        return load_imageset(path)
+    if kind == "png-folder":
+        return import_png_folder(path)
+    return import_avatar_npz(path)
