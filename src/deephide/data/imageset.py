@@ -65,6 +65,9 @@ class ImageSet:
         """A new set holding ``images[indices]`` (copied), with provenance noting the selection."""
         idx = np.asarray(indices, dtype=np.int64)
         prov = dict(self.provenance)
+        files = prov.get("files")
+        if isinstance(files, list) and len(files) == len(self):  # keep per-image names aligned
+            prov["files"] = [files[i] for i in idx.tolist()]
         if note:
             prov.setdefault("steps", []).append(note)
         return ImageSet(self.images[idx], self.labels[idx], self.class_names, prov, self.source)

@@ -1,0 +1,276 @@
+"""Victim trainer: trains a model from scratch on a (possibly protected) set, reports clean test accuracy.
+
+Speed tricks (each matters on a CPU): the whole set lives as one uint8 tensor on the device,
+augmentation runs on whole batches, bf16 autocast + channels_last where the hardware has native bf16.
+Determinism: every random draw comes from generators seeded by (seed, epoch) or (seed, iteration),
+so a run resumed from a checkpoint makes exactly the draws of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from tqdm.auto import tqdm
+
+from ..data import ImageSet
+from ..errors import DeephideError
+from ..fsutil import atomic_file, write_json
+from ..models import build_model
+from ..runtime import autocast, bf16_supported, pick_device, seed_everything, versions
+from .augment import augment_batch
+
+CKPT_WEIGHTS = "state.safetensors"
+CKPT_STATE = "state.json"
+
+
+def check_compatible(train: ImageSet, test: ImageSet) -> None:
+    """Train and test sets must share class count and image shape."""
+    if train.num_classes != test.num_classes:
+        raise DeephideError(
+            f"{test.source}: test set has {test.num_classes} classes but training set {train.source} has {train.num_classes}"
+        )
+    if train.shape != test.shape:
+        raise DeephideError(f"{test.source}: test images are {test.shape} but training images {train.source} are {train.shape}")
+
+
+def lr_at(it: int, prof: dict[str, Any]) -> float:
+    """Learning rate at iteration ``it`` for the profile's schedule."""
+    base, total = prof["lr"], prof["iterations"]
+    if prof["schedule"] == "step":  # REM recipe: x gamma every step_every iterations
+        return base * prof["step_gamma"] ** (it // prof["step_every"])
+    if prof["schedule"] == "linear-warmup-decay":  # one-cycle-like: short warmup, linear decay to 0
+        warm = max(1, int(prof["warmup_frac"] * total))
+        if it < warm:
+            return base * (it + 1) / warm
+        return base * max(0.0, (total - it) / max(1, total - warm))
+    if prof["schedule"] == "cosine":
+        return base * 0.5 * (1 + math.cos(math.pi * it / total))
+    raise DeephideError(f"unknown learning-rate schedule '{prof['schedule']}'")
+
+
+def _mix(seed: int, *parts: int) -> int:
+    """A 63-bit seed derived from ``seed`` and ``parts`` (stable across runs and platforms)."""
+    h = hashlib.blake2b(repr((seed,) + parts).encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") & ((1 << 63) - 1)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The sample order of ``epoch``: a permutation depending only on (seed, epoch)."""
+    g = torch.Generator().manual_seed(_mix(seed, 1, epoch))
+    return torch.randperm(n, generator=g)
+
+
+def batch_indices(it: int, n: int, batch: int, seed: int, cache: dict) -> torch.Tensor:
+    """Indices of the batch of iteration ``it`` (drop-last epochs of ``n // batch`` batches)."""
+    per_epoch = max(1, n // batch)
+    ep, k = divmod(it, per_epoch)
+    if cache.get("epoch") != ep:
+        cache["epoch"], cache["order"] = ep, epoch_order(n, seed, ep)
+    return cache["order"][k * batch:(k + 1) * batch]
+
+
+def data_fingerprint(ds: ImageSet) -> str:
+    """sha256 of images and labels: ties a checkpoint to the exact data it was trained on."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(ds.images).data)
+    h.update(np.ascontiguousarray(ds.labels).data)
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                      batch_size: int, use_bf16: bool, channels_last: bool) -> float:
+    """Top-1 accuracy (%) of ``model`` on uint8 images (N, C, H, W) already on the model's device."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, images.shape[0], batch_size):
+        x = images[i:i + batch_size].float().div_(255)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(x.device, use_bf16):
+            pred = model(x).argmax(1)
+        correct += int((pred == labels[i:i + batch_size]).sum())
+    model.train(was_training)
+    return 100.0 * correct / max(1, images.shape[0])
+
+
+def _save_checkpoint(ckpt: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for i, p in enumerate(opt.param_groups[0]["params"]):
+        buf = opt.state.get(p, {}).get("momentum_buffer")
+        if buf is not None:
+            tensors[f"opt.{i}.momentum_buffer"] = buf.detach().cpu().contiguous()
+    ckpt.mkdir(parents=True, exist_ok=True)
+    with atomic_file(ckpt / CKPT_WEIGHTS) as f:
+        f.write(st_save(tensors))
+    write_json(ckpt / CKPT_STATE, state)  # written second: a state file always has its weights
+
+
+def _load_checkpoint(ckpt: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, config: dict) -> dict | None:
+    sfile, wfile = ckpt / CKPT_STATE, ckpt / CKPT_WEIGHTS
+    if not sfile.exists():
+        return None
+    try:
+        state = json.loads(sfile.read_text())
+        tensors = st_load(wfile.read_bytes())
+    except (OSError, ValueError) as e:
+        raise DeephideError(f"{ckpt}: unreadable checkpoint ({e})") from None
+    if state.get("config") != config:
+        raise DeephideError(f"{ckpt}: checkpoint belongs to another run (different config); use a new --checkpoint dir")
+    dev = next(model.parameters()).device
+    msd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(msd, strict=True)
+    except RuntimeError as e:
+        raise DeephideError(f"{wfile}: weights do not fit the model ({str(e).splitlines()[0]})") from None
+    for i, p in enumerate(opt.param_groups[0]["params"]):
+        key = f"opt.{i}.momentum_buffer"
+        if key in tensors:
+            opt.state[p]["momentum_buffer"] = tensors[key].to(dev)
+    return state
+
+
+def train_victim(train: ImageSet, test: ImageSet, model_name: str, profile: dict[str, Any], seed: int = 0,
+                 countermeasure: Any = None, device: str = "auto", checkpoint: str | Path | None = None,
+                 progress: bool = True, stop_after: int | None = None,
+                 on_eval: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Train ``model_name`` from scratch on ``train`` and track clean accuracy on ``test``.
+
+    train/test: ImageSets of the same shape and class count (uint8, any size, 1 or 3 channels).
+    profile: a victim profile dict (``deephide.profiles.get_profile("victim", name)``).
+    countermeasure: a ``deephide.countermeasures.Countermeasure`` or None (vanilla training).
+    checkpoint: directory for resumable checkpoints (written at every evaluation).
+    stop_after: stop (as if interrupted) after this many iterations; for tests of resume.
+    Returns a JSON-serialisable record: accuracies (final, best, mean of last 3 evaluations),
+    the evaluation history, wall time, config, seed and versions.
+    """
+    check_compatible(train, test)
+    dev = pick_device(device)
+    use_bf16 = bool(profile.get("bf16")) and bf16_supported(dev)
+    cl = bool(profile.get("channels_last"))
+    cm = countermeasure
+    cm_name = getattr(cm, "name", "Vanilla") if cm is not None else "Vanilla"
+    config = {
+        "model": model_name, "profile": profile, "seed": seed, "countermeasure": cm_name,
+        "countermeasure_params": getattr(cm, "params", {}) if cm is not None else {},
+        "train": {"source": train.source, "n": len(train), "fingerprint": data_fingerprint(train)},
+        "test": {"source": test.source, "n": len(test), "fingerprint": data_fingerprint(test)},
+    }
+    t0 = time.perf_counter()
+
+    # countermeasures acting once on the data run before training (training data only unless flagged)
+    tr_images, te_images = train.images, test.images
+    if cm is not None and cm.stage == "data":
+        tr_images = cm.apply_data(tr_images, seed=_mix(seed, 2) % (2**31))
+        if getattr(cm, "test_transform", False):
+            te_images = cm.apply_data(te_images, seed=_mix(seed, 3) % (2**31))
+    x_train = torch.from_numpy(np.ascontiguousarray(tr_images)).permute(0, 3, 1, 2).contiguous().to(dev)
+    y_train = torch.from_numpy(train.labels).to(dev)
+    x_test = torch.from_numpy(np.ascontiguousarray(te_images)).permute(0, 3, 1, 2).contiguous().to(dev)
+    y_test = torch.from_numpy(test.labels).to(dev)
+
+    seed_everything(seed)
+    h, w, c = train.shape
+    model = build_model(model_name, num_classes=train.num_classes, in_channels=c, image_size=h).to(dev)
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=profile["lr"], momentum=profile["momentum"],
+                          weight_decay=profile["weight_decay"], nesterov=profile["nesterov"])
+
+    history: list[dict] = []
+    start_it, train_time = 0, 0.0
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt is not None:
+        state = _load_checkpoint(ckpt, model, opt, config)
+        if state is not None:
+            start_it, history, train_time = state["iteration"], state["history"], state["train_time"]
+
+    total, bs = profile["iterations"], profile["batch_size"]
+    n = x_train.shape[0]
+    if n < bs:
+        raise DeephideError(f"{train.source}: {n} training images is fewer than one batch ({bs})")
+    order_cache: dict = {}
+    run_loss, run_correct, run_seen = 0.0, 0, 0
+    bar = tqdm(total=total, initial=start_it, desc=f"train {model_name}/{cm_name}", disable=not progress,
+               leave=False, dynamic_ncols=True)
+    model.train()
+    t_seg = time.perf_counter()
+    it = start_it
+    for it in range(start_it, total):
+        if stop_after is not None and it >= stop_after:
+            break
+        idx = batch_indices(it, n, bs, seed, order_cache).to(dev)
+        gen = torch.Generator().manual_seed(_mix(seed, 4, it))
+        torch.manual_seed(_mix(seed, 5, it))  # for anything drawing from the global RNG (AT random start)
+        x = augment_batch(x_train[idx].float().div_(255), profile["augment"], gen)
+        y: torch.Tensor = y_train[idx]
+        target: torch.Tensor = y
+        if cm is not None and cm.stage == "batch":
+            x, target = cm.apply_batch(x, y, train.num_classes, gen)
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if cm is not None and cm.stage == "step":
+            with autocast(dev, use_bf16):  # the attack's 10 passes dominate AT's cost: same precision as training
+                x = cm.perturb(model, x, y).float()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(it, profile)
+        with autocast(dev, use_bf16):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), target, label_smoothing=profile.get("label_smoothing", 0.0))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        run_loss += float(loss.detach()) * y.shape[0]
+        run_correct += int((logits.detach().argmax(1) == y).sum())
+        run_seen += y.shape[0]
+        bar.update(1)
+        done = it + 1
+        if done % profile["eval_every"] == 0 or done == total:
+            train_time += time.perf_counter() - t_seg
+            acc = evaluate_accuracy(model, x_test, y_test, profile["eval_batch_size"], use_bf16, cl)
+            rec = {"iteration": done, "epoch": round(done * bs / n, 3), "test_acc": acc,
+                   "train_loss": run_loss / max(1, run_seen), "train_acc": 100.0 * run_correct / max(1, run_seen),
+                   "lr": lr_at(it, profile), "time": round(train_time, 2)}
+            history.append(rec)
+            run_loss, run_correct, run_seen = 0.0, 0, 0
+            bar.set_postfix(acc=f"{acc:.1f}", loss=f"{rec['train_loss']:.3f}")
+            if on_eval:
+                on_eval(rec)
+            if ckpt is not None:
+                _save_checkpoint(ckpt, model, opt, {"config": config, "iteration": done,
+                                                    "history": history, "train_time": train_time})
+            t_seg = time.perf_counter()
+    bar.close()
+    finished = bool(history) and history[-1]["iteration"] == total
+    accs = [r["test_acc"] for r in history]
+    select = getattr(cm, "select", "final") if cm is not None else "final"
+    result = {
+        "config": config, "versions": versions(), "device": str(dev), "bf16": use_bf16,
+        "finished": finished, "history": history,
+        "final_acc": accs[-1] if accs else None,
+        "best_acc": max(accs) if accs else None,
+        "last3_acc": float(np.mean(accs[-3:])) if accs else None,
+        "select": select,
+        "train_time_s": round(train_time, 2),
+        "wall_time_s": round(time.perf_counter() - t0, 2),
+        "model_state": model,  # removed by callers that serialise; kept for in-process use
+    }
+    result["acc"] = result["best_acc"] if select == "best" else result["final_acc"]
+    return result
+
+
+def result_record(result: dict[str, Any]) -> dict[str, Any]:
+    """The JSON-serialisable part of a ``train_victim`` result."""
+    return {k: v for k, v in result.items() if k != "model_state"}
