@@ -1,0 +1,38 @@
+# Two entry points for a fresh Debian/Ubuntu machine (run as root, or with sudo for `make system`):
+#   make demo   sets everything up and runs the main job on the built-in default (Fashion-MNIST)
+#   make test   sets up what is missing and runs the test suite
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEB_PACKAGES := dataset-fashion-mnist fonts-noto-color-emoji
+DEMO_OUT ?= runs/demo
+
+.PHONY: setup system demo test clean
+
+# Debian packages: installed when missing (CI runs as root; a normal user runs `sudo make system`).
+system:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "missing Debian packages:$$missing -- run: sudo apt-get install -y$$missing" >&2; exit 1; fi; \
+	fi
+
+$(STAMP): pyproject.toml requirements-cpu.txt
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU torch pinned by the constraints file; GPU users install their own torch first, then `pip install -e .`
+	$(BIN)/pip install -q -c requirements-cpu.txt -e '.[test]'
+	touch $(STAMP)
+
+setup: system $(STAMP)
+
+demo: setup
+	$(BIN)/deephide demo --out $(DEMO_OUT) --force
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,242 @@
+"""Hider training: L_hide + w1 L_reveal + w2 L_freq + w3 L_LFC on class-balanced batches.
+
+Layout of a hider directory (what ``deephide train-hider --out DIR`` writes, ``protect`` reads):
+  DIR/checkpoint/   weights.safetensors + config.json (+ optimizer) -- see hiding.checkpoint
+  DIR/bank/         the secret bank the hider was trained with (semantic.store)
+  DIR/log.jsonl     one line per ``log_every`` iterations: every loss, PSNR, L-inf, reveal PSNR
+  DIR/summary.json  final numbers, full profile, seed, versions, timing
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data import ImageSet
+from ..errors import DeephideError
+from ..fsutil import write_json
+from ..runtime import autocast, bf16_supported, pick_device, seed_everything, versions
+from ..semantic import SecretBank
+from .budget import project_to_budget
+from .checkpoint import load_hider, load_training_state, read_checkpoint, save_hider
+from .inn import Hider
+from .losses import freq_loss, hide_loss, lfc_loss, reveal_loss, total_loss
+from .profiles import hider_config, loss_weights
+
+CHECKPOINT = "checkpoint"
+BANK = "bank"
+LOG = "log.jsonl"
+SUMMARY = "summary.json"
+
+
+def _mix(seed: int, *parts: int) -> int:
+    import hashlib
+
+    h = hashlib.blake2b(repr((seed,) + parts).encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") & ((1 << 63) - 1)
+
+
+def balanced_batch(labels_by_class: list[np.ndarray], per_class: int, n_classes_batch: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Indices of a class-balanced batch: ``n_classes_batch`` classes x ``per_class`` images each.
+
+    L_LFC needs same-class pairs in every batch; drawing whole classes guarantees them.
+    """
+    present = [k for k, idx in enumerate(labels_by_class) if idx.size > 0]
+    chosen = rng.choice(present, size=min(n_classes_batch, len(present)), replace=False)
+    parts = [rng.choice(labels_by_class[k], size=per_class, replace=labels_by_class[k].size < per_class)
+             for k in chosen]
+    return np.concatenate(parts)
+
+
+def straight_through_quantise(stego: torch.Tensor, cover: torch.Tensor, eps: float) -> torch.Tensor:
+    """What ``protect`` will store (eps-projection + uint8 rounding), with the identity gradient.
+
+    Revealing from this instead of the raw float stego makes the hider put its message where it
+    survives the budget projection and quantisation, i.e. into perturbations that are actually stored.
+    """
+    q = torch.round(project_to_budget(stego, cover, eps) * 255.0) / 255.0
+    return stego + (q - stego).detach()
+
+
+def psnr_t(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(torch.mean((a.float() - b.float()) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def _secret_index(bank: SecretBank, labels: np.ndarray, mode: str, rng: np.random.Generator) -> np.ndarray:
+    """Class mode: each class's first secret. Sample mode: a random member of the class's group."""
+    if mode == "class":
+        return np.array([bank.members(int(k))[0] for k in labels])
+    return np.array([rng.choice(bank.members(int(k))) for k in labels])
+
+
+def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out: str | Path, mode: str = "class",
+                seed: int = 0, features: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                device: str = "auto", progress: bool = True, time_limit_s: float | None = None,
+                stop_after: int | None = None) -> dict[str, Any]:
+    """Train a hider on ``train`` covers and ``bank`` secrets; checkpoints and resumes in ``out``.
+
+    train: RGB uint8 images (N, S, S, 3); bank: secrets (M, S, S, 3) grouped by class.
+    profile: a hider profile (``hiding.profiles.get_hider_profile``). features: the frozen LFC
+    feature network (``hiding.lfc``), required when the profile's ``lfc`` is on.
+    Returns the summary dict (also written to ``out/summary.json`` when training finishes).
+    """
+    out = Path(out)
+    h, w, c = train.shape
+    if c != 3:
+        raise DeephideError(f"{train.source}: hider training needs RGB images, got {c} channel(s)")
+    if bank.images.shape[1:3] != (h, w):
+        raise DeephideError(f"{train.source}: secrets are {bank.images.shape[1]}x{bank.images.shape[2]} but images are {h}x{w}")
+    if bank.num_classes != train.num_classes:
+        raise DeephideError(f"{train.source}: {train.num_classes} classes but the secret bank has {bank.num_classes}")
+    if mode not in ("class", "sample"):
+        raise DeephideError(f"unknown protection mode '{mode}'; choose class or sample")
+    weights = loss_weights(profile)
+    use_lfc = weights["lfc"] > 0
+    if use_lfc and features is None:
+        raise DeephideError("train-hider: the profile uses L_LFC but no feature network was given")
+    dev = pick_device(device)
+    use_bf16 = bool(profile.get("bf16")) and bf16_supported(dev)
+    eps = float(profile["eps"])
+
+    seed_everything(seed)
+    hider = Hider(hider_config(profile, h, 3), init_scale=profile.get("init_scale", 0.01)).to(dev)
+    opt = torch.optim.Adam(hider.parameters(), lr=profile["lr"], betas=tuple(profile["betas"]),
+                           eps=profile["adam_eps"], weight_decay=profile["weight_decay"])
+    run_cfg = {"profile": profile, "mode": mode, "seed": seed, "train": train.source, "n": len(train),
+               "bank": bank.meta.get("source"), "lfc": use_lfc}
+    start, rollbacks = 0, 0
+    ck = out / CHECKPOINT
+    if ck.exists():  # resume
+        state = load_training_state(ck)
+        if state.get("run") != json.loads(json.dumps(run_cfg)):
+            raise DeephideError(f"{out}: holds a hider trained with other settings; use a new --out or --force")
+        hider = load_hider(ck, image_size=h, device=dev)
+        opt = torch.optim.Adam(hider.parameters(), lr=profile["lr"], betas=tuple(profile["betas"]),
+                               eps=profile["adam_eps"], weight_decay=profile["weight_decay"])
+        load_training_state(ck, opt)
+        start, rollbacks = int(state["iteration"]), int(state.get("rollbacks", 0))
+    out.mkdir(parents=True, exist_ok=True)
+    _trim_log(out / LOG, start)
+
+    covers = torch.from_numpy(np.ascontiguousarray(train.images)).permute(0, 3, 1, 2)  # uint8, CPU
+    secrets = torch.from_numpy(bank.images).permute(0, 3, 1, 2)
+    by_class = [np.flatnonzero(train.labels == k) for k in range(train.num_classes)]
+    per_class = int(profile["per_class"])
+    n_cls = max(1, int(profile["batch_size"]) // per_class)
+    good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()))
+    acc: dict[str, list[float]] = {}
+    total_it = int(profile["iterations"])
+    t0, elapsed0 = time.perf_counter(), 0.0
+    if ck.exists():
+        elapsed0 = float(read_checkpoint(ck).get("training", {}).get("seconds", 0.0))
+    bar = tqdm(total=total_it, initial=start, desc="train hider", disable=not progress, leave=False, dynamic_ncols=True)
+    it = start
+    stopped = None
+    for it in range(start, total_it):
+        if stop_after is not None and it >= stop_after:
+            stopped = "stop_after"
+            break
+        if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
+            stopped = "time_limit"
+            break
+        rng = np.random.default_rng(_mix(seed, 7, it))
+        idx = balanced_batch(by_class, per_class, n_cls, rng)
+        labels = train.labels[idx]
+        cover = covers[torch.from_numpy(idx)].to(dev).float().div_(255)
+        secret = secrets[torch.from_numpy(_secret_index(bank, labels, mode, rng))].to(dev).float().div_(255)
+        y = torch.from_numpy(labels).to(dev)
+        for g in opt.param_groups:
+            g["lr"] = profile["lr"] * profile["lr_gamma"] ** (it // profile["lr_step_every"])
+        gz = torch.Generator().manual_seed(_mix(seed, 8, it))
+        with autocast(dev, use_bf16):
+            stego, r = hider.hide(cover, secret)
+            stego = stego.float()
+            stored = straight_through_quantise(stego, cover, eps) if profile.get("reveal_from", "stored") == "stored" else stego
+            z = torch.randn(r.shape, generator=gz).to(dev) if profile.get("z_noise") == "gauss" else None
+            secret_hat = hider.reveal(stored, z).float()
+        terms = {"hide": hide_loss(stego, cover, eps), "reveal": reveal_loss(secret_hat, secret),
+                 "freq": freq_loss(stego, cover)}
+        if use_lfc:
+            terms["lfc"] = lfc_loss(features, stego, cover, y, eps)
+        loss, vals = total_loss(terms, weights)
+        opt.zero_grad(set_to_none=True)
+        bad = not math.isfinite(vals["total"])
+        if not bad:
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(hider.parameters(), profile["grad_clip"])
+            bad = not bool(torch.isfinite(gnorm))
+        if bad:  # the INN diverges now and then: roll back to the last good state and skip this batch
+            hider.load_state_dict(good[0])
+            opt.load_state_dict(good[1])
+            rollbacks += 1
+            if rollbacks > 50:
+                raise DeephideError(f"{out}: hider training diverged repeatedly (50 rollbacks); lower the lr")
+            continue
+        opt.step()
+        with torch.no_grad():
+            d = (stego - cover).abs()
+            vals.update(psnr_stego=psnr_t(project_to_budget(stego, cover, eps), cover),
+                        linf_levels=float(d.max()) * 255, mean_levels=float(d.mean()) * 255,
+                        reveal_psnr=psnr_t(secret_hat.clamp(0, 1), secret))
+        for k, v in vals.items():
+            acc.setdefault(k, []).append(v)
+        bar.update(1)
+        done = it + 1
+        if done % profile["log_every"] == 0 or done == total_it:
+            rec = {"iteration": done, "lr": opt.param_groups[0]["lr"], "rollbacks": rollbacks,
+                   "seconds": round(elapsed0 + time.perf_counter() - t0, 1),
+                   **{k: float(np.mean(v)) for k, v in acc.items()}}
+            with open(out / LOG, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            bar.set_postfix(rev=f"{rec['reveal_psnr']:.1f}dB", lv=f"{rec['mean_levels']:.2f}")
+            acc = {}
+        if done % profile["checkpoint_every"] == 0 or done == total_it:
+            good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()))
+            _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0)
+    bar.close()
+    done = it + 1 if stopped is None else it
+    if stopped is not None and done > start:
+        _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0)
+    summary = {"iterations_done": done, "iterations": total_it, "finished": done >= total_it, "stopped": stopped,
+               "rollbacks": rollbacks, "seconds": round(elapsed0 + time.perf_counter() - t0, 1),
+               "run": run_cfg, "bf16": use_bf16, "device": str(dev), "versions": versions(),
+               "parameters": hider.num_parameters(), "last_log": _last_log(out / LOG)}
+    write_json(out / SUMMARY, summary)
+    return summary
+
+
+def _save(ck: Path, hider: Hider, opt: torch.optim.Optimizer, run_cfg: dict, done: int, rollbacks: int,
+          seconds: float) -> None:
+    save_hider(ck, hider, profile=run_cfg["profile"].get("profile"), optimizer=opt, overwrite=True,
+               training={"iteration": done, "rollbacks": rollbacks, "seconds": round(seconds, 1), "run": run_cfg})
+
+
+def _trim_log(path: Path, upto: int) -> None:
+    """Drop log lines past the resumed iteration (they will be written again)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["iteration"] <= upto:
+                keep.append(line)
+        except (ValueError, KeyError):
+            break
+    path.write_text("".join(s + "\n" for s in keep))
+
+
+def _last_log(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    lines = path.read_text().splitlines()
+    return json.loads(lines[-1]) if lines else None
