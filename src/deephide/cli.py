@@ -59,6 +59,161 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _kv(items: list[str] | None, what: str) -> dict:
+    """``key=value`` pairs (values parsed as JSON where possible: numbers, true/false)."""
+    out = {}
+    for it in items or []:
+        if "=" not in it:
+            raise DeephideError(f"{what}: expected key=value, got '{it}'")
+        k, v = it.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except ValueError:
+            out[k.strip()] = v
+    return out
+
+
+def _loader_test_spec(spec: str) -> str | None:
+    from .data import DATASETS
+
+    loader = spec.split("?", 1)[0].split(":", 1)[0]
+    return spec if loader in DATASETS and loader != "file" and not Path(spec).exists() else None
+
+
+@command("train-hider")
+def cmd_train_hider(a: argparse.Namespace) -> int:
+    import shutil
+
+    from .data import load_dataset
+    from .hiding.profiles import get_hider_profile
+    from .pipeline import train_hider_job
+
+    out = Path(a.out)
+    train = load_dataset(a.data, "train")
+    test_spec = a.test or _loader_test_spec(a.data)
+    test = load_dataset(test_spec, "test") if test_spec else None
+    prof = get_hider_profile(a.profile, **_kv(a.set, "--set"))
+    if a.iterations:
+        prof["iterations"] = a.iterations
+    if out.exists() and a.force:
+        shutil.rmtree(out)
+    s = train_hider_job(train, test, a.secrets, a.mode, prof, out, seed=a.seed, lfc_iterations=a.lfc_iterations,
+                        device=a.device, progress=not a.quiet, time_limit_s=a.time_limit,
+                        **_kv(a.secret_option, "--secret-option"))
+    last = s.get("last_log") or {}
+    print(f"hider in {out}: {s['iterations_done']}/{s['iterations']} iterations, {s['seconds']:.0f} s; "
+          f"reveal PSNR {last.get('reveal_psnr', float('nan')):.2f} dB, PSNR(x_ue, x_c) {last.get('psnr_stego', float('nan')):.2f} dB, "
+          f"mean |delta| {last.get('mean_levels', float('nan')):.2f} levels")
+    return 0
+
+
+@command("protect")
+def cmd_protect(a: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .data.storage import export_class_folders, export_png_folder, save_imageset
+    from .fsutil import check_new_output
+    from .hiding.hiderdir import hider_bank_dir, open_hider
+    from .pipeline import bank_for
+    from .protect import parse_eps, protect, verify
+
+    levels = parse_eps(a.eps)
+    check_new_output(a.out, a.force)
+    for extra in (a.export_png, a.export_folder):
+        if extra:
+            check_new_output(extra, a.force)
+    ds = load_dataset(a.data, "train")
+    hider, info = open_hider(a.hider, image_size=ds.shape[0])
+    secrets = a.secrets or (str(hider_bank_dir(a.hider)) if hider_bank_dir(a.hider) else None)
+    if secrets is None:
+        raise DeephideError(f"{a.hider}: no secret bank saved with this hider; give --secrets")
+    bank = bank_for(ds, secrets, a.mode, a.seed)
+    prot = protect(ds, hider, bank, a.mode, levels=levels, seed=a.seed, batch_size=a.batch_size,
+                   device=a.device, bf16=a.bf16, progress=not a.quiet, hider_info=info)
+    test_spec = _loader_test_spec(a.data) or ds.provenance.get("test_spec")
+    if test_spec:
+        prot = prot.replace(test_spec=test_spec)
+    save_imageset(prot, a.out, force=a.force)
+    if a.export_png:
+        export_png_folder(prot, a.export_png, force=a.force)
+    if a.export_folder:
+        export_class_folders(prot, a.export_folder, force=a.force)
+    v = verify(ds, prot, levels=levels)
+    p = prot.provenance["protection"]
+    print(f"protected {len(prot)} images -> {a.out} ({a.mode}-wise, eps {levels}/255): L-inf {v['linf_levels']} levels, "
+          f"mean |delta| {v['mean_abs_levels']:.2f}, PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}, "
+          f"{p['images_per_s']:.0f} images/s")
+    return 0
+
+
+@command("verify")
+def cmd_verify(a: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .fsutil import write_json
+    from .protect import parse_eps, verify
+
+    levels = parse_eps(a.eps)
+    clean = load_dataset(a.clean, "train")
+    prot = load_dataset(a.protected, "train")
+    v = verify(clean, prot, levels=levels)
+    if a.out:
+        write_json(a.out, v)
+    status = "OK" if v["ok"] else f"FAILED: {v['violations']} images over budget"
+    print(f"{a.protected}: {status}; L-inf {v['linf_levels']}/{levels} levels, mean |delta| {v['mean_abs_levels']:.2f}, "
+          f"at bound {100 * v['frac_at_bound']:.1f}%, PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}, labels "
+          f"{'equal' if v['labels_equal'] else 'DIFFER'}")
+    for bad in v["violating"]:
+        print(f"  image {bad['index']}: L-inf {bad['linf']} levels")
+    return 0 if v["ok"] else 1
+
+
+@command("reveal")
+def cmd_reveal(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data import load_dataset
+    from .data.storage import save_imageset
+    from .fsutil import check_new_output
+    from .hiding.hiderdir import hider_bank_dir, open_hider
+    from .protect import psnr, reveal, ssim
+    from .semantic import load_bank
+
+    check_new_output(a.out, a.force)
+    ds = load_dataset(a.data, "train")
+    if a.limit:
+        ds = ds.subset(np.arange(min(a.limit, len(ds))), note=f"first {a.limit}")
+    hider, _ = open_hider(a.hider, image_size=ds.shape[0])
+    rev = reveal(ds, hider, batch_size=a.batch_size, device=a.device, progress=not a.quiet)
+    out = ds.replace(images=rev, note="revealed")
+    save_imageset(out, a.out, force=a.force)
+    msg = f"revealed {len(ds)} images -> {a.out}"
+    assign = ds.provenance.get("protection", {}).get("assignment")
+    bank_dir = hider_bank_dir(a.hider)
+    if assign is not None and bank_dir is not None:
+        bank = load_bank(bank_dir)
+        hidden = bank.images[np.asarray(assign)[: len(ds)]]
+        msg += f"; against the hidden images: PSNR {psnr(rev, hidden):.2f} dB, SSIM {ssim(rev, hidden):.4f}"
+    print(msg)
+    return 0
+
+
+@command("demo")
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .pipeline import run_demo
+
+    s = run_demo(Path(a.out), force=a.force, progress=not a.quiet, mode=a.mode)
+    c, p = s["clean"], s["protected"]
+    last = (s["hider"].get("last_log") or {})
+    print()
+    print(f"Deep Hiding demo on {s['config']['dataset']} ({s['config']['mode']}-wise, eps 8/255), {s['minutes']:.1f} min")
+    print(f"  hider: reveal PSNR {last.get('reveal_psnr', float('nan')):.2f} dB; protected set PSNR {s['verify']['psnr']:.2f} dB, "
+          f"SSIM {s['verify']['ssim']:.4f}, L-inf {s['verify']['linf_levels']} levels")
+    print(f"  victim {s['config']['victim_model']}, clean test accuracy (final epoch):")
+    print(f"    trained on clean data      {c['final_acc']:6.2f}%   ({c['wall_time_s']:.0f} s)")
+    print(f"    trained on protected data  {p['final_acc']:6.2f}%   ({p['wall_time_s']:.0f} s)")
+    print(f"  outputs: {a.out}/ (protected set, hider, summary.json)")
+    return 0
+
+
 @command("list")
 def cmd_list(a: argparse.Namespace) -> int:
     what = a.what
@@ -104,6 +259,61 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="write the full result record (JSON) here")
     e.add_argument("--force", action="store_true", help="replace an existing --out")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    th = sub.add_parser("train-hider", help="train the INN hider on a set and a secret source")
+    th.add_argument("--data", required=True, help="training covers (set spec)")
+    th.add_argument("--test", help="clean test set, for the LFC feature network (default: the loader's test split)")
+    th.add_argument("--secrets", default="sig", help="semantic source name or a saved bank directory")
+    th.add_argument("--secret-option", action="append", metavar="KEY=VALUE", help="option of the semantic source")
+    th.add_argument("--mode", choices=["class", "sample"], default="class")
+    th.add_argument("--profile", default="cpu")
+    th.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hider profile setting (e.g. w_lfc=0)")
+    th.add_argument("--iterations", type=int)
+    th.add_argument("--lfc-iterations", type=int, help="training iterations of the LFC ResNet-18 (cached)")
+    th.add_argument("--time-limit", type=float, help="stop (resumably) after this many seconds")
+    th.add_argument("--seed", type=int, default=0)
+    th.add_argument("--device", default="auto")
+    th.add_argument("--out", required=True, help="hider directory (resumed when it exists)")
+    th.add_argument("--force", action="store_true", help="start over instead of resuming")
+    th.add_argument("--quiet", action="store_true")
+
+    pr = sub.add_parser("protect", help="hide secrets in every image of a set (guaranteed budget)")
+    pr.add_argument("--data", required=True)
+    pr.add_argument("--hider", required=True, help="a train-hider output directory")
+    pr.add_argument("--mode", choices=["class", "sample"], default="class")
+    pr.add_argument("--eps", default="8/255")
+    pr.add_argument("--secrets", help="semantic source or bank dir (default: the hider's own bank)")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--batch-size", type=int, default=256)
+    pr.add_argument("--bf16", action="store_true", help="bf16 INN pass (faster on CPUs with bf16; budget still exact)")
+    pr.add_argument("--device", default="auto")
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--export-png", help="also write the APBench/ISS PNG-folder layout here")
+    pr.add_argument("--export-folder", help="also write images back as <dir>/<class>/<file> (folder: input)")
+    pr.add_argument("--force", action="store_true")
+    pr.add_argument("--quiet", action="store_true")
+
+    vf = sub.add_parser("verify", help="recompute budget, PSNR and SSIM of a protected set")
+    vf.add_argument("--clean", required=True)
+    vf.add_argument("--protected", required=True)
+    vf.add_argument("--eps", default="8/255")
+    vf.add_argument("--out", help="write the report (JSON) here")
+
+    rv = sub.add_parser("reveal", help="recover hidden images from protected ones (INN inverse)")
+    rv.add_argument("--data", required=True)
+    rv.add_argument("--hider", required=True)
+    rv.add_argument("--out", required=True)
+    rv.add_argument("--limit", type=int, help="only the first N images")
+    rv.add_argument("--batch-size", type=int, default=256)
+    rv.add_argument("--device", default="auto")
+    rv.add_argument("--force", action="store_true")
+    rv.add_argument("--quiet", action="store_true")
+
+    dm = sub.add_parser("demo", help="the main job on Fashion-MNIST: hider, protection, clean vs protected victims")
+    dm.add_argument("--out", default="runs/demo")
+    dm.add_argument("--mode", choices=["class", "sample"], default=None)
+    dm.add_argument("--force", action="store_true", help="start over instead of resuming")
+    dm.add_argument("--quiet", action="store_true")
 
     ls = sub.add_parser("list", help="list registered components")
     ls.add_argument("what", choices=["datasets", "models", "profiles", "countermeasures", "semantic-sources", "attacks"])

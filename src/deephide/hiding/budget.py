@@ -1,0 +1,49 @@
+"""The L-inf budget guarantee: project float stego images, then quantise to uint8 within budget."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import DeephideError
+
+
+def project_to_budget(stego: torch.Tensor, cover: torch.Tensor, eps: float) -> torch.Tensor:
+    """Clamp ``stego`` into [cover - eps, cover + eps] intersected with [0, 1].
+
+    stego, cover: float (N, C, H, W), cover in [0, 1]; eps >= 0. Returns a new float tensor.
+    """
+    if stego.shape != cover.shape:
+        raise DeephideError(f"project_to_budget: shapes differ, {tuple(stego.shape)} vs {tuple(cover.shape)}")
+    if not (stego.is_floating_point() and cover.is_floating_point()):
+        raise DeephideError("project_to_budget: stego and cover must be float tensors")
+    if eps < 0:
+        raise DeephideError(f"project_to_budget: eps must be >= 0, got {eps}")
+    cover = cover.to(stego.dtype)
+    return torch.minimum(torch.maximum(stego, cover - eps), cover + eps).clamp(0.0, 1.0)
+
+
+def quantise_within_budget(stego_float: torch.Tensor, cover_uint8: torch.Tensor, levels: int = 8) -> torch.Tensor:
+    """Round float stego images to uint8 so every pixel is within ``levels`` of the clean pixel.
+
+    stego_float: float (N, C, H, W), nominally in [0, 1] (values outside are clipped).
+    cover_uint8: uint8 tensor of the same shape, the clean images.
+    Returns uint8 (N, C, H, W). Rounding is round-half-to-even of stego * 255; the clip to
+    cover +- levels and 0..255 is done in int16, so the bound holds exactly (no float slack).
+    """
+    if stego_float.shape != cover_uint8.shape:
+        raise DeephideError(
+            f"quantise_within_budget: shapes differ, {tuple(stego_float.shape)} vs {tuple(cover_uint8.shape)}"
+        )
+    if cover_uint8.dtype != torch.uint8:
+        raise DeephideError(f"quantise_within_budget: cover must be uint8, got {cover_uint8.dtype}")
+    if not stego_float.is_floating_point():
+        raise DeephideError(f"quantise_within_budget: stego must be float, got {stego_float.dtype}")
+    if not isinstance(levels, int) or not 0 <= levels <= 255:
+        raise DeephideError(f"quantise_within_budget: levels must be an integer in 0..255, got {levels!r}")
+    if not bool(torch.isfinite(stego_float).all()):
+        raise DeephideError("quantise_within_budget: stego contains NaN or infinite values")
+    # clamp in float first so the int16 cast cannot overflow on wild values
+    q = torch.round(stego_float.float().clamp(-1.0, 2.0) * 255.0).to(torch.int16)
+    c = cover_uint8.to(torch.int16)
+    q = torch.minimum(torch.maximum(q, c - levels), c + levels).clamp(0, 255)
+    return q.to(torch.uint8)

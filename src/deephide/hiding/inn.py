@@ -1,0 +1,234 @@
+"""HiNet-style invertible hiding network (Jing et al., ICCV 2021), as used by Deep Hiding.
+
+Data flow (all images float (N, C, H, W) in [0, 1], C = ``config.channels``, H = W = image_size):
+
+    hide:   [s, r] = INN([DWT(cover), DWT(secret)]);  stego = IWT(s)
+    reveal: [_, h] = INN^-1([DWT(stego), z]);         secret_hat = IWT(h)
+
+Each coupling block starts as the identity (last conv of every subnet zero-initialised), so a
+fresh hider returns ``stego == cover`` exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import DeephideError
+from .wavelets import dwt, iwt
+
+
+@dataclass(frozen=True)
+class HiderConfig:
+    """Architecture of a :class:`Hider` (everything needed to rebuild it before loading weights).
+
+    blocks: number of affine coupling blocks (HiNet: 16).
+    growth: channels added by each dense conv of the subnets (HiNet: 32).
+    clamp: bound of the log-scale, s(t) in (-clamp, clamp) (HiNet: 2.0).
+    image_size: side of the square images the hider is trained for (even).
+    channels: image channels of cover and secret (3 = RGB).
+    """
+
+    blocks: int
+    growth: int
+    clamp: float
+    image_size: int
+    channels: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("blocks", "growth", "image_size", "channels"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise DeephideError(f"hider config: {name} must be a positive integer, got {v!r}")
+        if self.image_size % 2:
+            raise DeephideError(f"hider config: image_size must be even (Haar DWT), got {self.image_size}")
+        if not isinstance(self.clamp, (int, float)) or not self.clamp > 0:
+            raise DeephideError(f"hider config: clamp must be > 0, got {self.clamp!r}")
+        object.__setattr__(self, "clamp", float(self.clamp))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "hider config") -> "HiderConfig":
+        """Build from a JSON dict; unknown or missing keys are a one-line error naming ``where``."""
+        if not isinstance(d, dict):
+            raise DeephideError(f"{where}: hider config must be a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise DeephideError(f"{where}: unknown hider config keys {unknown}")
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise DeephideError(f"{where}: incomplete hider config ({e})") from None
+
+
+def soft_clamp(t: torch.Tensor, clamp: float) -> torch.Tensor:
+    """s(t) = clamp * 2 * (sigmoid(t) - 0.5): a smooth map to (-clamp, clamp), s(0) = 0."""
+    return clamp * 2.0 * (torch.sigmoid(t) - 0.5)
+
+
+class DenseSubnet(nn.Module):
+    """Residual-dense conv net used for phi, rho and eta: (N, c_in, h, w) -> (N, c_out, h, w).
+
+    Five 3x3 convs; conv k sees the input concatenated with the outputs of convs 1..k-1
+    (each ``growth`` channels); LeakyReLU(0.01) after convs 1-4; conv 5 is zero-initialised so
+    the subnet outputs exactly 0 at init.
+    """
+
+    def __init__(self, c_in: int, c_out: int, growth: int = 32, init_scale: float | None = 0.01):
+        super().__init__()
+        if min(c_in, c_out, growth) < 1:
+            raise DeephideError(f"DenseSubnet: channel counts must be positive, got {c_in}, {c_out}, {growth}")
+        self.convs = nn.ModuleList(
+            nn.Conv2d(c_in + k * growth, growth if k < 4 else c_out, 3, padding=1) for k in range(5)
+        )
+        self.act = nn.LeakyReLU(0.01, inplace=True)
+        self.reset_parameters(init_scale)
+
+    def reset_parameters(self, init_scale: float | None = 0.01) -> None:
+        """HiNet init: N(0, init_scale^2) for convs 1-4 (None keeps PyTorch's default); conv 5 zero."""
+        with torch.no_grad():
+            if init_scale is not None:
+                for conv in self.convs[:4]:
+                    for p in conv.parameters():
+                        p.normal_(0.0, init_scale)
+            # zero last conv: the whole coupling block starts as the exact identity
+            self.convs[4].weight.zero_()
+            self.convs[4].bias.zero_()  # type: ignore[union-attr]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = [x]
+        for conv in self.convs[:4]:
+            feats.append(self.act(conv(torch.cat(feats, dim=1))))
+        return self.convs[4](torch.cat(feats, dim=1))
+
+
+class CouplingBlock(nn.Module):
+    """HiNet affine coupling block on x = [x1 (cover part), x2 (secret part)] along channels.
+
+    forward: y1 = x1 + phi(x2);  y2 = x2 * exp(s(rho(y1))) + eta(y1)
+    inverse: x2 = (y2 - eta(y1)) * exp(-s(rho(y1)));  x1 = y1 - phi(x2)
+    Shapes: (N, channels_cover + channels_secret, h, w) both ways.
+    """
+
+    def __init__(self, channels_cover: int = 12, channels_secret: int = 12, clamp: float = 2.0,
+                 growth: int = 32, init_scale: float | None = 0.01):
+        super().__init__()
+        self.c1, self.c2, self.clamp = channels_cover, channels_secret, float(clamp)
+        self.phi = DenseSubnet(channels_secret, channels_cover, growth, init_scale)
+        self.rho = DenseSubnet(channels_cover, channels_secret, growth, init_scale)
+        self.eta = DenseSubnet(channels_cover, channels_secret, growth, init_scale)
+
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.ndim != 4 or x.shape[1] != self.c1 + self.c2:
+            raise DeephideError(
+                f"coupling block: expected (N, {self.c1 + self.c2}, h, w), got {tuple(x.shape)}"
+            )
+        return x[:, : self.c1], x[:, self.c1:]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = self._split(x)
+        y1 = x1 + self.phi(x2)
+        y2 = x2 * torch.exp(soft_clamp(self.rho(y1), self.clamp)) + self.eta(y1)
+        return torch.cat((y1, y2), dim=1)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        y1, y2 = self._split(y)
+        # multiply by exp(-s) rather than divide by exp(s): same value, one op cheaper, no 0-division
+        x2 = (y2 - self.eta(y1)) * torch.exp(-soft_clamp(self.rho(y1), self.clamp))
+        x1 = y1 - self.phi(x2)
+        return torch.cat((x1, x2), dim=1)
+
+
+class Hider(nn.Module):
+    """The hiding INN: a stack of :class:`CouplingBlock` between Haar DWT and IWT.
+
+    ``hide(cover, secret)`` and ``reveal(stego, z)`` take float images (N, C, S, S) in [0, 1]
+    with C = ``config.channels`` and S = ``config.image_size``. Outputs are *not* clipped or
+    projected to the budget: see :mod:`deephide.hiding.budget`.
+    """
+
+    def __init__(self, config: HiderConfig, init_scale: float | None = 0.01):
+        super().__init__()
+        if not isinstance(config, HiderConfig):
+            raise DeephideError(f"Hider: config must be a HiderConfig, got {type(config).__name__}")
+        self.config = config
+        c4 = 4 * config.channels
+        self.blocks = nn.ModuleList(
+            CouplingBlock(c4, c4, config.clamp, config.growth, init_scale) for _ in range(config.blocks)
+        )
+
+    @property
+    def dwt_channels(self) -> int:
+        """Channels of one image in DWT space (4 x image channels, e.g. 12 for RGB)."""
+        return 4 * self.config.channels
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _check_images(self, x: torch.Tensor, what: str) -> None:
+        s, c = self.config.image_size, self.config.channels
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise DeephideError(f"hider {what}: expected a float tensor in [0, 1], got {getattr(x, 'dtype', type(x).__name__)}")
+        if x.ndim != 4 or tuple(x.shape[1:]) != (c, s, s):
+            got = "x".join(str(v) for v in x.shape[-2:]) if x.ndim >= 2 else str(tuple(x.shape))
+            if x.ndim == 4 and x.shape[1] == c:
+                raise DeephideError(f"hider {what}: hider trained for {s}x{s} images, data is {got}")
+            raise DeephideError(f"hider {what}: expected shape (N, {c}, {s}, {s}), got {tuple(x.shape)}")
+
+    def inn_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """INN in the hiding direction: (N, 2*dwt_channels, S/2, S/2) -> same shape."""
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def inn_inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """INN in the revealing direction, the exact inverse of :meth:`inn_forward`."""
+        for block in reversed(self.blocks):
+            y = block.inverse(y)
+        return y
+
+    def hide(self, cover: torch.Tensor, secret: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hide ``secret`` in ``cover``.
+
+        cover, secret: float (N, C, S, S) in [0, 1], same shape.
+        Returns (stego, r): stego float (N, C, S, S), roughly in [0, 1] (unprojected);
+        r float (N, 4C, S/2, S/2), the lost-information residual in DWT space.
+        """
+        self._check_images(cover, "cover")
+        self._check_images(secret, "secret")
+        if cover.shape[0] != secret.shape[0]:
+            raise DeephideError(f"hider hide: {cover.shape[0]} covers but {secret.shape[0]} secrets")
+        c_dwt = dwt(cover)
+        y = self.inn_forward(torch.cat((c_dwt, dwt(secret)), dim=1))
+        k = self.dwt_channels
+        # residual form cover + IWT(s - DWT(cover)): equal to IWT(s) in exact arithmetic, but the
+        # ~8/255 perturbation is not buried in the round-off of a full-image round trip, and an
+        # identity INN gives stego == cover bit for bit
+        stego = cover + iwt(y[:, :k] - c_dwt)
+        return stego, y[:, k:]
+
+    def reveal(self, stego: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Recover the hidden image: float (N, C, S, S) -> secret_hat float (N, C, S, S).
+
+        z: the residual fed to the inverse, float (N, 4C, S/2, S/2); None = zeros (inference).
+        Pass Gaussian noise in training (HiNet) or the ``r`` from :meth:`hide` for an exact check.
+        """
+        self._check_images(stego, "stego")
+        s_dwt = dwt(stego)
+        if z is None:
+            z = torch.zeros_like(s_dwt)
+        elif tuple(z.shape) != tuple(s_dwt.shape):
+            raise DeephideError(f"hider reveal: z must have shape {tuple(s_dwt.shape)}, got {tuple(z.shape)}")
+        x = self.inn_inverse(torch.cat((s_dwt, z.to(s_dwt.dtype)), dim=1))
+        return iwt(x[:, self.dwt_channels:])
+
+    def forward(self, cover: torch.Tensor, secret: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Same as :meth:`hide`."""
+        return self.hide(cover, secret)

@@ -1,0 +1,142 @@
+"""Deep Hiding training losses: L_total = L_hide + w1 L_reveal + w2 L_freq + w3 L_LFC.
+
+Reductions (chosen so that the paper's default weights w = (1, 1, 1e-4) keep its balance):
+every pixel loss is a *mean* over all elements (batch-size and image-size independent), and
+L_LFC is a *mean* over same-class ordered pairs. With mean MSE, L_reveal is ~1e-3 at a 30 dB
+reveal PSNR while 1 - cos of ReLU feature maps is ~0.1-1, i.e. L_LFC is ~100-1000x the others,
+which is what the paper reports ("the w3 loss is typically 1000x larger"); a *sum* over pairs
+would grow with (batch size)^2 / classes and make w3 depend on the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Collection, Mapping
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import DeephideError
+from .wavelets import lowpass
+
+#: Loss terms known to :func:`total_loss`, in logging order.
+TERMS: tuple[str, ...] = ("hide", "reveal", "freq", "lfc")
+
+#: Paper defaults: L_hide unweighted, w1 (reveal) = 1, w2 (freq) = 1, w3 (LFC) = 1e-4.
+DEFAULT_WEIGHTS: dict[str, float] = {"hide": 1.0, "reveal": 1.0, "freq": 1.0, "lfc": 1e-4}
+
+
+def _same_shape(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
+    if a.shape != b.shape:
+        raise DeephideError(f"{what}: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
+
+
+def hide_loss(stego: torch.Tensor, cover: torch.Tensor, eps: float) -> torch.Tensor:
+    """Budget-overflow penalty: mean over all elements of relu(|stego - cover| - eps)^2.
+
+    stego, cover: float (N, C, H, W) in [0, 1]; eps >= 0 (8/255 by default elsewhere).
+    Exactly 0 while every pixel is inside the eps-ball (the paper's "L_hide stays 0").
+    """
+    _same_shape(stego, cover, "hide_loss")
+    if eps < 0:
+        raise DeephideError(f"hide_loss: eps must be >= 0, got {eps}")
+    return F.relu((stego - cover).abs() - eps).square().mean()
+
+
+def reveal_loss(secret_hat: torch.Tensor, secret: torch.Tensor) -> torch.Tensor:
+    """MSE (mean over all elements) between the revealed and the hidden image, (N, C, H, W)."""
+    _same_shape(secret_hat, secret, "reveal_loss")
+    return F.mse_loss(secret_hat, secret)
+
+
+def freq_loss(stego: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
+    """MSE (mean) between the Haar LL sub-bands of stego and cover, (N, C, H, W) -> scalar.
+
+    LL is orthonormal (= 2 x the 2x2 mean), so this is 4 x the MSE of the 2x2-average-pooled
+    images: it keeps low frequencies and pushes hidden content into the detail bands.
+    """
+    _same_shape(stego, cover, "freq_loss")
+    return F.mse_loss(lowpass(stego), lowpass(cover))
+
+
+def perturbation_to_image(x_pm: torch.Tensor, eps: float) -> torch.Tensor:
+    """Map a perturbation in [-eps, eps] affinely onto the image range [0, 1]: x / (2 eps) + 0.5.
+
+    The LFC feature network was trained on [0, 1] images; a raw +-8/255 map would look to it like
+    a flat grey-black image whose features all point the same way (cosine ~1 for any pair, no
+    useful gradient). Rescaled, the perturbation is "seen" as an image, which is also how the
+    paper visualises perturbation maps. Values outside the budget map outside [0, 1] and are
+    *not* clipped (clipping would cut the gradient).
+    """
+    if not eps > 0:
+        raise DeephideError(f"lfc_loss: eps must be > 0, got {eps}")
+    return x_pm / (2.0 * eps) + 0.5
+
+
+def lfc_loss(features_fn: Callable[[torch.Tensor], torch.Tensor], stego: torch.Tensor,
+             cover: torch.Tensor, labels: torch.Tensor, eps: float = 8 / 255,
+             to_image: bool = True) -> torch.Tensor:
+    """Latent Feature Concentration: same-class perturbations should have aligned features.
+
+    stego, cover: float (N, C, H, W); labels: int (N,).
+    features_fn: frozen network, float (N, C, H, W) in [0, 1] -> features (N, ...), e.g. the
+        last conv map of a clean ResNet-18. It must not run under no_grad: the gradient flows
+        through it to the stego image (its own parameters are simply not optimised).
+    to_image: feed :func:`perturbation_to_image` of x_pm = stego - cover (default) or raw x_pm.
+
+    L = mean over ordered pairs (i, j), i != j, labels[i] == labels[j], of 1 - cos(f_i, f_j),
+    in [0, 2]. Mean rather than sum: see the module docstring. A batch with no same-class pair
+    gives a zero that still depends on the inputs (so backward() works and adds nothing).
+    """
+    _same_shape(stego, cover, "lfc_loss")
+    if labels.ndim != 1 or labels.shape[0] != stego.shape[0]:
+        raise DeephideError(f"lfc_loss: labels must have shape ({stego.shape[0]},), got {tuple(labels.shape)}")
+    x_pm = stego - cover
+    labels = labels.to(x_pm.device)
+    same = labels[:, None] == labels[None, :]
+    same.fill_diagonal_(False)
+    if not bool(same.any()):
+        # skip the feature pass: nothing to concentrate, but keep a graph for backward()
+        return x_pm.sum() * 0.0
+    inp = perturbation_to_image(x_pm, eps) if to_image else x_pm
+    feats = features_fn(inp)
+    if feats.shape[0] != stego.shape[0]:
+        raise DeephideError(f"lfc_loss: features_fn returned {feats.shape[0]} rows for {stego.shape[0]} images")
+    # float32 for the cosine: bf16 norms of long feature vectors lose ~3 digits
+    f = F.normalize(feats.reshape(feats.shape[0], -1).float(), dim=1, eps=1e-8)
+    cos = f @ f.t()
+    return (1.0 - cos[same]).mean()
+
+
+def total_loss(terms: Mapping[str, torch.Tensor], weights: Mapping[str, float] | None = None,
+               enabled: Collection[str] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted sum of the loss terms, plus float values for logging.
+
+    terms: name -> scalar tensor, names from :data:`TERMS` ("hide", "reveal", "freq", "lfc").
+    weights: name -> weight; missing names take :data:`DEFAULT_WEIGHTS`.
+    enabled: names that count (None = all terms given). A term that is disabled or has weight 0
+        is left out of the sum (so it may be absent from ``terms`` and a NaN in it is harmless)
+        but is still logged when given. L_hide only (paper Table K): ``enabled={"hide"}``.
+    Returns (total scalar tensor, {name: value, ..., "total": value}); values are unweighted
+    except "total".
+    """
+    w = dict(DEFAULT_WEIGHTS)
+    if weights:
+        unknown = sorted(set(weights) - set(TERMS))
+        if unknown:
+            raise DeephideError(f"total_loss: unknown loss weights {unknown}; known: {', '.join(TERMS)}")
+        w.update({k: float(v) for k, v in weights.items()})
+    unknown = sorted((set(terms) | set(enabled or ())) - set(TERMS))
+    if unknown:
+        raise DeephideError(f"total_loss: unknown loss terms {unknown}; known: {', '.join(TERMS)}")
+    wanted = set(terms) if enabled is None else set(enabled)
+    active = [t for t in TERMS if t in wanted and w[t] != 0.0]
+    missing = [t for t in active if t not in terms]
+    if missing:
+        raise DeephideError(f"total_loss: enabled terms not computed: {missing}")
+    if not active:
+        raise DeephideError("total_loss: every loss term is disabled")
+    total = sum((w[t] * terms[t] for t in active[1:]), w[active[0]] * terms[active[0]])
+    names = [t for t in TERMS if t in terms] + ["total"]
+    # one stacked transfer instead of one .item() per term: a single device sync per step
+    values = torch.stack([terms[t].detach().float().reshape(()) for t in names[:-1]] + [total.detach().float()])
+    return total, dict(zip(names, values.tolist()))

@@ -1,0 +1,85 @@
+"""Hider settings per profile: architecture (blocks, growth, clamp) + training hyperparameters.
+
+``paper``: HiNet's architecture and optimiser (the paper gives no batch size or schedule for its
+own training: those are this project's defaults, marked "gap"). ``cpu``: a shallower INN that
+trains in minutes on 2 cores. ``tiny``: tests. One flat dict per profile.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..errors import DeephideError
+from .inn import HiderConfig
+
+_ADAM = {
+    # HiNet's optimiser (Jing et al. 2021): Adam, lr 10^-4.5, betas (0.5, 0.999), eps 1e-6, wd 1e-5
+    "lr": 10 ** -4.5, "betas": (0.5, 0.999), "adam_eps": 1e-6, "weight_decay": 1e-5,
+}
+_LOSS = {
+    # L_total = w_hide L_hide + w_reveal L_reveal + w_freq L_freq + w_lfc L_LFC (paper: 1, 1, 1, 1e-4)
+    "w_hide": 1.0, "w_reveal": 1.0, "w_freq": 1.0, "w_lfc": 1e-4, "lfc": True,
+    "eps": 8 / 255,
+}
+
+HIDER_PROFILES: dict[str, dict[str, Any]] = {
+    "paper": {
+        "blocks": 16, "growth": 32, "clamp": 2.0, "init_scale": 0.01,  # HiNet: ~4.05 M parameters
+        **_ADAM, **_LOSS,
+        "batch_size": 32,        # gap: several samples per class are needed by L_LFC
+        "per_class": 4,          # gap: class-balanced batches, >= 2 images of each drawn class
+        "iterations": 20_000,    # gap
+        "lr_step_every": 5_000, "lr_gamma": 0.5,  # HiNet halves the lr on a step schedule
+        "grad_clip": 10.0,       # gap: HiNet diverges now and then; clip the global grad norm
+        "z_noise": "gauss",      # reveal-side z during training: N(0, 1) as in HiNet
+        "bf16": False, "checkpoint_every": 1_000, "log_every": 100,
+    },
+    "cpu": {
+        # 4 blocks: hide ~700 img/s bf16 and ~4x faster training than 16 blocks on 2 cores
+        "blocks": 4, "growth": 32, "clamp": 2.0, "init_scale": 0.01,
+        **_ADAM, **_LOSS,
+        "lr": 10 ** -3.5,        # short run: a larger step than HiNet's (untested guess, tune)
+        "batch_size": 40, "per_class": 4,
+        "iterations": 1_500,
+        "lr_step_every": 500, "lr_gamma": 0.5,
+        "grad_clip": 10.0, "z_noise": "gauss",
+        "bf16": True, "checkpoint_every": 250, "log_every": 50,
+    },
+    "tiny": {
+        "blocks": 1, "growth": 8, "clamp": 2.0, "init_scale": 0.01,
+        **_ADAM, **_LOSS,
+        "batch_size": 8, "per_class": 2,
+        "iterations": 4,
+        "lr_step_every": 1_000, "lr_gamma": 0.5,
+        "grad_clip": 10.0, "z_noise": "gauss",
+        "bf16": False, "checkpoint_every": 2, "log_every": 1,
+    },
+}
+
+
+def get_hider_profile(name: str, **overrides: Any) -> dict[str, Any]:
+    """A copy of hider profile ``name`` with ``overrides`` applied (None values ignored, unknown keys refused)."""
+    if name not in HIDER_PROFILES:
+        raise DeephideError(f"unknown hider profile '{name}'; choose one of: {', '.join(sorted(HIDER_PROFILES))}")
+    prof = copy.deepcopy(HIDER_PROFILES[name])
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        if k not in prof:
+            raise DeephideError(f"unknown hider setting '{k}'; known: {', '.join(sorted(prof))}")
+        prof[k] = v
+    prof["profile"] = name
+    return prof
+
+
+def hider_config(profile: dict[str, Any], image_size: int, channels: int = 3) -> HiderConfig:
+    """The architecture part of a hider profile, for images of ``image_size`` x ``image_size``."""
+    return HiderConfig(blocks=profile["blocks"], growth=profile["growth"], clamp=profile["clamp"],
+                       image_size=image_size, channels=channels)
+
+
+def loss_weights(profile: dict[str, Any]) -> dict[str, float]:
+    """Loss weights for :func:`deephide.hiding.losses.total_loss` (LFC weight 0 when ``lfc`` is off)."""
+    return {"hide": profile["w_hide"], "reveal": profile["w_reveal"], "freq": profile["w_freq"],
+            "lfc": profile["w_lfc"] if profile["lfc"] else 0.0}

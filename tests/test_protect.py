@@ -1,0 +1,155 @@
+"""Hider training loop, protection with a guaranteed budget, reveal/verify, and their CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deephide.cli import main
+from deephide.data import ImageSet, load_dataset
+from deephide.errors import DeephideError
+from deephide.hiding import Hider, HiderConfig, get_hider_profile
+from deephide.hiding.hiderdir import open_hider
+from deephide.hiding.train import balanced_batch, train_hider
+from deephide.protect import parse_eps, protect, reveal, verify
+from deephide.semantic import SecretBank, make_bank
+
+
+@pytest.fixture(scope="module")
+def train():
+    return load_dataset("synthetic?n=64&size=32&classes=4", "train")
+
+
+@pytest.fixture(scope="module")
+def bank(train):
+    return make_bank("next-class", train, "sample", 32, seed=0, per_class=3)
+
+
+def _random_hider(size=32, seed=0):
+    torch.manual_seed(seed)
+    return Hider(HiderConfig(blocks=1, growth=8, clamp=2.0, image_size=size), init_scale=0.5)
+
+
+def test_balanced_batches_hold_same_class_pairs():
+    by_class = [np.arange(10) + 10 * k for k in range(5)]
+    idx = balanced_batch(by_class, per_class=3, n_classes_batch=4, rng=np.random.default_rng(0))
+    cls = idx // 10
+    assert idx.size == 12 and len(set(cls.tolist())) == 4 and all((cls == k).sum() == 3 for k in set(cls.tolist()))
+
+
+def test_train_hider_logs_checkpoints_and_resumes(train, bank, tmp_path):
+    prof = get_hider_profile("tiny", lfc=False, iterations=4, checkpoint_every=2, log_every=1)
+    full = train_hider(train, bank, prof, tmp_path / "a", mode="sample", seed=1, progress=False)
+    assert full["finished"] and full["iterations_done"] == 4
+    log = [json.loads(s) for s in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in log] == [1, 2, 3, 4]
+    for key in ("hide", "reveal", "freq", "total", "psnr_stego", "linf_levels", "reveal_psnr"):
+        assert key in log[-1]
+    part = train_hider(train, bank, prof, tmp_path / "b", mode="sample", seed=1, progress=False, stop_after=3)
+    assert not part["finished"]
+    train_hider(train, bank, prof, tmp_path / "b", mode="sample", seed=1, progress=False)
+    ha, _ = open_hider(tmp_path / "a")
+    hb, _ = open_hider(tmp_path / "b")
+    sa, sb = ha.state_dict(), hb.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_train_hider_with_lfc(train, bank, tmp_path):
+    from deephide.models import build_model
+
+    net = build_model("resnet20", num_classes=4).eval()
+    prof = get_hider_profile("tiny", iterations=2)
+    s = train_hider(train, bank, prof, tmp_path / "h", mode="class", features=net.features, progress=False)
+    assert "lfc" in s["last_log"] and np.isfinite(s["last_log"]["lfc"])
+    with pytest.raises(DeephideError, match="feature network"):
+        train_hider(train, bank, prof, tmp_path / "h2", mode="class", progress=False)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), levels=st.integers(1, 16), mode=st.sampled_from(["class", "sample"]))
+def test_budget_guaranteed_for_random_hiders(seed, levels, mode):
+    rng = np.random.default_rng(seed)
+    imgs = rng.integers(0, 256, size=(6, 16, 16, 3), dtype=np.uint8)
+    imgs[0] = 0
+    imgs[1] = 255  # the box edges
+    ds = ImageSet(imgs, np.arange(6) % 2, ("a", "b"))
+    bank = SecretBank(rng.integers(0, 256, size=(4, 16, 16, 3), dtype=np.uint8), np.array([0, 0, 1, 1]), 2)
+    out = protect(ds, _random_hider(16, seed), bank, mode, levels=levels, progress=False)
+    d = np.abs(out.images.astype(int) - imgs.astype(int))
+    assert d.max() <= levels and out.images.dtype == np.uint8 and np.array_equal(out.labels, ds.labels)
+
+
+def test_protect_is_deterministic_and_class_structured(train, bank):
+    h = _random_hider()
+    a = protect(train, h, bank, "class", progress=False)
+    b = protect(train, h, bank, "class", progress=False)
+    assert np.array_equal(a.images, b.images)
+    assign = np.asarray(a.provenance["protection"]["assignment"])
+    for k in range(4):
+        assert len(set(assign[train.labels == k].tolist())) == 1
+    s = protect(train, h, bank, "sample", progress=False)
+    assign = np.asarray(s.provenance["protection"]["assignment"])
+    assert all(set(assign[train.labels == k].tolist()) <= set(bank.members(k).tolist()) for k in range(4))
+    assert len(set(assign[train.labels == 0].tolist())) > 1
+
+
+def test_identity_hider_reveals_nothing_and_keeps_images(train, bank):
+    h = Hider(HiderConfig(blocks=1, growth=8, clamp=2.0, image_size=32))  # zero-init: identity
+    out = protect(train, h, bank, "class", progress=False)
+    assert np.array_equal(out.images, train.images)
+    v = verify(train, out)
+    assert v["ok"] and v["linf_levels"] == 0
+    assert reveal(train, h, progress=False).shape == train.images.shape
+
+
+def test_protect_bad_inputs(train, bank):
+    h = _random_hider()
+    with pytest.raises(DeephideError, match="secrets are 16x16"):
+        protect(train, h, SecretBank(np.zeros((4, 16, 16, 3), np.uint8), np.arange(4), 4), "class", progress=False)
+    gray = ImageSet(train.images[..., :1].copy(), train.labels, train.class_names, source="gray.npz")
+    with pytest.raises(DeephideError, match="gray.npz.*channel"):
+        protect(gray, h, bank, "class", progress=False)
+    with pytest.raises(DeephideError, match="classes without secrets"):
+        SecretBank(np.zeros((3, 32, 32, 3), np.uint8), np.array([0, 1, 2]), 4)
+    with pytest.raises(DeephideError, match="trained for 16x16"):
+        protect(train, _random_hider(16), bank, "class", progress=False)
+    other = make_bank("next-class", load_dataset("synthetic?n=24&size=32&classes=3", "train"), "class", 32)
+    with pytest.raises(DeephideError, match="bank was made for 3"):
+        protect(train, h, other, "class", progress=False)
+
+
+def test_parse_eps():
+    assert parse_eps("8/255") == 8 and parse_eps("16") == 16 and parse_eps(8 / 255) == 8
+    for bad in ("8/256", "abc", "0", "300"):
+        with pytest.raises(DeephideError, match="--eps"):
+            parse_eps(bad)
+
+
+def test_cli_train_protect_verify_evaluate(tmp_path, capsys):
+    data = "synthetic?n=64&size=32&classes=4"
+    hd, pd = tmp_path / "hider", tmp_path / "prot dir é"  # spaces and non-ASCII in paths
+    assert main(["train-hider", "--data", data, "--secrets", "next-class", "--profile", "tiny", "--set", "lfc=false",
+                 "--out", str(hd), "--quiet"]) == 0
+    assert main(["protect", "--data", data, "--hider", str(hd), "--out", str(pd), "--quiet",
+                 "--export-png", str(tmp_path / "png")]) == 0
+    assert main(["protect", "--data", data, "--hider", str(hd), "--out", str(pd), "--quiet"]) == 2  # exists
+    assert "already exists" in capsys.readouterr().err
+    assert main(["verify", "--clean", data, "--protected", str(pd)]) == 0
+    assert main(["verify", "--clean", data, "--protected", str(tmp_path / "png")]) == 0
+    assert main(["reveal", "--data", str(pd), "--hider", str(hd), "--out", str(tmp_path / "rev"), "--quiet"]) == 0
+    out = tmp_path / "ev.json"
+    assert main(["evaluate", "--train", str(pd), "--model", "resnet20", "--profile", "tiny", "--out", str(out),
+                 "--quiet"]) == 0
+    assert json.loads(out.read_text())["config"]["test"]["n"] > 0
+
+
+def test_cli_bad_hider(tmp_path, capsys):
+    (tmp_path / "nothider").mkdir()
+    assert main(["protect", "--data", "synthetic?n=8", "--hider", str(tmp_path / "nothider"),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nothider" in err[0]
+    assert not (tmp_path / "o").exists()
