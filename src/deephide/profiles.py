@@ -23,7 +23,7 @@ VICTIM: dict[str, dict[str, Any]] = {
         "iterations": 1_400, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
         "nesterov": True, "schedule": "linear-warmup-decay", "warmup_frac": 0.15,
         "label_smoothing": 0.0, "augment": "crop-flip", "eval_every": 235, "bf16": True,
-        "channels_last": True, "eval_batch_size": 1024,
+        "channels_last": True, "eval_batch_size": 256,
     },
     "tiny": {
         "iterations": 12, "batch_size": 32, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,

@@ -705,7 +705,7 @@ def run_grid(config_path: str | os.PathLike, executor: str = "local", address: s
     cells = expand(cfg)
     summary = GridSummary(out=cfg.out, total=len(cells))
     with ResultsWriter(cfg.out) as writer:
-        write_json(sidecar_path(cfg.out), cfg.to_json())
+        write_json(sidecar_path(cfg.out), {**cfg.to_json(), "cell_keys": [c["key"] for c in cells]})
         done = {r["key"] for r in read_results(cfg.out)}
         todo = [c for c in cells if c["key"] not in done]
         summary.skipped = len(cells) - len(todo)

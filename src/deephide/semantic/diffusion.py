@@ -36,8 +36,8 @@ def canny_map(image: np.ndarray, low: float = 0.1, high: float = 0.2) -> np.ndar
     return np.repeat(e[..., None], 3, axis=2)
 
 
-def load_pipeline(model_dir: str | None, controlnet_dir: str | None, device: str):
-    """A StableDiffusionControlNetPipeline on ``device`` from local folders only."""
+def check_diffusion(model_dir: str | None, controlnet_dir: str | None) -> tuple[Path, Path]:
+    """Fail fast (before any planning): the two local folders exist and diffusers imports."""
     if not model_dir:
         raise DeephideError("generator=diffusion: option model_dir=<local Stable Diffusion folder> is required")
     root = Path(model_dir).expanduser()
@@ -47,10 +47,19 @@ def load_pipeline(model_dir: str | None, controlnet_dir: str | None, device: str
     if not (cn / "config.json").is_file():
         raise DeephideError(f"controlnet_dir={cn}: no ControlNet-Canny folder there (config.json missing); pass controlnet_dir=<dir>")
     try:
-        import torch
-        from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+        import diffusers  # noqa: F401
+        import transformers  # noqa: F401
     except ImportError:
         raise DeephideError(f"generator=diffusion: diffusers/transformers not installed ({_HINT})") from None
+    return root, cn
+
+
+def load_pipeline(model_dir: str | None, controlnet_dir: str | None, device: str):
+    """A StableDiffusionControlNetPipeline on ``device`` from local folders only."""
+    root, cn = check_diffusion(model_dir, controlnet_dir)
+    import torch
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+
     from ..runtime import pick_device
 
     dev = pick_device(device)

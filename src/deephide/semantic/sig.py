@@ -106,6 +106,10 @@ def sig_source(train: ImageSet, mode: str, size: int, seed: int, **options: Any)
                             "apply only with generator=diffusion")
     diff_opts = _diffusion_options(o) if generator == "diffusion" else {}
     used = o.finish()
+    if generator == "diffusion":
+        from .diffusion import check_diffusion
+
+        check_diffusion(diff_opts["model_dir"], diff_opts["controlnet_dir"])
 
     plan = make_plan(train.class_names, seed, encoder, font, pool_limit, clusters, exclude)
     count = per_class if mode == "sample" else 1
