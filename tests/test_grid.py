@@ -52,6 +52,17 @@ def fake_trainer(calls: list | None = None):
 
 
 @pytest.fixture
+def one_thread():
+    """Real training with one torch thread: on a shared 2-core machine, more threads mostly wait."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def fake(monkeypatch):
     calls: list = []
     monkeypatch.setattr("deephide.evaluation.trainer.train_victim", fake_trainer(calls))
@@ -142,7 +153,7 @@ def test_missing_train_set_path_is_named_before_training(tmp_path, fake):
 # ------------------------------------------------------------------------------- running & resume
 
 
-def test_local_grid_trains_once_then_resumes(tmp_path, monkeypatch):
+def test_local_grid_trains_once_then_resumes(tmp_path, monkeypatch, one_thread):
     G._DATA_CACHE.clear()
     p = write_config(tmp_path)
     s = G.run_grid(p, progress=False)  # real training: tiny profile, 2 cells
