@@ -275,9 +275,11 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float) -> bool:
 @pytest.fixture
 def ray_head(monkeypatch):
     """A real Ray head on loopback (its own process group, ended by id); None if it cannot start."""
-    pytest.importorskip("ray", reason="ray is not installed")
-    # Linux Ray binds the machine's network address unless told this is a loopback-only node
+    # Linux Ray binds and dials the machine's network address unless told this is a loopback-only
+    # node: the variable for the head's processes, the constant for this (driver) process
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    pytest.importorskip("ray", reason="ray is not installed")
+    monkeypatch.setattr("ray._private.ray_constants.ENABLE_RAY_CLUSTER", False)
     ray_bin = Path(sys.executable).with_name("ray")
     tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     port = _free_port()
@@ -296,7 +298,7 @@ def ray_head(monkeypatch):
     finally:
         if proc is not None:
             # the head and everything it spawned share the process group we created: end exactly that
-            for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+            for sig, wait in ((signal.SIGTERM, 2), (signal.SIGKILL, 5)):
                 try:
                     os.killpg(proc.pid, sig)
                 except ProcessLookupError:
@@ -334,3 +336,11 @@ def test_ray_executor_on_a_real_head(tmp_path, ray_head):
     s2 = G.run_grid(p, executor="ray", address=ray_head or "local-unused", progress=False) if ray_head else None
     if s2 is not None:
         assert s2.ran == 0 and s2.skipped == 2
+
+
+def test_ray_unreachable_head_fails_fast(tmp_path, fake):
+    pytest.importorskip("ray", reason="ray is not installed")
+    t0 = time.monotonic()
+    with pytest.raises(DeephideError, match="no cluster answers at 127.0.0.1"):
+        G.run_grid(write_config(tmp_path), executor="ray", address=f"127.0.0.1:{_free_port()}", progress=False)
+    assert time.monotonic() - t0 < 30 and not fake

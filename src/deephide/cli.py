@@ -254,6 +254,14 @@ def cmd_list(a: argparse.Namespace) -> int:
     return 0
 
 
+def _wire_harness() -> None:
+    """The harness's grid and report commands live with the harness (light imports only)."""
+    from .evaluation.commands import cmd_grid, cmd_report
+
+    COMMANDS.setdefault("grid", cmd_grid)
+    COMMANDS.setdefault("report", cmd_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deephide", description="Unlearnable image datasets by semantic deep hiding.")
     p.add_argument("-v", "--verbose", action="store_true", help="log details")
@@ -339,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--sheets", help="contact sheets directory (default: OUT/sheets)")
     se.add_argument("--out", required=True)
     se.add_argument("--force", action="store_true")
+
+    from .evaluation.commands import add_grid_parser, add_report_parser
+    add_grid_parser(sub)
+    add_report_parser(sub)
+    _wire_harness()
 
     ls = sub.add_parser("list", help="list registered components")
     ls.add_argument("what", choices=["datasets", "models", "profiles", "countermeasures", "semantic-sources", "attacks"])

@@ -299,7 +299,7 @@ def _parse_label_lines(p: Path) -> np.ndarray:
     for i, line in enumerate(lines):
         try:
             out[i] = int(line.strip())
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: does not fit int64
             raise DeephideError(f"{p}: line {i + 1} is not an integer label: {line.strip()[:40]!r}") from None
     return out
 

@@ -641,6 +641,47 @@ def _run_local(cells: list[dict[str, Any]], writer: ResultsWriter, summary: Grid
         _say(progress, f"[{i}/{len(cells)}] {_describe(cell)}: {line['acc']:.2f}% ({time.perf_counter() - t0:.0f} s)")
 
 
+def _host_port(address: str | None) -> tuple[str, int] | None:
+    """(host, port) of a plain ``host:port`` address; None for ``auto``, ``local``, ``ray://`` or none."""
+    if not address or "://" in address or ":" not in address:
+        return None
+    host, _, port = address.rpartition(":")
+    return (host.strip("[]"), int(port)) if port.isdigit() else None
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast on an unreachable head (ray.init would retry for many minutes)."""
+    import socket
+
+    hp = _host_port(address)
+    if hp is None:
+        return
+    try:
+        with socket.create_connection(hp, timeout=timeout):
+            pass
+    except OSError as e:
+        raise DeephideError(f"ray: no cluster answers at {address} ({e.strerror or e})") from None
+
+
+def _loopback_ray(address: str | None) -> None:
+    """Keep a driver of a loopback-only head on loopback.
+
+    On Linux Ray replaces 127.0.0.1 by the machine's network address when it dials the head;
+    a head started with ``--node-ip-address=127.0.0.1`` listens on loopback only, so the driver
+    would retry for minutes. Ray's own switch for loopback-only nodes turns that off.
+    """
+    hp = _host_port(address)
+    if hp is None or hp[0] not in ("127.0.0.1", "localhost", "::1"):
+        return
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    try:
+        import ray._private.ray_constants as rc  # read at import time: set the constant too
+
+        rc.ENABLE_RAY_CLUSTER = False
+    except (ImportError, AttributeError):  # another Ray layout: the variable alone must do
+        pass
+
+
 def _run_ray(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSummary, cfg: GridConfig,
              address: str | None, progress: bool) -> None:
     try:
@@ -649,6 +690,8 @@ def _run_ray(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSu
         raise DeephideError("executor 'ray' needs the ray package (pip install ray)") from None
     started = not ray.is_initialized()
     if started:
+        _check_reachable(address)
+        _loopback_ray(address)
         kw: dict[str, Any] = {"address": address, "logging_level": logging.WARNING, "log_to_driver": False}
         if address is None:  # a fresh local cluster: no dashboard to serve
             kw["include_dashboard"] = False
@@ -696,7 +739,10 @@ def run_grid(config_path: str | os.PathLike, executor: str = "local", address: s
     """Run every cell of the config at ``config_path`` not yet in its results file.
 
     executor: ``local`` (sequential, this process) or ``ray`` (``ray.init(address=address)``; one task
-    per cell with the config's ``resources``). Results are appended to ``out`` as cells finish; a
+    per cell with the config's ``resources``; address None starts a local cluster). Set paths are
+    made absolute before tasks are sent, so workers need the same filesystem (one machine or a
+    shared disk). A loopback head (``ray start --head --node-ip-address=127.0.0.1``, started with
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) is reached on loopback. Results are appended to ``out`` as cells finish; a
     failed cell is reported and left out (rerun to retry), and the call then raises DeephideError.
     """
     if executor not in EXECUTORS:

@@ -63,12 +63,13 @@ class Table:
 
 
 def default_paper_csv() -> Path | None:
-    """``$DEEPHIDE_PAPER_TABLES``, else ``../shared/spec/paper-tables.csv`` beside the repository, if present."""
+    """``$DEEPHIDE_PAPER_TABLES``, else the copy shipped in this package, else ``../shared/spec/paper-tables.csv``."""
     env = os.environ.get(PAPER_CSV_ENV)
     if env:
         return Path(env)
     repo = Path(__file__).resolve().parents[3]  # src/deephide/evaluation/report.py -> repository root
-    for cand in (repo.parent / "shared" / "spec" / "paper-tables.csv", repo / "shared" / "spec" / "paper-tables.csv"):
+    packaged = Path(__file__).with_name("paper-tables.csv")  # a copy of the spec's table ships with the package
+    for cand in (packaged, repo.parent / "shared" / "spec" / "paper-tables.csv", repo / "shared" / "spec" / "paper-tables.csv"):
         if cand.is_file():
             return cand
     return None
@@ -374,8 +375,12 @@ def to_html_table(table: Table) -> str:
 
 
 def _figure(w: float = 6.4, h: float = 4.0) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise DeephideError("figures need matplotlib (pip install matplotlib), or ask for tables only "
+                            "(--no-figures)") from None
 
     fig = Figure(figsize=(w, h), dpi=110)
     FigureCanvasAgg(fig)
@@ -596,7 +601,7 @@ def make_report(results_jsonl: str | os.PathLike, out_dir: str | os.PathLike, st
     keys = side.get("cell_keys")
     done = sum(1 for r in records if keys is None or r["key"] in set(keys))
     summary = [f"results: {results.name} ({len(records)} finished cells"
-               + (f"; {done} of the config's {len(keys)} cells" if keys else "") + ")",
+               + (f"; {done} of {len(keys)} cells in the config" if keys else "") + ")",
                f"headline statistic: {STATS[stat]}", f"profile: {_uniq(r.get('profile') for r in records)}"]
     if side.get("notes"):
         summary.append(f"config notes: {side['notes']}")

@@ -58,13 +58,15 @@ def balanced_batch(labels_by_class: list[np.ndarray], per_class: int, n_classes_
 
 
 def straight_through_quantise(stego: torch.Tensor, cover: torch.Tensor, eps: float) -> torch.Tensor:
-    """What ``protect`` will store (eps-projection + uint8 rounding), with the identity gradient.
+    """What ``protect`` will store (eps-projection + uint8 rounding), differentiably.
 
     Revealing from this instead of the raw float stego makes the hider put its message where it
     survives the budget projection and quantisation, i.e. into perturbations that are actually stored.
     """
-    q = torch.round(project_to_budget(stego, cover, eps) * 255.0) / 255.0
-    return stego + (q - stego).detach()
+    # the projection keeps its true gradient (zero beyond the budget: nothing to gain out there);
+    # only the rounding is passed straight through
+    p = project_to_budget(stego, cover, eps)
+    return p + (torch.round(p * 255.0) / 255.0 - p).detach()
 
 
 def psnr_t(a: torch.Tensor, b: torch.Tensor) -> float:

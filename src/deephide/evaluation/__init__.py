@@ -1,0 +1,1 @@
+"""Evaluation: the victim trainer, experiment grids (local / Ray), statistics and reports."""
