@@ -227,6 +227,57 @@ def cmd_semantic(a: argparse.Namespace) -> int:
     return 0
 
 
+def _read_images(items: list[str]) -> tuple[list[str], "object"]:
+    """Image files, or a single set spec, as names + uint8 (N, H, W, 3)."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from .data import load_dataset
+
+    if len(items) == 1 and not items[0].lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".webp")):
+        ds = load_dataset(items[0], "train").to_rgb()
+        return [f"{items[0]}#{i}" for i in range(len(ds))], ds.images
+    arrs = []
+    for f in items:
+        try:
+            with Image.open(f) as im:
+                arrs.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+        except FileNotFoundError:
+            raise DeephideError(f"{f}: no such file") from None
+        except (UnidentifiedImageError, OSError) as e:
+            raise DeephideError(f"{f}: not a readable image ({e})") from None
+    shapes = {a.shape for a in arrs}
+    if len(shapes) != 1:
+        raise DeephideError(f"trace: images have different sizes {sorted(shapes)}; the hider needs one size")
+    return items, np.stack(arrs)
+
+
+@command("trace")
+def cmd_trace(a: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .hiding.hiderdir import open_hider
+    from .semantic.logo import read_logo
+    from .trace import calibrate, trace_scores
+
+    names, imgs = _read_images(a.images)
+    hider, _ = open_hider(a.hider, image_size=imgs.shape[1])
+    logo = read_logo(a.logo, imgs.shape[1])
+    if a.threshold is not None:
+        thr = a.threshold
+    elif a.calibrate:
+        clean = load_dataset(a.calibrate, "train").to_rgb()
+        thr = calibrate(trace_scores(clean.images[: a.calibrate_n], hider, logo, device=a.device), a.fpr)
+    else:
+        raise DeephideError("trace: give --calibrate CLEAN_SET (clean images of the same kind) or --threshold")
+    scores = trace_scores(imgs, hider, logo, device=a.device)
+    hits = scores > thr
+    if not a.summary_only:
+        for n, sc, h in zip(names, scores, hits):
+            print(f"{n}\t{sc:.4f}\t{'LOGO' if h else '-'}")
+    print(f"{int(hits.sum())} of {len(hits)} images carry the logo (threshold {thr:.4f}, calibrated for FPR {a.fpr:g})")
+    return 0
+
+
 @command("list")
 def cmd_list(a: argparse.Namespace) -> int:
     what = a.what
@@ -336,6 +387,17 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--mode", choices=["class", "sample"], default=None)
     dm.add_argument("--force", action="store_true", help="start over instead of resuming")
     dm.add_argument("--quiet", action="store_true")
+
+    tr = sub.add_parser("trace", help="do these images carry my logo? (reveal + correlation, calibrated threshold)")
+    tr.add_argument("images", nargs="+", help="image files, or one set spec")
+    tr.add_argument("--hider", required=True)
+    tr.add_argument("--logo", required=True, help="the picture hidden with `protect --secrets` from `semantic --source logo`")
+    tr.add_argument("--calibrate", help="clean images (set spec) to calibrate the threshold on")
+    tr.add_argument("--calibrate-n", type=int, default=2000, help="how many clean images to calibrate on")
+    tr.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate on clean images")
+    tr.add_argument("--threshold", type=float, help="a fixed threshold instead of calibrating")
+    tr.add_argument("--summary-only", action="store_true")
+    tr.add_argument("--device", default="auto")
 
     se = sub.add_parser("semantic", help="build a bank of semantic images (secrets) for a dataset")
     se.add_argument("--dataset", required=True, help="the training set the bank is for (its class names are used)")

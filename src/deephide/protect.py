@@ -143,6 +143,8 @@ def verify(clean: ImageSet, protected: ImageSet, levels: int = 8, max_listed: in
     """
     if clean.images.shape != protected.images.shape:
         raise DeephideError(f"{protected.source}: shape {protected.images.shape} differs from clean {clean.images.shape}")
+    if len(clean) == 0:
+        raise DeephideError(f"{protected.source}: no images to verify")
     d = protected.images.astype(np.int16) - clean.images.astype(np.int16)
     per_img = np.abs(d).reshape(d.shape[0], -1).max(axis=1)
     bad = np.flatnonzero(per_img > levels)

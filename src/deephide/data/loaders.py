@@ -19,7 +19,7 @@ from PIL import Image
 from ..errors import DeephideError
 from .imageset import ImageSet
 from .registry import DATASETS, SPLITS
-from .storage import check_labels, load_any, pil_guard, to_uint8_gray
+from .storage import check_labels, conversion_note, load_any, pil_guard, to_uint8_gray
 from .unpickle import load_pickle_dict
 
 log = logging.getLogger("deephide")
@@ -204,6 +204,9 @@ def cifar100(path: str | None = None, split: str = "train", label: str = "fine")
 
 # ---------------------------------------------------------------- labelled image folders
 
+#: unreadable files named one line each, up to this many (all are listed in the provenance)
+_WARN_FILES = 20
+
 
 def _image_exts() -> set[str]:
     return {e.lower() for e in Image.registered_extensions()}
@@ -261,18 +264,25 @@ def resize_crop(im: Image.Image, size: int) -> Image.Image:
     return im.crop((left, top, left + size, top + size))
 
 
-def _load_square(path: Path, size: int) -> np.ndarray:
-    """One file -> uint8 (size, size, 3); raises whatever PIL raises for a bad file."""
+def _load_square(path: Path, size: int) -> tuple[np.ndarray, str]:
+    """One file -> (uint8 (size, size, 3), its original mode); raises whatever PIL raises for a bad file."""
     with Image.open(path) as im:
         if im.format == "JPEG":
             im.draft(None, (size, size))  # let libjpeg decode at 1/2..1/8 scale: much faster for big photos
         im.load()
-        return np.asarray(resize_crop(to_rgb(im), size).convert("RGB"))
+        return np.asarray(resize_crop(to_rgb(im), size).convert("RGB")), im.mode
 
 
 @DATASETS.register("folder")
 def folder(path: str | None = None, split: str = "train", size: int = 32, classes: int | None = None) -> ImageSet:
-    """Labelled image folder (one subfolder per class, sorted); resize short side + centre crop to size, classes=K keeps the first K."""
+    """Labelled image folder (one subfolder per class, sorted); resize short side + centre crop to size, classes=K keeps the first K.
+
+    A photo collection is taken as it is: an unreadable file (truncated, empty, not an image, a
+    decompression bomb over storage.MAX_PIXELS) is skipped with a warning naming it, and any other
+    mode (gray, palette, CMYK, 16-bit, alpha composited on white) is converted to 8-bit RGB, lossy
+    conversions with one warning line. Both are counted in the provenance (``skipped``,
+    ``converted``), which a stored set keeps in its manifest.
+    """
     _check_split(split, "folder")
     size = _int_option("size", size, 1, 4096)
     root = _need_path(path, "folder", "folder:/path/to/images (one subfolder per class)")
@@ -292,25 +302,37 @@ def folder(path: str | None = None, split: str = "train", size: int = 32, classe
     labels = np.empty(len(files), dtype=np.int64)
     kept: list[str] = []
     skipped: list[str] = []
+    converted: dict[str, int] = {}
+    first: dict[str, str] = {}
     with pil_guard():
         for p, y in files:
             rel = p.relative_to(croot).as_posix()
             try:
-                images[len(kept)] = _load_square(p, size)
+                images[len(kept)], mode = _load_square(p, size)
             except Exception as e:  # noqa: BLE001 - PIL plugins raise many types for a bad file; skip it
                 skipped.append(rel)
-                if len(skipped) <= 20:
-                    log.warning("%s: skipped unreadable image (%s: %s)", p, type(e).__name__, str(e)[:80])
+                if len(skipped) <= _WARN_FILES:
+                    log.warning("%s: skipped unreadable image (%s: %s)", p, type(e).__name__,
+                                " ".join(str(e).split())[:80])
                 continue
+            if mode != "RGB":
+                converted[mode] = converted.get(mode, 0) + 1
+                first.setdefault(mode, str(p))
             labels[len(kept)] = y
             kept.append(rel)
-    if skipped:
-        log.warning("%s: skipped %d unreadable image(s) of %d", croot, len(skipped), len(files))
     if not kept:
         raise DeephideError(f"{croot}: none of the {len(files)} image files could be read")
+    if len(skipped) > 1:  # one skip is already named by its own line
+        more = f", {len(skipped) - _WARN_FILES} not listed above" if len(skipped) > _WARN_FILES else ""
+        log.warning("%s: skipped %d unreadable image(s) of %d%s; listed in provenance 'skipped'",
+                    croot, len(skipped), len(files), more)
+    note = conversion_note(converted, first, str(croot), len(kept))
+    if note:
+        log.warning("%s", note)
     n = len(kept)
     prov: dict[str, Any] = {"root": str(croot), "size": size, "files": kept,
-                            "skipped": {"count": len(skipped), "files": skipped[:1000]}}
+                            "skipped": {"count": len(skipped), "files": skipped[:1000]},
+                            "converted": converted}
     if k < len(all_classes):
         prov["classes_total"] = len(all_classes)
     return ImageSet(images[:n].copy() if n < len(files) else images, labels[:n].copy(), names, prov, str(croot))

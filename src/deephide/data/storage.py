@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
+import math
 import os
 import re
 import warnings
@@ -29,6 +31,8 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import DeephideError
 from ..fsutil import atomic_dir, atomic_file, check_new_output, write_json
 from .imageset import ImageSet
+
+log = logging.getLogger("deephide")
 
 FORMAT = "deephide-imageset"
 FORMAT_VERSION = 1
@@ -71,6 +75,8 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DeephideError(f"{path}: no such file")
     try:
+        if zipfile.is_zipfile(path):
+            _check_npz_sizes(path)
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):
             raise DeephideError(f"{path}: not an .npz archive (a single .npy array)")
@@ -89,6 +95,52 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise DeephideError(f"{path}: not a readable .npz archive ({_first_line(e)})") from None
 
 
+def _memory_bytes() -> int | None:
+    """Physical memory of this machine in bytes (None when the platform does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_npz_sizes(path: Path) -> None:
+    """Read every member's .npy header (not its data) and refuse what cannot be loaded safely.
+
+    Refused: object dtypes (they need pickle), a header declaring more data than the member holds
+    (a forged header makes numpy allocate the declared size before it notices), and arrays that
+    together would not fit in this machine's memory (a small compressed file can expand enormously).
+    """
+    from numpy.lib import format as npy_format
+
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            key = info.filename[:-4]
+            with zf.open(info) as f:
+                version = npy_format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = npy_format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, _, dtype = npy_format.read_array_header_2_0(f)
+                else:  # (3, 0) and later: let np.load judge them
+                    continue
+                header_len = f.tell()
+            if dtype.hasobject:
+                raise DeephideError(f"{path}: '{key}' is an object array (refused: it needs pickle to load)")
+            declared = math.prod(int(d) for d in shape) * dtype.itemsize
+            held = info.file_size - header_len
+            if declared > held:
+                raise DeephideError(f"{path}: '{key}' declares shape {tuple(shape)} ({declared} bytes) "
+                                    f"but holds {max(held, 0)} bytes (truncated or forged header)")
+            total += declared
+    mem = _memory_bytes()
+    if mem is not None and total > mem:
+        raise DeephideError(f"{path}: arrays would need {total / 2**30:.1f} GiB to load, more than this "
+                            f"machine's {mem / 2**30:.1f} GiB of memory (refused)")
+
+
 def check_images(a: Any, where: str, key: str = "images") -> np.ndarray:
     """Validate ``a`` as uint8 (N, H, W, C) with C in {1, 3}; a (N, H, W) array gains C = 1."""
     if not isinstance(a, np.ndarray):
@@ -103,6 +155,8 @@ def check_images(a: Any, where: str, key: str = "images") -> np.ndarray:
         a = a[..., None]
     if a.ndim != 4 or a.shape[3] not in (1, 3):
         raise DeephideError(f"{where}: '{key}' has shape {tuple(a.shape)}; expected (N, H, W, C) with C in (1, 3)")
+    if 0 in a.shape:
+        raise DeephideError(f"{where}: '{key}' holds no images (shape {tuple(a.shape)})")
     return a
 
 
@@ -324,8 +378,15 @@ def _png_index(data: Path) -> list[Path]:
     return [found[i] for i in range(n)]
 
 
-def _png_array(p: Path) -> np.ndarray:
-    """One image as uint8 (H, W, C): L/1/I;16 -> C=1, RGB/P/RGBA -> C=3 (alpha dropped: values stay exact)."""
+#: modes a PNG folder may hold whose conversion to uint8 L/RGB loses information
+_LOSSY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F", "CMYK", "LA", "La", "PA", "RGBA", "RGBa", "YCbCr", "LAB", "HSV")
+
+
+def _png_array(p: Path) -> tuple[np.ndarray, str]:
+    """One image as uint8 (H, W, C) and its original mode.
+
+    L/1/I;16 -> C=1, RGB/P/RGBA -> C=3 (alpha dropped: colour values stay exact).
+    """
     try:
         with Image.open(p) as im:
             im.load()
@@ -347,7 +408,19 @@ def _png_array(p: Path) -> np.ndarray:
     except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as e:
         raise DeephideError(f"{p}: unreadable image ({_first_line(e)})") from None
-    return a[..., None] if a.ndim == 2 else a
+    return (a[..., None] if a.ndim == 2 else a), mode
+
+
+def conversion_note(counts: dict[str, int], first: dict[str, str], where: str, kept: int) -> str | None:
+    """One warning line for lossy mode conversions (None when there were none)."""
+    lossy = {m: c for m, c in counts.items() if m in _LOSSY_MODES}
+    if not lossy:
+        return None
+    n = sum(lossy.values())
+    modes = ", ".join(f"{m} x{c}" for m, c in sorted(lossy.items()))
+    one = first[sorted(lossy)[0]]
+    return (f"{where}: converted {n} of {kept} image(s) to 8-bit (alpha dropped, depth or colour space "
+            f"reduced: {modes}; e.g. {one}); counted in provenance 'converted'")
 
 
 def to_uint8_gray(im: Image.Image) -> np.ndarray:
@@ -369,7 +442,14 @@ def import_png_folder(root: str | os.PathLike) -> ImageSet:
     classes = _read_classes(root)
     labels = check_labels(raw, len(files), len(classes) if classes else None, str(lpath))
     with pil_guard():
-        arrays = [_png_array(p) for p in files]
+        read = [_png_array(p) for p in files]
+    arrays = [a for a, _ in read]
+    counts: dict[str, int] = {}
+    first: dict[str, str] = {}
+    for p, (_, mode) in zip(files, read):
+        if mode not in ("L", "RGB"):
+            counts[mode] = counts.get(mode, 0) + 1
+            first.setdefault(mode, str(p))
     h, w = arrays[0].shape[:2]
     channels = max(a.shape[2] for a in arrays)
     images = np.empty((len(arrays), h, w, channels), dtype=np.uint8)
@@ -378,7 +458,12 @@ def import_png_folder(root: str | os.PathLike) -> ImageSet:
             raise DeephideError(f"{p}: size {a.shape[1]}x{a.shape[0]} differs from {files[0].name} ({w}x{h})")
         out[...] = a  # a gray image in an RGB set is replicated exactly by broadcasting
     names = classes or default_class_names(labels)
-    prov = {"format": "png-folder", "path": str(root), "labels_file": lpath.name}
+    prov: dict[str, Any] = {"format": "png-folder", "path": str(root), "labels_file": lpath.name}
+    if counts:
+        prov["converted"] = counts
+        note = conversion_note(counts, first, str(root), len(files))
+        if note:
+            log.warning("%s", note)
     return ImageSet(images, labels, names, prov, str(root))
 
 

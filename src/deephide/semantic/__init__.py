@@ -13,6 +13,7 @@ __all__ = ["SecretBank", "SEMANTIC_SOURCES"]
 # sources register themselves on import (SEMANTIC_SOURCES above must exist first)
 from . import sig as _sig  # noqa: E402,F401
 from . import ablation as _ablation  # noqa: E402,F401
+from . import logo as _logo  # noqa: E402,F401
 from .api import make_bank  # noqa: E402
 from .stats import semantic_stats, write_contact_sheets  # noqa: E402
 from .store import load_bank, save_bank  # noqa: E402
