@@ -82,11 +82,10 @@ def _loader_test_spec(spec: str) -> str | None:
 
 @command("train-hider")
 def cmd_train_hider(a: argparse.Namespace) -> int:
-    import shutil
-
     from .data import load_dataset
+    from .fsutil import remove_output_dir
     from .hiding.profiles import get_hider_profile
-    from .pipeline import train_hider_job
+    from .pipeline import HIDER_DIR_ENTRIES, train_hider_job
 
     out = Path(a.out)
     train = load_dataset(a.data, "train")
@@ -95,8 +94,10 @@ def cmd_train_hider(a: argparse.Namespace) -> int:
     prof = get_hider_profile(a.profile, **_kv(a.set, "--set"))
     if a.iterations:
         prof["iterations"] = a.iterations
-    if out.exists() and a.force:
-        shutil.rmtree(out)
+    if a.force:
+        remove_output_dir(out, HIDER_DIR_ENTRIES, "hider")
+    elif out.is_dir() and any(out.iterdir()) and not (out / "checkpoint").is_dir() and not (out / "bank").is_dir():
+        raise DeephideError(f"{out}: exists and is not a hider directory; choose another --out")
     s = train_hider_job(train, test, a.secrets, a.mode, prof, out, seed=a.seed, lfc_iterations=a.lfc_iterations,
                         device=a.device, progress=not a.quiet, time_limit_s=a.time_limit,
                         **_kv(a.secret_option, "--secret-option"))
@@ -111,7 +112,7 @@ def cmd_train_hider(a: argparse.Namespace) -> int:
 def cmd_protect(a: argparse.Namespace) -> int:
     from .data import load_dataset
     from .data.storage import export_class_folders, export_png_folder, save_imageset
-    from .fsutil import check_new_output
+    from .fsutil import check_new_output, outputs_or_nothing
     from .hiding.hiderdir import hider_bank_dir, open_hider
     from .pipeline import bank_for
     from .protect import parse_eps, protect, verify
@@ -132,11 +133,12 @@ def cmd_protect(a: argparse.Namespace) -> int:
     test_spec = _loader_test_spec(a.data) or ds.provenance.get("test_spec")
     if test_spec:
         prot = prot.replace(test_spec=test_spec)
-    save_imageset(prot, a.out, force=a.force)
-    if a.export_png:
-        export_png_folder(prot, a.export_png, force=a.force)
-    if a.export_folder:
-        export_class_folders(prot, a.export_folder, force=a.force)
+    with outputs_or_nothing([a.out, a.export_png, a.export_folder]):  # all outputs or none
+        save_imageset(prot, a.out, force=a.force)
+        if a.export_png:
+            export_png_folder(prot, a.export_png, force=a.force)
+        if a.export_folder:
+            export_class_folders(prot, a.export_folder, force=a.force)
     v = verify(ds, prot, levels=levels)
     p = prot.provenance["protection"]
     print(f"protected {len(prot)} images -> {a.out} ({a.mode}-wise, eps {levels}/255): L-inf {v['linf_levels']} levels, "
@@ -438,6 +440,12 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         print("deephide: error: out of memory (try a smaller --batch-size or fewer images)", file=sys.stderr)
         return 2
+    except Exception as e:  # last resort: a bug must still be one line for the user (-v shows the traceback)
+        if args.verbose:
+            raise
+        print(f"deephide: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+              f"(rerun with -v for the traceback and please report it)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,10 @@ DEMO = {
     "seed": 0,
     "eps": 8,
 }
+
+
+# what a train-hider output directory may hold (`--force` wipes only such a directory)
+HIDER_DIR_ENTRIES = {"checkpoint", "bank", "log.jsonl", "summary.json"}
 
 
 def bank_for(train: ImageSet, secrets: str, mode: str, seed: int, **options: Any):
@@ -77,8 +80,9 @@ def run_demo(out: Path, force: bool = False, progress: bool = True, **overrides:
 
     cfg = dict(DEMO, **{k: v for k, v in overrides.items() if v is not None})
     out = Path(out)
-    if out.exists() and force:
-        shutil.rmtree(out)
+    if force:
+        from .fsutil import remove_output_dir
+        remove_output_dir(out, {"hider", "protected", "summary.json"}, "demo")
     t0 = time.perf_counter()
     say = print if progress else (lambda *a, **k: None)
     train = load_dataset(cfg["dataset"], "train")

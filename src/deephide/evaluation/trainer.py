@@ -19,7 +19,6 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from tqdm.auto import tqdm
 
@@ -30,7 +29,7 @@ from ..models import build_model
 from ..runtime import autocast, bf16_supported, pick_device, seed_everything, versions
 from .augment import augment_batch
 
-CKPT_WEIGHTS = "state.safetensors"
+CKPT_WEIGHTS = "checkpoint.safetensors"
 CKPT_STATE = "state.json"
 
 
@@ -107,6 +106,8 @@ def evaluate_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torc
 
 
 def _save_checkpoint(ckpt: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
+    """Weights, momentum and run state in ONE safetensors file (state as JSON metadata), renamed
+    into place atomically: a kill at any moment leaves either the previous or the new checkpoint."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for i, p in enumerate(opt.param_groups[0]["params"]):
         buf = opt.state.get(p, {}).get("momentum_buffer")
@@ -114,20 +115,23 @@ def _save_checkpoint(ckpt: Path, model: torch.nn.Module, opt: torch.optim.Optimi
             tensors[f"opt.{i}.momentum_buffer"] = buf.detach().cpu().contiguous()
     ckpt.mkdir(parents=True, exist_ok=True)
     with atomic_file(ckpt / CKPT_WEIGHTS) as f:
-        f.write(st_save(tensors))
-    write_json(ckpt / CKPT_STATE, state)  # written second: a state file always has its weights
+        f.write(st_save(tensors, metadata={"state": json.dumps(state)}))
+    write_json(ckpt / CKPT_STATE, state)  # a readable mirror only; resume reads the metadata above
 
 
 def _load_checkpoint(ckpt: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, config: dict) -> dict | None:
-    sfile, wfile = ckpt / CKPT_STATE, ckpt / CKPT_WEIGHTS
-    if not sfile.exists():
+    from safetensors import safe_open
+
+    wfile = ckpt / CKPT_WEIGHTS
+    if not wfile.exists():
         return None
     try:
-        state = json.loads(sfile.read_text())
-        tensors = st_load(wfile.read_bytes())
-    except (OSError, ValueError) as e:
-        raise DeephideError(f"{ckpt}: unreadable checkpoint ({e})") from None
-    if state.get("config") != config:
+        with safe_open(str(wfile), framework="pt") as f:
+            state = json.loads((f.metadata() or {})["state"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (OSError, ValueError, KeyError, Exception) as e:  # safetensors raises its own error types
+        raise DeephideError(f"{wfile}: unreadable checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if state.get("config") != json.loads(json.dumps(config)):
         raise DeephideError(f"{ckpt}: checkpoint belongs to another run (different config); use a new --checkpoint dir")
     dev = next(model.parameters()).device
     msd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}

@@ -44,9 +44,16 @@ class HiderConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise DeephideError(f"hider config: {name} must be a positive integer, got {v!r}")
+        # upper bounds: a forged config must not make us allocate hundreds of GB before failing
+        limits = {"blocks": 256, "growth": 4096, "image_size": 8192}
+        for name, hi in limits.items():
+            if getattr(self, name) > hi:
+                raise DeephideError(f"hider config: {name} must be <= {hi}, got {getattr(self, name)}")
+        if self.channels not in (1, 3):
+            raise DeephideError(f"hider config: channels must be 1 or 3, got {self.channels}")
         if self.image_size % 2:
             raise DeephideError(f"hider config: image_size must be even (Haar DWT), got {self.image_size}")
-        if not isinstance(self.clamp, (int, float)) or not self.clamp > 0:
+        if not isinstance(self.clamp, (int, float)) or isinstance(self.clamp, bool) or not 0 < self.clamp < 1e3:
             raise DeephideError(f"hider config: clamp must be > 0, got {self.clamp!r}")
         object.__setattr__(self, "clamp", float(self.clamp))
 
@@ -66,6 +73,8 @@ class HiderConfig:
             return cls(**d)
         except TypeError as e:
             raise DeephideError(f"{where}: incomplete hider config ({e})") from None
+        except DeephideError as e:  # name the file, not just "hider config"
+            raise DeephideError(f"{where}: {str(e).removeprefix('hider config: ')}") from None
 
 
 def soft_clamp(t: torch.Tensor, clamp: float) -> torch.Tensor:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..data import ImageSet
 from ..errors import DeephideError
@@ -46,10 +45,10 @@ def feature_model(train: ImageSet, test: ImageSet, profile: str = "cpu", model: 
     else:
         res = train_victim(train, test, model, prof, seed=seed, device=device, progress=progress)
         net = res["model_state"].cpu()
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / ".weights.tmp"
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
-        os.replace(tmp, wfile)
+        from safetensors.torch import save as st_save
+
+        with atomic_file(wfile) as f:  # concurrent runs never see a half-written cache entry
+            f.write(st_save({k: v.contiguous() for k, v in net.state_dict().items()}))
         rec = result_record(res)
         write_json(d / "train.json", {k: rec[k] for k in ("final_acc", "best_acc", "config", "versions", "wall_time_s")})
     net = net.float().to(memory_format=torch.contiguous_format).eval()
