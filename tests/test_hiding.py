@@ -429,3 +429,20 @@ def test_profiles() -> None:
         get_hider_profile("tiny", depth=3)
     with pytest.raises(DeephideError, match="unknown hider profile"):
         get_hider_profile("huge")
+
+
+def test_lfc_sum_reduction_by_hand():
+    """Sum over ordered same-class pairs: two orthogonal same-class maps give 2 pairs x (1 - 0)."""
+    import torch as _t
+
+    from deephide.hiding.losses import lfc_loss as _lfc
+
+    cover = _t.zeros(3, 1, 2, 2)
+    stego = cover.clone()
+    stego[0, 0, 0, 0] = 0.01
+    stego[1, 0, 1, 1] = 0.01
+    stego[2, 0, 0, 1] = 0.01
+    feats = lambda x: x.reshape(x.shape[0], -1) - 0.5  # noqa: E731  (the image map, centred back)
+    labels = _t.tensor([0, 0, 1])
+    assert float(_lfc(feats, stego, cover, labels, eps=0.01, reduction="sum")) == pytest.approx(2.0, abs=1e-5)
+    assert float(_lfc(feats, stego, cover, labels, eps=0.01, reduction="mean")) == pytest.approx(1.0, abs=1e-5)

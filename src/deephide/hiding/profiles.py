@@ -20,6 +20,7 @@ _ADAM = {
 _LOSS = {
     # L_total = w_hide L_hide + w_reveal L_reveal + w_freq L_freq + w_lfc L_LFC (paper: 1, 1, 1, 1e-4)
     "w_hide": 1.0, "w_reveal": 1.0, "w_freq": 1.0, "w_lfc": 1e-4, "lfc": True,
+    "lfc_reduction": "sum",  # the paper's sum over same-class pairs keeps its balance (see losses.py)
     "eps": 8 / 255,
     # reveal from what protect will store (projected to the budget, rounded to uint8): the message
     # must survive storage, which makes the hider use the budget (a raw float stego needs ~2 levels)

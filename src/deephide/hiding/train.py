@@ -169,7 +169,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
         terms = {"hide": hide_loss(stego, cover, eps), "reveal": reveal_loss(secret_hat, secret),
                  "freq": freq_loss(stego, cover)}
         if use_lfc:
-            terms["lfc"] = lfc_loss(features, stego, cover, y, eps)
+            terms["lfc"] = lfc_loss(features, stego, cover, y, eps, reduction=profile.get("lfc_reduction", "sum"))
         loss, vals = total_loss(terms, weights)
         opt.zero_grad(set_to_none=True)
         bad = not math.isfinite(vals["total"])
