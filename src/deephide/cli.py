@@ -202,7 +202,7 @@ def cmd_reveal(a: argparse.Namespace) -> int:
 def cmd_demo(a: argparse.Namespace) -> int:
     from .pipeline import run_demo
 
-    s = run_demo(Path(a.out), force=a.force, progress=not a.quiet, mode=a.mode)
+    s = run_demo(Path(a.out), force=a.force, progress=not a.quiet, mode=a.mode, **_kv(a.set, "--set"))
     c, p = s["clean"], s["protected"]
     last = (s["hider"].get("last_log") or {})
     print()
@@ -387,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="the main job on Fashion-MNIST: hider, protection, clean vs protected victims")
     dm.add_argument("--out", default="runs/demo")
     dm.add_argument("--mode", choices=["class", "sample"], default=None)
+    dm.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a demo setting (JSON value), e.g. victim_model=\"resnet18\"")
     dm.add_argument("--force", action="store_true", help="start over instead of resuming")
     dm.add_argument("--quiet", action="store_true")
 

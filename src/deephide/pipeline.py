@@ -21,6 +21,7 @@ DEMO = {
     "lfc_iterations": 300,       # the LFC ResNet-18: a short clean training is enough for its features
     "victim_model": "resnet20",
     "victim_profile": "cpu",
+    "victim_overrides": {},      # e.g. {"iterations": 50} for a smoke run
     "seed": 0,
     "eps": 8,
 }
@@ -78,6 +79,9 @@ def run_demo(out: Path, force: bool = False, progress: bool = True, **overrides:
     from .protect import protect, verify
     from .semantic import load_bank
 
+    unknown = sorted(set(overrides) - set(DEMO))
+    if unknown:
+        raise DeephideError(f"demo: unknown settings {unknown}; known: {', '.join(sorted(DEMO))}")
     cfg = dict(DEMO, **{k: v for k, v in overrides.items() if v is not None})
     out = Path(out)
     if force:
@@ -91,6 +95,8 @@ def run_demo(out: Path, force: bool = False, progress: bool = True, **overrides:
     hprof = get_hider_profile(cfg["hider_profile"], **cfg["hider_overrides"])
     hsum = train_hider_job(train, test, cfg["semantic_source"], cfg["mode"], hprof, out / "hider", seed=cfg["seed"],
                            lfc_iterations=cfg["lfc_iterations"], progress=progress)
+    if not hsum["finished"]:
+        raise DeephideError(f"{out / 'hider'}: hider training stopped early ({hsum['stopped']}); rerun to resume")
     say(f"[2/4] protecting {len(train)} images (eps {cfg['eps']}/255)")
     hider, info = open_hider(out / "hider", image_size=train.shape[0])
     bank = load_bank(out / "hider" / "bank")
@@ -99,7 +105,7 @@ def run_demo(out: Path, force: bool = False, progress: bool = True, **overrides:
     prot = prot.replace(test_spec=cfg["dataset"])
     save_imageset(prot, out / "protected", force=True)
     ver = verify(train, prot, levels=cfg["eps"])
-    vprof = get_profile("victim", cfg["victim_profile"])
+    vprof = get_profile("victim", cfg["victim_profile"], **cfg["victim_overrides"])
     say(f"[3/4] victim {cfg['victim_model']} on clean data")
     clean = result_record(train_victim(train, test, cfg["victim_model"], vprof, seed=cfg["seed"], progress=progress))
     say(f"[4/4] victim {cfg['victim_model']} on protected data")
