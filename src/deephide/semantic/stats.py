@@ -100,3 +100,23 @@ def write_contact_sheets(bank: SecretBank, out_dir: str | Path, max_members: int
             Image.fromarray(sheet).save(fh, format="PNG")
         paths.append(path)
     return paths
+
+
+def network_features(net: "object", batch_size: int = 256) -> FeaturesFn:
+    """Features of a victim-zoo model for :func:`semantic_stats`: its last conv map, globally
+    average-pooled (the penultimate layer of a ResNet-18, as in the paper's Table J).
+
+    Returns ``uint8 (M, H, W, 3) -> float (M, C')``; the model is used in eval mode, fp32, on CPU.
+    """
+    import torch
+
+    def fn(images: np.ndarray) -> np.ndarray:
+        net.eval()
+        outs = []
+        with torch.no_grad():
+            for i in range(0, images.shape[0], batch_size):
+                x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).permute(0, 3, 1, 2).float() / 255
+                outs.append(net.features(x).float().mean(dim=(2, 3)).numpy())
+        return np.concatenate(outs)
+
+    return fn
