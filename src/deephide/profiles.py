@@ -36,13 +36,10 @@ VICTIM: dict[str, dict[str, Any]] = {
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {"victim": VICTIM}
 
 
-def get_profile(stage: str, name: str, **overrides: Any) -> dict[str, Any]:
-    """A copy of profile ``name`` for ``stage`` with ``overrides`` applied (unknown keys refused)."""
-    table = PROFILES.get(stage)
-    if table is None:
-        raise DeephideError(f"unknown stage '{stage}'")
+def pick_profile(table: dict[str, dict[str, Any]], stage: str, name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``table[name]`` with ``overrides`` applied (None values ignored, unknown keys refused)."""
     if name not in table:
-        raise DeephideError(f"unknown profile '{name}' for {stage}; choose one of: {', '.join(sorted(table))}")
+        raise DeephideError(f"unknown {stage} profile '{name}'; choose one of: {', '.join(sorted(table))}")
     prof = copy.deepcopy(table[name])
     for k, v in overrides.items():
         if v is None:
@@ -52,6 +49,14 @@ def get_profile(stage: str, name: str, **overrides: Any) -> dict[str, Any]:
         prof[k] = v
     prof["profile"] = name
     return prof
+
+
+def get_profile(stage: str, name: str, **overrides: Any) -> dict[str, Any]:
+    """A copy of profile ``name`` for ``stage`` with ``overrides`` applied (unknown keys refused)."""
+    table = PROFILES.get(stage)
+    if table is None:
+        raise DeephideError(f"unknown stage '{stage}'")
+    return pick_profile(table, stage, name, overrides)
 
 
 def profile_names() -> list[str]:

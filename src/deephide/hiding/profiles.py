@@ -7,10 +7,8 @@ trains in minutes on 2 cores. ``tiny``: tests. One flat dict per profile.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from ..errors import DeephideError
 from .inn import HiderConfig
 
 _ADAM = {
@@ -65,17 +63,9 @@ HIDER_PROFILES: dict[str, dict[str, Any]] = {
 
 def get_hider_profile(name: str, **overrides: Any) -> dict[str, Any]:
     """A copy of hider profile ``name`` with ``overrides`` applied (None values ignored, unknown keys refused)."""
-    if name not in HIDER_PROFILES:
-        raise DeephideError(f"unknown hider profile '{name}'; choose one of: {', '.join(sorted(HIDER_PROFILES))}")
-    prof = copy.deepcopy(HIDER_PROFILES[name])
-    for k, v in overrides.items():
-        if v is None:
-            continue
-        if k not in prof:
-            raise DeephideError(f"unknown hider setting '{k}'; known: {', '.join(sorted(prof))}")
-        prof[k] = v
-    prof["profile"] = name
-    return prof
+    from ..profiles import pick_profile
+
+    return pick_profile(HIDER_PROFILES, "hider", name, overrides)
 
 
 def hider_config(profile: dict[str, Any], image_size: int, channels: int = 3) -> HiderConfig:
