@@ -9,7 +9,6 @@ so a run resumed from a checkpoint makes exactly the draws of an uninterrupted o
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import time
