@@ -160,7 +160,9 @@ def cmd_verify(a: argparse.Namespace) -> int:
     if a.out:
         write_json(a.out, v)
     status = "OK" if v["ok"] else f"FAILED: {v['violations']} images over budget"
-    print(f"{a.protected}: {status}; L-inf {v['linf_levels']}/{levels} levels, mean |delta| {v['mean_abs_levels']:.2f}, "
+    bound = f"L0 {v['max_changed_pixels']}/{v['budget'][3:]} pixels, L-inf {v['linf_levels']}" if v["budget_levels"] is None \
+        else f"L-inf {v['linf_levels']}/{levels}"
+    print(f"{a.protected}: {status}; {bound} levels, mean |delta| {v['mean_abs_levels']:.2f}, "
           f"at bound {100 * v['frac_at_bound']:.1f}%, PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}, labels "
           f"{'equal' if v['labels_equal'] else 'DIFFER'}")
     for bad in v["violating"]:
@@ -309,10 +311,12 @@ def cmd_list(a: argparse.Namespace) -> int:
 
 def _wire_harness() -> None:
     """The harness's grid and report commands live with the harness (light imports only)."""
+    from .attacks.commands import cmd_attack
     from .evaluation.commands import cmd_grid, cmd_report
 
     COMMANDS.setdefault("grid", cmd_grid)
     COMMANDS.setdefault("report", cmd_report)
+    COMMANDS.setdefault("attack", cmd_attack)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -414,9 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--out", required=True)
     se.add_argument("--force", action="store_true")
 
+    from .attacks.commands import add_attack_parser
     from .evaluation.commands import add_grid_parser, add_report_parser
     add_grid_parser(sub)
     add_report_parser(sub)
+    add_attack_parser(sub)
     _wire_harness()
 
     ls = sub.add_parser("list", help="list registered components")

@@ -134,10 +134,22 @@ def ssim(a: np.ndarray, b: np.ndarray, batch: int = 1024) -> float:
     return float(torch.cat(vals).mean())
 
 
+def _l0_budget(protected: ImageSet) -> int | None:
+    """k when the set's provenance records an L0 budget ``L0=k`` (OPS), else None (L-inf applies)."""
+    budget = str((protected.provenance.get("protection") or {}).get("budget", ""))
+    if not budget.startswith("L0="):
+        return None
+    try:
+        return int(budget[3:])
+    except ValueError:
+        raise DeephideError(f"{protected.source}: unreadable budget '{budget}' in the manifest") from None
+
+
 def verify(clean: ImageSet, protected: ImageSet, levels: int = 8, max_listed: int = 20) -> dict[str, Any]:
     """Recompute the budget and quality of ``protected`` against ``clean``; list violations.
 
-    Returns linf (levels), mean |delta| (levels), L2 per image (in [0,1] units), PSNR, SSIM,
+    The L-inf budget is ``levels`` unless the set's manifest records an L0 budget (``L0=k``, OPS): then
+    at most k pixel positions per image may differ. Returns linf (levels), mean |delta| (levels), L2 per image (in [0,1] units), PSNR, SSIM,
     label agreement and up to ``max_listed`` violating images (index, linf).
     """
     if clean.images.shape != protected.images.shape:
@@ -146,9 +158,16 @@ def verify(clean: ImageSet, protected: ImageSet, levels: int = 8, max_listed: in
         raise DeephideError(f"{protected.source}: no images to verify")
     d = protected.images.astype(np.int16) - clean.images.astype(np.int16)
     per_img = np.abs(d).reshape(d.shape[0], -1).max(axis=1)
-    bad = np.flatnonzero(per_img > levels)
+    l0 = _l0_budget(protected)
+    if l0 is None:
+        bad = np.flatnonzero(per_img > levels)
+        budget: dict[str, Any] = {"budget": f"Linf={levels}/255", "budget_levels": levels}
+    else:  # an L0 attack (OPS) declares how many pixel positions per image it may change, by any amount
+        changed = (d != 0).any(axis=-1).reshape(d.shape[0], -1).sum(axis=1)
+        bad = np.flatnonzero(changed > l0)
+        budget = {"budget": f"L0={l0}", "budget_levels": None, "max_changed_pixels": int(changed.max(initial=0))}
     return {
-        "n": len(clean), "budget_levels": levels, "linf_levels": int(per_img.max(initial=0)),
+        "n": len(clean), **budget, "linf_levels": int(per_img.max(initial=0)),
         "mean_abs_levels": float(np.abs(d).mean()),
         "frac_at_bound": float((np.abs(d) == levels).mean()),
         "l2_mean": float(np.sqrt(((d / 255.0) ** 2).reshape(d.shape[0], -1).sum(1)).mean()),
