@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Deep Hiding on Fashion-MNIST at CPU scale (issues 3 and 4): hiders, protected sets, victims, report.
-# Resumable: rerun the same command after an interruption. Usage: bash results/dh-fmnist-cpu/run.sh
+# Resumable: rerun the same command after an interruption. Usage: bash results/dh-fmnist-cpu/run.sh [SET ...]
 # The LFC ResNet-18 (cpu victim profile, 1,400 iterations, seed 0) is trained by the first hider
 # and cached under $DEEPHIDE_CACHE (default ~/.cache/deephide).
 set -euo pipefail
@@ -18,14 +18,23 @@ protect() {  # name mode
   [ -d $R/prot-$1 ] || { echo "== protect $1 ($(date +%T))"; $D protect --data fashion-mnist --hider $R/hider-$1 --mode $2 --out $R/prot-$1 --quiet; }
   [ -f $R/prot-$1.verify.json ] || $D verify --clean fashion-mnist --protected $R/prot-$1 --out $R/prot-$1.verify.json
 }
-hider nextclass-C next-class class;  protect nextclass-C class
-hider sig-C sig class;               protect sig-C class
-hider nextclass-S next-class sample; protect nextclass-S sample
-hider sig-S sig sample;              protect sig-S sample
+set_() {  # name: the hider and protected set of one row (the same commands for a full run and a partial one)
+  case $1 in
+    nextclass-C) hider nextclass-C next-class class;  protect nextclass-C class ;;
+    sig-C)       hider sig-C sig class;               protect sig-C class ;;
+    nextclass-S) hider nextclass-S next-class sample; protect nextclass-S sample ;;
+    sig-S)       hider sig-S sig sample;              protect sig-S sample ;;
+    hideonly-C)  hider hideonly-C next-class class --set lfc=false --set w_reveal=0 --set w_freq=0; protect hideonly-C class ;;
+    *) echo "unknown set $1" >&2; exit 2 ;;
+  esac
+}
+# `run.sh NAME ...` (re)makes only those hiders and sets, e.g. to recover a hider's log
+if [ $# -gt 0 ]; then for n in "$@"; do set_ "$n"; done; exit 0; fi
+for n in nextclass-C sig-C nextclass-S sig-S; do set_ $n; done
 echo "== victims, main rows ($(date +%T))"
 $D grid $G/grid-main.yaml --quiet
-hider hideonly-C next-class class --set lfc=false --set w_reveal=0 --set w_freq=0; protect hideonly-C class
+set_ hideonly-C
 echo "== victims, all rows ($(date +%T))"
 $D grid $G/grid.yaml --quiet
-$D report $G/results.jsonl --out $G/report --stat final --force --samples fashion-mnist $R/prot-sig-C $R/hider-sig-C
+$D report $G/results.jsonl --out $G/report --stat final --force --samples fashion-mnist $R/prot-nextclass-S $R/hider-nextclass-S
 echo "== done ($(date +%T))"
