@@ -47,17 +47,21 @@ def train_hider_job(train: ImageSet, test: ImageSet | None, secrets: str, mode: 
                     seed: int = 0, lfc_iterations: int | None = None, device: str = "auto",
                     progress: bool = True, time_limit_s: float | None = None, **secret_options: Any) -> dict:
     """Bank + (cached) LFC feature network + hider training, all recorded in ``out``."""
+    from .distributed import barrier, current
     from .hiding.lfc import feature_model, features_fn
     from .hiding.profiles import loss_weights
     from .hiding.train import BANK, train_hider
     from .semantic import load_bank, save_bank
 
+    world = current()  # under torchrun: rank 0 makes and saves the bank, the others then read it
     out.mkdir(parents=True, exist_ok=True)
-    if (out / BANK).is_dir():  # resuming: the bank the hider started with
-        bank = load_bank(out / BANK)
-    else:
+    bank = None
+    if world.is_main and not (out / BANK).is_dir():
         bank = bank_for(train, secrets, mode, seed, **secret_options)
         save_bank(bank, out / BANK)
+    barrier(world)
+    if bank is None:  # resuming (the bank the hider started with), or a rank other than 0
+        bank = load_bank(out / BANK)
     feats = None
     if loss_weights(profile)["lfc"] > 0:
         if test is None:

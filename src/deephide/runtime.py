@@ -31,11 +31,47 @@ def bf16_supported(device: torch.device) -> bool:
     return False
 
 
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on ``device`` when ``enabled``, else a no-op context."""
+def autocast(device: torch.device, enabled: bool, dtype: torch.dtype = torch.bfloat16) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype`` (bf16 by default, fp16 on CUDA) on ``device`` when ``enabled``, else a no-op."""
     if not enabled:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def amp_dtype(device: torch.device, wanted: bool, allow_fp16: bool = True) -> torch.dtype | None:
+    """The reduced precision to train in, or None for fp32.
+
+    ``wanted`` (a profile's ``bf16`` flag) asks for reduced precision where it is fast: bf16 on a CPU
+    with native bf16 or a CUDA GPU with bf16; fp16 (needs a loss scaler) on an older CUDA GPU when
+    ``allow_fp16``. Everything else trains in fp32.
+    """
+    if not wanted:
+        return None
+    if bf16_supported(device):
+        return torch.bfloat16
+    if device.type == "cuda" and allow_fp16:
+        return torch.float16
+    return None
+
+
+def grad_scaler(device: torch.device, dtype: torch.dtype | None) -> Any:
+    """A loss scaler for fp16 training; disabled (a pass-through: ``step`` is ``opt.step``) otherwise."""
+    enabled = dtype == torch.float16
+    if hasattr(torch.amp, "GradScaler"):  # torch >= 2.3
+        return torch.amp.GradScaler(device.type, enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled)  # torch 2.2: CUDA only, as fp16 is
+
+
+def tune_for(device: torch.device) -> None:
+    """Fixed-shape training on CUDA: let cuDNN time and pick its fastest conv kernels (CPU: nothing)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; CPU work is already done)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def seed_everything(seed: int) -> torch.Generator:

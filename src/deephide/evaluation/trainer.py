@@ -2,6 +2,9 @@
 
 Speed tricks (each matters on a CPU): the whole set lives as one uint8 tensor on the device,
 augmentation runs on whole batches, bf16 autocast + channels_last where the hardware has native bf16.
+The same code is the GPU path: data stays on the GPU, augmentation runs there, AMP is bf16 (fp16 with
+a loss scaler on GPUs without bf16), and running loss/accuracy are summed on the device (no per-step sync).
+Multi-process (torchrun): see ``deephide.distributed``; with one process nothing of it runs.
 Determinism: every random draw comes from generators seeded by (seed, epoch) or (seed, iteration),
 so a run resumed from a checkpoint makes exactly the draws of an uninterrupted one.
 """
@@ -21,11 +24,13 @@ import torch.nn.functional as F
 from safetensors.torch import save as st_save
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..data import ImageSet
 from ..errors import DeephideError
 from ..fsutil import atomic_file, write_json
 from ..models import build_model
-from ..runtime import autocast, bf16_supported, pick_device, seed_everything, versions
+from ..runtime import amp_dtype, autocast, grad_scaler, pick_device, seed_everything, synchronize, tune_for
+from ..runtime import versions
 from .augment import augment_batch
 
 CKPT_WEIGHTS = "checkpoint.safetensors"
@@ -87,20 +92,36 @@ def data_fingerprint(ds: ImageSet) -> str:
 
 
 @torch.no_grad()
-def evaluate_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                      batch_size: int, use_bf16: bool, channels_last: bool) -> float:
-    """Top-1 accuracy (%) of ``model`` on uint8 images (N, C, H, W) already on the model's device."""
+def count_correct(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                  use_amp: bool, channels_last: bool, amp: torch.dtype = torch.bfloat16) -> int:
+    """Top-1 hits of ``model`` on uint8 images (N, C, H, W) and int labels (N,) on the model's device."""
     was_training = model.training
     model.eval()
-    correct = 0
+    correct = torch.zeros((), dtype=torch.int64, device=images.device)  # summed on the device: one sync
     for i in range(0, images.shape[0], batch_size):
         x = images[i:i + batch_size].float().div_(255)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(x.device, use_bf16):
+        with autocast(x.device, use_amp, amp):
             pred = model(x).argmax(1)
-        correct += int((pred == labels[i:i + batch_size]).sum())
+        correct += (pred == labels[i:i + batch_size]).sum()
     model.train(was_training)
+    return int(correct)
+
+
+def evaluate_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                      batch_size: int, use_bf16: bool, channels_last: bool,
+                      amp: torch.dtype = torch.bfloat16) -> float:
+    """Top-1 accuracy (%) of ``model`` on uint8 images (N, C, H, W) already on the model's device.
+
+    Under torchrun every rank scores its share of the images and the counts are summed, so each
+    rank returns the accuracy on all N (call it on every rank, with rank 0's BatchNorm buffers).
+    """
+    world = distributed.current()
+    part = distributed.split(images.shape[0], world) if world.active else slice(None)
+    correct = count_correct(model, images[part], labels[part], batch_size, use_bf16, channels_last, amp)
+    if world.active:
+        correct = int(distributed.all_reduce_sum([correct], world)[0])
     return 100.0 * correct / max(1, images.shape[0])
 
 
@@ -161,7 +182,11 @@ def train_victim(train: ImageSet, test: ImageSet, model_name: str, profile: dict
     """
     check_compatible(train, test)
     dev = pick_device(device)
-    use_bf16 = bool(profile.get("bf16")) and bf16_supported(dev)
+    world = distributed.current()
+    tune_for(dev)
+    amp = amp_dtype(dev, bool(profile.get("bf16")))  # bf16 where native; fp16 + loss scaling on older GPUs
+    use_amp, use_bf16 = amp is not None, amp == torch.bfloat16
+    amp_t = amp or torch.bfloat16
     cl = bool(profile.get("channels_last"))
     cm = countermeasure
     cm_name = getattr(cm, "name", "Vanilla") if cm is not None else "Vanilla"
@@ -191,6 +216,7 @@ def train_victim(train: ImageSet, test: ImageSet, model_name: str, profile: dict
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=profile["lr"], momentum=profile["momentum"],
                           weight_decay=profile["weight_decay"], nesterov=profile["nesterov"])
+    scaler = grad_scaler(dev, amp)  # a pass-through unless fp16
 
     history: list[dict] = []
     start_it, train_time = 0, 0.0
@@ -204,10 +230,15 @@ def train_victim(train: ImageSet, test: ImageSet, model_name: str, profile: dict
     n = x_train.shape[0]
     if n < bs:
         raise DeephideError(f"{train.source}: {n} training images is fewer than one batch ({bs})")
+    part = distributed.shard(bs, world) if world.active else slice(None)  # this rank's rows of each batch
+    net = distributed.wrap(model, world)  # DDP (all-reduced gradients) under torchrun, else the model
     order_cache: dict = {}
-    run_loss, run_correct, run_seen = 0.0, 0, 0
-    bar = tqdm(total=total, initial=start_it, desc=f"train {model_name}/{cm_name}", disable=not progress,
-               leave=False, dynamic_ncols=True)
+    # running sums stay on the device (float64 keeps the old Python-float arithmetic exactly)
+    run_loss = torch.zeros((), dtype=torch.float64, device=dev)
+    run_correct = torch.zeros((), dtype=torch.int64, device=dev)
+    run_seen = 0
+    bar = tqdm(total=total, initial=start_it, desc=f"train {model_name}/{cm_name}",
+               disable=not progress or not world.is_main, leave=False, dynamic_ncols=True)
     model.train()
     t_seg = time.perf_counter()
     it = start_it
@@ -222,45 +253,55 @@ def train_victim(train: ImageSet, test: ImageSet, model_name: str, profile: dict
         target: torch.Tensor = y
         if cm is not None and cm.stage == "batch":
             x, target = cm.apply_batch(x, y, train.num_classes, gen)
+        if world.active:  # the whole global batch was drawn and augmented above: keep this rank's rows
+            x, y, target = x[part], y[part], target[part]
         if cl:
             x = x.contiguous(memory_format=torch.channels_last)
         if cm is not None and cm.stage == "step":
-            with autocast(dev, use_bf16):  # the attack's 10 passes dominate AT's cost: same precision as training
-                x = cm.perturb(model, x, y).float()
+            with autocast(dev, use_amp, amp_t):  # the attack's 10 passes dominate AT's cost: same precision as training
+                x = cm.perturb(model, x, y).float()  # the bare model: input gradients need no DDP sync
         for g in opt.param_groups:
             g["lr"] = lr_at(it, profile)
-        with autocast(dev, use_bf16):
-            logits = model(x)
+        with autocast(dev, use_amp, amp_t):
+            logits = net(x)
         loss = F.cross_entropy(logits.float(), target, label_smoothing=profile.get("label_smoothing", 0.0))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        run_loss += float(loss.detach()) * y.shape[0]
-        run_correct += int((logits.detach().argmax(1) == y).sum())
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        run_loss += loss.detach().double() * y.shape[0]
+        run_correct += (logits.detach().argmax(1) == y).sum()
         run_seen += y.shape[0]
         bar.update(1)
         done = it + 1
         if done % profile["eval_every"] == 0 or done == total:
+            synchronize(dev)  # a GPU may still be running queued steps: count them as training time
             train_time += time.perf_counter() - t_seg
-            acc = evaluate_accuracy(model, x_test, y_test, profile["eval_batch_size"], use_bf16, cl)
+            distributed.sync_buffers(model, world)  # rank 0's BatchNorm statistics on every rank
+            acc = evaluate_accuracy(model, x_test, y_test, profile["eval_batch_size"], use_amp, cl, amp_t)
+            sums = distributed.all_reduce_sum([float(run_loss), int(run_correct), run_seen], world)
             rec = {"iteration": done, "epoch": round(done * bs / n, 3), "test_acc": acc,
-                   "train_loss": run_loss / max(1, run_seen), "train_acc": 100.0 * run_correct / max(1, run_seen),
+                   "train_loss": sums[0] / max(1, sums[2]), "train_acc": 100.0 * sums[1] / max(1, sums[2]),
                    "lr": lr_at(it, profile), "time": round(train_time, 2)}
             history.append(rec)
-            run_loss, run_correct, run_seen = 0.0, 0, 0
+            run_loss.zero_()
+            run_correct.zero_()
+            run_seen = 0
             bar.set_postfix(acc=f"{acc:.1f}", loss=f"{rec['train_loss']:.3f}")
-            if on_eval:
+            if on_eval and world.is_main:
                 on_eval(rec)
-            if ckpt is not None:
+            if ckpt is not None and world.is_main:
                 _save_checkpoint(ckpt, model, opt, {"config": config, "iteration": done,
                                                     "history": history, "train_time": train_time})
             t_seg = time.perf_counter()
     bar.close()
+    distributed.sync_buffers(model, world)  # the returned model is the same on every rank
     finished = bool(history) and history[-1]["iteration"] == total
     accs = [r["test_acc"] for r in history]
     select = getattr(cm, "select", "final") if cm is not None else "final"
     result = {
         "config": config, "versions": versions(), "device": str(dev), "bf16": use_bf16,
+        "amp": str(amp).replace("torch.", "") if amp is not None else None, "world_size": world.world_size,
         "finished": finished, "history": history,
         "final_acc": accs[-1] if accs else None,
         "best_acc": max(accs) if accs else None,

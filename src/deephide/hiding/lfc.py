@@ -43,14 +43,17 @@ def feature_model(train: ImageSet, test: ImageSet, profile: str = "cpu", model: 
         except Exception as e:  # corrupt or foreign file: a one-line error, not a traceback
             raise DeephideError(f"{wfile}: cached feature model unusable ({str(e).splitlines()[0]}); delete it to retrain") from None
     else:
+        from ..distributed import current
+
         res = train_victim(train, test, model, prof, seed=seed, device=device, progress=progress)
         net = res["model_state"].cpu()
         from safetensors.torch import save as st_save
 
-        with atomic_file(wfile) as f:  # concurrent runs never see a half-written cache entry
-            f.write(st_save({k: v.contiguous() for k, v in net.state_dict().items()}))
-        rec = result_record(res)
-        write_json(d / "train.json", {k: rec[k] for k in ("final_acc", "best_acc", "config", "versions", "wall_time_s")})
+        if current().is_main:  # under torchrun every rank holds the same weights; one writes them
+            with atomic_file(wfile) as f:  # concurrent runs never see a half-written cache entry
+                f.write(st_save({k: v.contiguous() for k, v in net.state_dict().items()}))
+            rec = result_record(res)
+            write_json(d / "train.json", {k: rec[k] for k in ("final_acc", "best_acc", "config", "versions", "wall_time_s")})
     net = net.float().to(memory_format=torch.contiguous_format).eval()
     for p in net.parameters():
         p.requires_grad_(False)

@@ -5,6 +5,11 @@ Layout of a hider directory (what ``deephide train-hider --out DIR`` writes, ``p
   DIR/bank/         the secret bank the hider was trained with (semantic.store)
   DIR/log.jsonl     one line per ``log_every`` iterations: every loss, PSNR, L-inf, reveal PSNR
   DIR/summary.json  final numbers, full profile, seed, versions, timing
+
+Under torchrun (``deephide.distributed``) every rank draws the same class-balanced global batch and
+trains on its contiguous shard (whole classes per rank, so L_LFC keeps its same-class pairs); DDP
+averages the gradients, rank 0 alone writes the directory. One process runs exactly as before.
+On a GPU covers and secrets are moved to the device once and stay there.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..data import ImageSet
 from ..errors import DeephideError
 from ..fsutil import write_json
-from ..runtime import autocast, bf16_supported, pick_device, seed_everything, versions
+from ..runtime import amp_dtype, autocast, pick_device, seed_everything, tune_for, versions
 from ..semantic import SecretBank
 from .budget import project_to_budget
 from .checkpoint import load_hider, load_training_state, read_checkpoint, save_hider
@@ -74,6 +80,24 @@ def psnr_t(a: torch.Tensor, b: torch.Tensor) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
+class HideRevealStep(torch.nn.Module):
+    """One training forward: hide, (straight-through) store, reveal -- a single ``forward`` so that
+    DistributedDataParallel, which only hooks ``forward``, sees every use of the hider's weights."""
+
+    def __init__(self, hider: Hider, eps: float, from_stored: bool) -> None:
+        super().__init__()
+        self.hider, self.eps, self.from_stored = hider, eps, from_stored
+
+    def forward(self, cover: torch.Tensor, secret: torch.Tensor,
+                z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """cover, secret: float (N, 3, S, S) in [0, 1]; z: (N, 12, S/2, S/2) or None.
+        Returns (stego float32 (N, 3, S, S) unprojected, secret_hat float32 (N, 3, S, S))."""
+        stego, _ = self.hider.hide(cover, secret)
+        stego = stego.float()
+        stored = straight_through_quantise(stego, cover, self.eps) if self.from_stored else stego
+        return stego, self.hider.reveal(stored, z).float()
+
+
 def _secret_index(bank: SecretBank, labels: np.ndarray, mode: str, rng: np.random.Generator) -> np.ndarray:
     """Class mode: each class's first secret. Sample mode: a random member of the class's group."""
     if mode == "class":
@@ -107,7 +131,9 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     if use_lfc and features is None:
         raise DeephideError("train-hider: the profile uses L_LFC but no feature network was given")
     dev = pick_device(device)
-    use_bf16 = bool(profile.get("bf16")) and bf16_supported(dev)
+    world = distributed.current()
+    tune_for(dev)
+    use_bf16 = amp_dtype(dev, bool(profile.get("bf16")), allow_fp16=False) is not None  # the INN's exp() needs bf16's range
     eps = float(profile["eps"])
 
     seed_everything(seed)
@@ -128,51 +154,60 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
         load_training_state(ck, opt)
         start, rollbacks = int(state["iteration"]), int(state.get("rollbacks", 0))
     out.mkdir(parents=True, exist_ok=True)
-    _trim_log(out / LOG, start)
+    if world.is_main:
+        _trim_log(out / LOG, start)
 
-    covers = torch.from_numpy(np.ascontiguousarray(train.images)).permute(0, 3, 1, 2)  # uint8, CPU
-    secrets = torch.from_numpy(bank.images).permute(0, 3, 1, 2)
+    # uint8 on the device for the whole run (a no-op copy on the CPU)
+    covers = torch.from_numpy(np.ascontiguousarray(train.images)).permute(0, 3, 1, 2).to(dev)
+    secrets = torch.from_numpy(bank.images).permute(0, 3, 1, 2).to(dev)
     by_class = [np.flatnonzero(train.labels == k) for k in range(train.num_classes)]
     per_class = int(profile["per_class"])
     n_cls = max(1, int(profile["batch_size"]) // per_class)
+    part = _rank_share(n_cls, per_class, sum(idx.size > 0 for idx in by_class), use_lfc, world)
+    lfc_scale = world.world_size if profile.get("lfc_reduction", "sum") == "sum" else 1  # DDP averages; a sum adds
     good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()))
     acc: dict[str, list[float]] = {}
     total_it = int(profile["iterations"])
     t0, elapsed0 = time.perf_counter(), 0.0
     if ck.exists():
         elapsed0 = float(read_checkpoint(ck).get("training", {}).get("seconds", 0.0))
-    bar = tqdm(total=total_it, initial=start, desc="train hider", disable=not progress, leave=False, dynamic_ncols=True)
+    step = distributed.wrap(HideRevealStep(hider, eps, profile.get("reveal_from", "stored") == "stored"), world)
+    bar = tqdm(total=total_it, initial=start, desc="train hider", disable=not progress or not world.is_main,
+               leave=False, dynamic_ncols=True)
     it = start
     stopped = None
     for it in range(start, total_it):
         if stop_after is not None and it >= stop_after:
             stopped = "stop_after"
             break
-        if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
+        if time_limit_s is not None and distributed.any_rank(time.perf_counter() - t0 > time_limit_s, world):
             stopped = "time_limit"
             break
         rng = np.random.default_rng(_mix(seed, 7, it))
-        idx = balanced_batch(by_class, per_class, n_cls, rng)
+        idx = balanced_batch(by_class, per_class, n_cls, rng)  # the global batch: the same on every rank
+        sidx = _secret_index(bank, train.labels[idx], mode, rng)
+        z = None
+        if profile.get("z_noise") == "gauss":  # drawn for the whole global batch: each rank keeps its rows
+            gz = torch.Generator().manual_seed(_mix(seed, 8, it))
+            z = torch.randn((idx.size, hider.dwt_channels, h // 2, w // 2), generator=gz)[part].to(dev)
+        idx, sidx = idx[part], sidx[part]
         labels = train.labels[idx]
-        cover = covers[torch.from_numpy(idx)].to(dev).float().div_(255)
-        secret = secrets[torch.from_numpy(_secret_index(bank, labels, mode, rng))].to(dev).float().div_(255)
+        cover = covers[torch.from_numpy(idx).to(dev)].float().div_(255)
+        secret = secrets[torch.from_numpy(sidx).to(dev)].float().div_(255)
         y = torch.from_numpy(labels).to(dev)
         for g in opt.param_groups:
             g["lr"] = profile["lr"] * profile["lr_gamma"] ** (it // profile["lr_step_every"])
-        gz = torch.Generator().manual_seed(_mix(seed, 8, it))
         with autocast(dev, use_bf16):
-            stego, r = hider.hide(cover, secret)
-            stego = stego.float()
-            stored = straight_through_quantise(stego, cover, eps) if profile.get("reveal_from", "stored") == "stored" else stego
-            z = torch.randn(r.shape, generator=gz).to(dev) if profile.get("z_noise") == "gauss" else None
-            secret_hat = hider.reveal(stored, z).float()
+            stego, secret_hat = step(cover, secret, z)
         terms = {"hide": hide_loss(stego, cover, eps), "reveal": reveal_loss(secret_hat, secret),
                  "freq": freq_loss(stego, cover)}
         if use_lfc:
             terms["lfc"] = lfc_loss(features, stego, cover, y, eps, reduction=profile.get("lfc_reduction", "sum"))
+            if lfc_scale != 1:  # a per-rank sum over pairs: x world size, so DDP's mean is the global sum
+                terms["lfc"] = terms["lfc"] * lfc_scale
         loss, vals = total_loss(terms, weights)
         opt.zero_grad(set_to_none=True)
-        bad = not math.isfinite(vals["total"])
+        bad = distributed.any_rank(not math.isfinite(vals["total"]), world)  # every rank must skip together
         if not bad:
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(hider.parameters(), profile["grad_clip"])
@@ -197,24 +232,54 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
         if done % profile["log_every"] == 0 or done == total_it:
             rec = {"iteration": done, "lr": opt.param_groups[0]["lr"], "rollbacks": rollbacks,
                    "seconds": round(elapsed0 + time.perf_counter() - t0, 1),
-                   **{k: float(np.mean(v)) for k, v in acc.items()}}
-            with open(out / LOG, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+                   **_mean_over_ranks({k: float(np.mean(v)) for k, v in acc.items()}, world)}
+            if world.is_main:
+                with open(out / LOG, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
             bar.set_postfix(rev=f"{rec['reveal_psnr']:.1f}dB", lv=f"{rec['mean_levels']:.2f}")
             acc = {}
         if done % profile["checkpoint_every"] == 0 or done == total_it:
             good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()))
-            _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0)
+            if world.is_main:
+                _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0)
     bar.close()
     done = it + 1 if stopped is None else it
-    if stopped is not None and done > start:
+    if stopped is not None and done > start and world.is_main:
         _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0)
+    distributed.barrier(world)  # rank 0's last log line and checkpoint are on disk before anyone reads them
     summary = {"iterations_done": done, "iterations": total_it, "finished": done >= total_it, "stopped": stopped,
                "rollbacks": rollbacks, "seconds": round(elapsed0 + time.perf_counter() - t0, 1),
                "run": run_cfg, "bf16": use_bf16, "device": str(dev), "versions": versions(),
                "parameters": hider.num_parameters(), "last_log": _last_log(out / LOG)}
-    write_json(out / SUMMARY, summary)
+    if world.active:
+        summary["world_size"] = world.world_size
+    if world.is_main:
+        write_json(out / SUMMARY, summary)
     return summary
+
+
+def _rank_share(n_cls: int, per_class: int, present: int, use_lfc: bool, world: distributed.World) -> slice:
+    """This rank's rows of each class-balanced batch (all rows with one process).
+
+    L_LFC compares same-class pairs inside a rank's rows, so with it each rank needs whole classes.
+    """
+    if not world.active:
+        return slice(None)
+    classes = min(n_cls, present)
+    if use_lfc and classes % world.world_size:
+        raise DeephideError(f"train-hider: {classes} classes per batch cannot be split into whole classes over "
+                            f"{world.world_size} processes (L_LFC needs same-class pairs on each); "
+                            "change batch_size/per_class or --nproc_per_node")
+    return distributed.shard(classes * per_class, world, "hider batch size")
+
+
+def _mean_over_ranks(vals: dict[str, float], world: distributed.World) -> dict[str, float]:
+    """Logged numbers averaged over the ranks (each rank measured its own shard); as-is with one process."""
+    if not world.active:
+        return vals
+    keys = sorted(vals)
+    sums = distributed.all_reduce_sum([vals[k] for k in keys], world)
+    return {k: v / world.world_size for k, v in zip(keys, sums)}
 
 
 def _save(ck: Path, hider: Hider, opt: torch.optim.Optimizer, run_cfg: dict, done: int, rollbacks: int,

@@ -1,0 +1,130 @@
+"""Helpers shared by the benchmark scripts: timing, machine facts, FLOP counts, stand-in hiders and banks.
+
+Nothing here is imported by the package; the scripts put this folder on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+
+def median(xs: list[float]) -> float:
+    """Median of a non-empty list of measurements."""
+    return float(statistics.median(xs))
+
+
+def timed(fn: Callable[[], Any], device: torch.device | None = None) -> float:
+    """Wall seconds of one call of ``fn`` (CUDA work is waited for, so GPU time is counted)."""
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    fn()
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, MiB.
+
+    Linux: VmHWM of /proc/self/status, the high-water mark of this process's own address space.
+    ru_maxrss is not used there: exec keeps the forking parent's peak in it, so a worker started by a
+    large parent would report the parent's memory.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / 1024.0 if platform.system() == "Linux" else kib / 2**20  # macOS: bytes
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo (Linux), else platform.processor()."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def memory_gib() -> float | None:
+    """Physical memory, GiB (Linux), or None."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """Machine and library facts printed at the top of every result file."""
+    import PIL
+
+    from deephide.runtime import bf16_supported, versions
+
+    out = {"cpu": cpu_model(), "cpus": os.cpu_count(), "memory_gib": round(memory_gib() or 0, 1),
+           "torch_threads": torch.get_num_threads(), "bf16_native": bf16_supported(device),
+           "device": str(device), "pillow": PIL.__version__, **versions()}
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+        out["gpu_memory_gib"] = round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1)
+    return out
+
+
+def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int, repeats: int, gflop_per_timing: float = 2.0) -> float:
+    """Measured GFLOP/s of an (n x n) @ (n x n) matmul on ``device`` in ``dtype`` (median of repeats)."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    a @ b  # warm-up: first-call dispatch and allocation
+    per = max(1, int(gflop_per_timing * 1e9 // (2 * n**3)))  # several calls per timing on a fast device
+    times = [timed(lambda: [a @ b for _ in range(per)], device) for _ in range(repeats)]
+    return 2 * n**3 * per / median(times) / 1e9
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs torch's FlopCounterMode attributes to ``fn`` (convolutions and matmuls; 2 per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        fn()
+    return int(fc.get_total_flops())
+
+
+def random_hider(blocks: int, growth: int, size: int = 32, seed: int = 0, scale: float = 0.02):
+    """A hider with small random weights everywhere (a trained hider's cost, non-trivial perturbations).
+
+    At HiNet's initialisation the INN is the identity (stego == cover): timing that would be honest but
+    the bf16 drift and budget checks would be vacuous, so every weight is drawn from N(0, scale^2).
+    """
+    from deephide.hiding import Hider, HiderConfig
+
+    torch.manual_seed(seed)
+    h = Hider(HiderConfig(blocks=blocks, growth=growth, clamp=2.0, image_size=size))
+    with torch.no_grad():
+        for p in h.parameters():
+            p.normal_(0.0, scale)
+    return h.eval()
+
+
+def synthetic_bank(num_classes: int, size: int, per_class: int = 1, seed: int = 0):
+    """A secret bank of random-noise secrets (``per_class`` per class): cost is what is benchmarked."""
+    from deephide.semantic import SecretBank
+
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(num_classes * per_class, size, size, 3), dtype=np.uint8)
+    group = np.repeat(np.arange(num_classes), per_class)
+    return SecretBank(images, group, num_classes, {"source": "benchmark-random"})

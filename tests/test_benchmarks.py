@@ -1,0 +1,97 @@
+"""The benchmark scripts: `run.py --quick` writes a parseable RESULTS.md + results.json; gpu_check runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _tables(md: str) -> list[list[list[str]]]:
+    """Markdown tables as lists of rows of cells (header and separator included)."""
+    tables, cur = [], []
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cur.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif cur:
+            tables.append(cur)
+            cur = []
+    if cur:
+        tables.append(cur)
+    return tables
+
+
+def test_quick_run_writes_results(tmp_path):
+    run = _load("run")
+    sets = tmp_path / "attacks"  # a stored attack set's manifest: its recorded cost is read, not regenerated
+    (sets / "EM").mkdir(parents=True)
+    (sets / "EM" / "manifest.json").write_text(json.dumps({"provenance": {"protection": {
+        "method": "EM", "mode": "sample", "device": "cpu", "cost": {"seconds": 394.2},
+        "versions": {"cpu_threads": 2}}}}))
+    n = torch.get_num_threads()
+    try:
+        assert run.main(["--quick", "--out", str(tmp_path / "out"), "--attack-sets", str(sets)]) == 0
+    finally:
+        torch.set_num_threads(n)
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    md = (tmp_path / "out" / "RESULTS.md").read_text()
+    for section in ("## Machine", "## Victim training", "## Protection", "### Peak RSS", "## Hider training",
+                    "## Countermeasure preprocessing", "## Generation cost per attack", "## Targets"):
+        assert section in md
+    assert "Command: `python benchmarks/run.py --quick" in md
+    tables = _tables(md)
+    assert len(tables) >= 7
+    for t in tables:  # every row has the header's number of cells; the second row is the separator
+        assert all(len(row) == len(t[0]) for row in t) and set("".join(t[1])) <= {"-"}
+    for model in ("resnet18", "resnet20"):
+        v = res["victim"][model]
+        assert v["ours_images_per_s"] > 0 and v["reference_images_per_s"] > 0
+        assert v["ratio"] == pytest.approx(v["ours_images_per_s"] / v["reference_images_per_s"])
+    assert res["protect"]["fp32"]["linf_levels"] <= 8
+    assert res["floor"]["flops_per_image"]["resnet18 inference"] > res["floor"]["flops_per_image"]["resnet20 inference"]
+    assert res["rss"]["64"]["peak_rss_mb"] >= res["rss"]["64"]["baseline_rss_mb"] > 0
+    assert res["attack_costs"] == [{"set": "EM", "method": "EM", "mode": "sample", "seconds": 394.2,
+                                    "device": "cpu", "threads": 2}]
+    assert "| EM | EM | sample | 394.2 |" in md
+
+
+def test_reference_dataset_is_torchvision_crop_flip():
+    import numpy as np
+
+    ref = _load("peer_loop")
+    img = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(1, 4, 4, 3)
+    ds = ref.PeerImageDataset(img, np.array([0]), train=True, pad=1)
+    padded = np.pad(img[0], ((1, 1), (1, 1), (0, 0))).astype(np.float32) / 255
+    windows = [padded[t:t + 4, s:s + 4] for t in range(3) for s in range(3)]
+    windows += [w[:, ::-1] for w in windows]
+    for _ in range(20):
+        x, y = ds[0]
+        assert x.shape == (3, 4, 4) and y == 0
+        assert any(np.array_equal(x.permute(1, 2, 0).numpy(), w) for w in windows)
+
+
+def test_gpu_check_without_cuda_and_as_a_cpu_dry_run(tmp_path):
+    gpu = [sys.executable, str(BENCH / "gpu_check.py")]
+    if not torch.cuda.is_available():
+        res = subprocess.run(gpu, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0 and "no CUDA device" in res.stdout
+    res = subprocess.run(gpu + ["--dry-run-cpu", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    out = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert all(r["ok"] for r in out.values() if isinstance(r, dict) and "ok" in r)
+    assert out["victim resnet20 fp16+GradScaler"]["amp"] == "float16"
