@@ -514,7 +514,7 @@ def samples_figure(clean_spec: str, protected_spec: str, hider_dir: str | None, 
 
 
 _CSS = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:13px}caption{text-align:left;padding:.4em 0;font-style:italic}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}caption{text-align:left;padding:.4em 0;font-style:italic;min-width:40em}
 th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}th:first-child{text-align:left}
 thead th{background:#f0f0f0}tr.paper{color:#666;font-style:italic}img{max-width:100%;border:1px solid #eee}
 .notes{font-size:13px;color:#555}code{background:#f4f4f4;padding:1px 3px}"""
@@ -602,7 +602,7 @@ def make_report(results_jsonl: str | os.PathLike, out_dir: str | os.PathLike, st
     done = sum(1 for r in records if keys is None or r["key"] in set(keys))
     summary = [f"results: {results.name} ({len(records)} finished cells"
                + (f"; {done} of {len(keys)} cells in the config" if keys else "") + ")",
-               f"headline statistic: {STATS[stat]}", f"profile: {_uniq(r.get('profile') for r in records)}"]
+               f"headline statistic: {STATS[stat]}", f"profile: {', '.join(str(p) for p in _uniq(r.get('profile') for r in records))}"]
     if side.get("notes"):
         summary.append(f"config notes: {side['notes']}")
     written: dict[str, Path] = {}
