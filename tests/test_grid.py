@@ -272,8 +272,29 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float) -> bool:
     return False
 
 
+@pytest.fixture(params=["token-file", "no-token"])
+def ray_home(request, monkeypatch, tmp_path):
+    """A home for head and driver: with a cluster token in ~/.ray/auth_token (Ray >= 2.59 then makes
+    `ray start --head` require it) or without one. Ray sets RAY_AUTH_MODE in os.environ: undone after."""
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    if request.param == "token-file":
+        (home / ".ray" / "auth_token").write_text("deephide-test-" + os.urandom(16).hex())
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    try:  # Ray caches the mode and the token per process: read this environment afresh
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):
+        pass
+    return request.param
+
+
 @pytest.fixture
-def ray_head(monkeypatch):
+def ray_head(monkeypatch, ray_home):
     """A real Ray head on loopback (its own process group, ended by id); None if it cannot start."""
     # Linux Ray binds and dials the machine's network address unless told this is a loopback-only
     # node: the variable for the head's processes, the constant for this (driver) process

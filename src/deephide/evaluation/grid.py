@@ -682,6 +682,24 @@ def _loopback_ray(address: str | None) -> None:
         pass
 
 
+def _match_head_auth(address: str | None) -> None:
+    """Send the cluster token when one is configured, as ``ray start --head`` does.
+
+    Since Ray 2.59 a head started where a token exists (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or
+    ``~/.ray/auth_token``) requires it, but a driver given an explicit address never turns token mode on
+    by itself and is refused (InvalidAuthToken). An explicit ``RAY_AUTH_MODE`` is always respected.
+    """
+    if address in (None, "auto", "local") or os.environ.get("RAY_AUTH_MODE"):
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication: nothing to match
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
 def _run_ray(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSummary, cfg: GridConfig,
              address: str | None, progress: bool) -> None:
     try:
@@ -692,6 +710,7 @@ def _run_ray(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSu
     if started:
         _check_reachable(address)
         _loopback_ray(address)
+        _match_head_auth(address)
         kw: dict[str, Any] = {"address": address, "logging_level": logging.WARNING, "log_to_driver": False}
         if address is None:  # a fresh local cluster: no dashboard to serve
             kw["include_dashboard"] = False
