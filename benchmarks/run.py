@@ -194,14 +194,15 @@ def bench_accuracy(models: tuple[str, ...], epochs: float, data: str, train_n: i
 def protect_end_to_end(set_dir: Path, out_dir: Path, hider: torch.nn.Module, bank: Any, bf16: bool,
                        batch: int, dev: torch.device) -> tuple[float, Any, Any]:
     """Read a stored set, protect it (INN, projection, uint8 quantisation), write it. Returns (s, clean, protected)."""
-    from deephide.data.storage import load_any, save_imageset
+    from deephide.data.storage import imageset_writer, load_any
     from deephide.protect import protect
 
     t0 = time.perf_counter()
-    ds = load_any(set_dir)
-    prot = protect(ds, hider, bank, "class", levels=LEVELS, batch_size=batch, device=str(dev), bf16=bf16,
-                   progress=False)
-    save_imageset(prot, out_dir, force=True)
+    ds = load_any(set_dir, mmap=True)  # as `deephide protect` does: stream, never hold the set
+    with imageset_writer(out_dir, len(ds), ds.shape, force=True) as w:
+        prot = protect(ds, hider, bank, "class", levels=LEVELS, batch_size=batch, device=str(dev), bf16=bf16,
+                       progress=False, out=w.images)
+        w.finish(prot)
     return time.perf_counter() - t0, ds, prot
 
 

@@ -381,10 +381,15 @@ def test_stored_imageset_round_trip(tmp_path: Path, channels: int) -> None:
     back = load_imageset(tmp_path / "set")
     same(back, ds)
     assert back.provenance == {"note": "test"}
-    via = load_dataset(str(tmp_path / "set" / "data.npz"))
+    assert sorted(p.name for p in (tmp_path / "set").iterdir()) == ["images.npy", "labels.npy", "manifest.json"]
+    via = load_dataset(str(tmp_path / "set" / "images.npy"))
     same(via, ds)
-    assert via.provenance["loaded_from"] == str(tmp_path / "set" / "data.npz")
+    assert via.provenance["loaded_from"] == str(tmp_path / "set" / "images.npy")
     same(load_dataset(f"file:{tmp_path / 'set'}"), ds)
+    mapped = load_dataset(f"file:{tmp_path / 'set'}?mmap=true")
+    same(mapped, ds)
+    assert isinstance(mapped.images, np.memmap) and not mapped.images.flags.writeable
+    same(load_dataset(str(tmp_path / "set"), mmap=True), ds)
     raises_naming(tmp_path / "set", save_imageset, ds, tmp_path / "set")  # no silent overwrite
     save_imageset(small_set(seed=9), tmp_path / "set", force=True)
     assert not np.array_equal(load_imageset(tmp_path / "set").images, ds.images)
@@ -436,6 +441,66 @@ def stored(tmp_path: Path) -> tuple[ImageSet, Path]:
     return ds, save_imageset(ds, tmp_path / "set")
 
 
+def stored_v1(ds: ImageSet, d: Path) -> Path:
+    """A set in format 1 (one data.npz), as deephide wrote before format 2."""
+    from deephide.data.storage import array_sha256
+
+    d.mkdir(parents=True)
+    labels = ds.labels.astype("<i8")
+    np.savez(d / "data.npz", images=ds.images, labels=labels)
+    (d / "manifest.json").write_text(json.dumps({
+        "format": "deephide-imageset", "version": 1, "data_file": "data.npz", "count": len(ds),
+        "shape": list(ds.shape), "class_names": list(ds.class_names), "provenance": {"note": "v1"},
+        "sha256": {"images": array_sha256(ds.images), "labels": array_sha256(labels)}}))
+    return d
+
+
+def test_format_1_sets_still_load(tmp_path: Path) -> None:
+    ds = small_set()
+    d = stored_v1(ds, tmp_path / "old")
+    for spec in (d, d / "data.npz", d / "manifest.json"):
+        back = load_imageset(spec)
+        same(back, ds)
+        assert back.provenance == {"note": "v1"}
+    same(load_imageset(d, mmap=True), ds)  # format 1 cannot be mapped: read whole
+    same(load_dataset(str(d / "data.npz")), ds)
+
+
+def test_mapped_set_releases_pages_and_hashes_like_memory(tmp_path: Path) -> None:
+    from deephide.data.storage import array_sha256, release_rows
+
+    ds = small_set(n=300, h=32, w=32)
+    _, d = ds, save_imageset(ds, tmp_path / "set")
+    mapped = load_imageset(d, mmap=True)
+    assert array_sha256(mapped.images) == array_sha256(ds.images)
+    release_rows(mapped.images, 0, 300)  # the data comes back from the file when touched again
+    assert np.array_equal(mapped.images[17], ds.images[17])
+    release_rows(ds.images, 0, 300)  # in-memory arrays: nothing to release, nothing changes
+    assert np.array_equal(mapped.images, ds.images)
+
+
+def test_writer_streams_into_the_output_and_is_all_or_nothing(tmp_path: Path) -> None:
+    from deephide.data.storage import imageset_writer
+
+    ds = small_set(n=20)
+    with imageset_writer(tmp_path / "w", len(ds), ds.shape) as w:
+        for i in range(0, 20, 7):
+            w.images[i:i + 7] = ds.images[i:i + 7]
+        w.finish(ds.replace(images=w.images))
+    same(load_imageset(tmp_path / "w"), ds)
+    with pytest.raises(DeephideError, match="not finished"):
+        with imageset_writer(tmp_path / "u", len(ds), ds.shape) as w:
+            w.images[:] = ds.images
+    with pytest.raises(RuntimeError):
+        with imageset_writer(tmp_path / "w", len(ds), ds.shape, force=True) as w:
+            raise RuntimeError("killed halfway")
+    same(load_imageset(tmp_path / "w"), ds)  # the old set is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
+    empty = ImageSet(np.zeros((0, 4, 4, 3), np.uint8), np.zeros(0, np.int64), ("a",))
+    save_imageset(empty, tmp_path / "e")
+    assert np.load(tmp_path / "e" / "images.npy").shape == (0, 4, 4, 3)
+
+
 def test_stored_manifest_errors(tmp_path: Path) -> None:
     _, d = stored(tmp_path)
     m = d / "manifest.json"
@@ -447,7 +512,9 @@ def test_stored_manifest_errors(tmp_path: Path) -> None:
         (None, {k: v for k, v in good.items() if k != "sha256"}),
         (None, {**good, "count": "12"}),
         (None, {**good, "class_names": []}),
-        (None, {**good, "data_file": "../x.npz"}),
+        (None, {**good, "data_files": {"images": "../x.npy", "labels": "labels.npy"}}),
+        (None, {**good, "data_files": {"images": "images.npy"}}),
+        (None, {**good, "version": 1, "data_file": "../x.npz"}),
         (None, [1, 2]),
     ]
     for text, obj in cases:
@@ -459,17 +526,50 @@ def test_stored_manifest_errors(tmp_path: Path) -> None:
 
 def test_stored_data_errors(tmp_path: Path) -> None:
     ds, d = stored(tmp_path)
-    npz, m = d / "data.npz", d / "manifest.json"
-    np.savez(npz, images=255 - ds.images, labels=ds.labels)  # same shape, other pixels
-    assert "sha256" in raises_naming(npz, load_imageset, d)
-    np.savez(npz, images=ds.images[:, :4], labels=ds.labels)
-    raises_naming(npz, load_imageset, d)
-    np.savez(npz, images=ds.images.astype(np.float32), labels=ds.labels)
-    raises_naming(npz, load_imageset, d)
+    npy, lab, m = d / "images.npy", d / "labels.npy", d / "manifest.json"
+    np.save(npy, 255 - ds.images)  # same shape, other pixels
+    assert "sha256" in raises_naming(npy, load_imageset, d)
+    np.save(npy, ds.images[:, :4])
+    raises_naming(npy, load_imageset, d)
+    np.save(npy, ds.images.astype(np.float32))
+    raises_naming(npy, load_imageset, d)
     bad = ds.images.astype(np.float32)
     bad[0, 0, 0, 0] = np.nan
-    np.savez(npz, images=bad, labels=ds.labels)
-    assert "NaN" in raises_naming(npz, load_imageset, d)
+    np.save(npy, bad)
+    assert "NaN" in raises_naming(npy, load_imageset, d)
+    np.save(npy, np.array([object()] * 3, dtype=object), allow_pickle=True)
+    assert "object" in raises_naming(npy, load_imageset, d)
+    np.save(npy, np.asfortranarray(ds.images))
+    assert "Fortran" in raises_naming(npy, load_imageset, d)
+    np.save(npy, ds.images)
+    npy.write_bytes(npy.read_bytes()[:-10])  # truncated
+    assert "truncated or forged" in raises_naming(npy, load_imageset, d, mmap=True)
+    raw = bytearray(npy.read_bytes())
+    raw[raw.index(b"(12,"):raw.index(b"(12,") + 4] = b"(99,"  # forged header: more rows than held
+    npy.write_bytes(bytes(raw))
+    assert "truncated or forged" in raises_naming(npy, load_imageset, d)
+    npy.write_bytes(b"\x93NUMPY garbage")
+    raises_naming(npy, load_imageset, d)
+    npy.unlink()
+    raises_naming(npy, load_imageset, d)
+    save_imageset(ds, d, force=True)
+    np.save(lab, ds.labels[:5])
+    raises_naming(lab, load_imageset, d)
+    lab.unlink()
+    raises_naming(lab, load_imageset, d)
+    save_imageset(ds, d, force=True)
+    man = json.loads(m.read_text())
+    man["class_names"] = ["only"]  # labels now out of range
+    m.write_text(json.dumps(man))
+    assert "out of range" in raises_naming(lab, load_imageset, d)
+
+
+def test_stored_v1_data_errors(tmp_path: Path) -> None:
+    ds = small_set()
+    d = stored_v1(ds, tmp_path / "set")
+    npz = d / "data.npz"
+    np.savez(npz, images=255 - ds.images, labels=ds.labels)  # same shape, other pixels
+    assert "sha256" in raises_naming(npz, load_imageset, d)
     np.savez(npz, images=np.array([object()] * 3, dtype=object), labels=ds.labels)
     assert "object" in raises_naming(npz, load_imageset, d)
     np.savez(npz, images=ds.images)
@@ -478,11 +578,6 @@ def test_stored_data_errors(tmp_path: Path) -> None:
     raises_naming(npz, load_imageset, d)
     npz.unlink()
     raises_naming(npz, load_imageset, d)
-    save_imageset(ds, d, force=True)
-    man = json.loads(m.read_text())
-    man["class_names"] = ["only"]  # labels now out of range
-    m.write_text(json.dumps(man))
-    assert "out of range" in raises_naming(npz, load_imageset, d)
 
 
 def test_png_folder_errors(tmp_path: Path) -> None:

@@ -351,38 +351,65 @@ def test_npz_forged_header_is_refused_before_allocating(tmp_path):
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: nothing big touched
 
 
+def forged_npy(path: Path, shape=(10**6, 1000, 1000, 3)) -> Path:
+    """An .npy whose header declares ``shape`` (terabytes) over 100 bytes of data."""
+    from numpy.lib import format as npy_format
+
+    with open(path, "wb") as f:
+        npy_format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        f.write(b"\0" * 100)
+    return path
+
+
 @pytest.mark.parametrize("case,needle", [
     ("object-images", "object array"),
     ("nan-images", "'images' contains NaN or inf"),
     ("modified", "sha256 does not match"),
     ("forged-header", "truncated or forged header"),
+    ("pickled-labels", "object array"),
     ("bad-manifest", "not valid JSON"),
-    ("traversal", "'data_file' must be a plain file name"),
+    ("traversal", "'data_files.images' must be a plain file name"),
+    ("v1-forged-header", "truncated or forged header"),
+    ("v1-traversal", "'data_file' must be a plain file name"),
 ])
 def test_stored_imageset_hostile(tmp_path, small_set, capsys, case, needle):
     s = save_imageset(small_set, tmp_path / "stored")
     imgs, y = small_set.images, small_set.labels
-    named = s / "data.npz"
+    named = s / "images.npy"
     if case == "object-images":
-        np.savez(named, images=np.array([None] * 12, dtype=object), labels=y)
+        np.save(named, np.array([None] * 12, dtype=object), allow_pickle=True)
     elif case == "nan-images":
-        np.savez(named, images=np.full(imgs.shape, np.nan, np.float32), labels=y)
+        np.save(named, np.full(imgs.shape, np.nan, np.float32))
     elif case == "modified":
         im2 = imgs.copy()
         im2[0, 0, 0, 0] ^= 1
-        np.savez(named, images=im2, labels=y)
+        np.save(named, im2)
     elif case == "forged-header":
-        forged_npz(named)
+        forged_npy(named)
+    elif case == "pickled-labels":
+        named = s / "labels.npy"
+        np.save(named, np.array([_RunsCode(tmp_path / "ran")] * 12, dtype=object), allow_pickle=True)
     elif case == "bad-manifest":
         named = s / "manifest.json"
         named.write_text("{bad")
-    else:
+    elif case == "traversal":
         named = s / "manifest.json"
         m = json.loads(named.read_text())
-        m["data_file"] = "../../etc/passwd"
+        m["data_files"]["images"] = "../../etc/passwd"
         named.write_text(json.dumps(m))
+    else:  # a format-1 set (one data.npz), as older deephide versions wrote
+        m = json.loads((s / "manifest.json").read_text())
+        m.update(version=1, data_file="data.npz")
+        del m["data_files"]
+        named = s / "data.npz"
+        forged_npz(named)
+        if case == "v1-traversal":
+            named = s / "manifest.json"
+            m["data_file"] = "../../etc/passwd"
+        (s / "manifest.json").write_text(json.dumps(m))
     rc, err = cli(capsys, "verify", "--clean", SYN, "--protected", s)
     one_error(rc, err, str(named), needle)
+    assert not (tmp_path / "ran").exists()
 
 
 # ---------------------------------------------------------------- pickles that try to execute code
@@ -647,7 +674,8 @@ def _enospc(*_a, **_k):
 @pytest.mark.parametrize("where", ["rename", "write"])
 def test_full_disk_leaves_nothing(tmp_path, hider_dir, capsys, where):
     out = tmp_path / "out"
-    target = "deephide.fsutil.os.replace" if where == "rename" else "numpy.savez"
+    # "write": the output file's blocks are allocated up front, where a full disk shows
+    target = "deephide.fsutil.os.replace" if where == "rename" else "deephide.data.storage.os.posix_fallocate"
     with mock.patch(target, _enospc):
         rc, err = cli(capsys, *protect_args(SYN, out, hider_dir))
     one_error(rc, err, str(out), "No space left on device")

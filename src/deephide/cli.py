@@ -111,7 +111,7 @@ def cmd_train_hider(a: argparse.Namespace) -> int:
 @command("protect")
 def cmd_protect(a: argparse.Namespace) -> int:
     from .data import load_dataset
-    from .data.storage import export_class_folders, export_png_folder, save_imageset
+    from .data.storage import export_class_folders, export_png_folder, imageset_writer
     from .fsutil import check_new_output, outputs_or_nothing
     from .hiding.hiderdir import hider_bank_dir, open_hider
     from .pipeline import bank_for
@@ -122,19 +122,21 @@ def cmd_protect(a: argparse.Namespace) -> int:
     for extra in (a.export_png, a.export_folder):
         if extra:
             check_new_output(extra, a.force)
-    ds = load_dataset(a.data, "train")
+    ds = load_dataset(a.data, "train", mmap=True)  # a stored set is streamed, not read whole
     hider, info = open_hider(a.hider, image_size=ds.shape[0])
     secrets = a.secrets or (str(hider_bank_dir(a.hider)) if hider_bank_dir(a.hider) else None)
     if secrets is None:
         raise DeephideError(f"{a.hider}: no secret bank saved with this hider; give --secrets")
     bank = bank_for(ds, secrets, a.mode, a.seed)
-    prot = protect(ds, hider, bank, a.mode, levels=levels, seed=a.seed, batch_size=a.batch_size,
-                   device=a.device, bf16=a.bf16, progress=not a.quiet, hider_info=info)
     test_spec = _loader_test_spec(a.data) or ds.provenance.get("test_spec")
-    if test_spec:
-        prot = prot.replace(test_spec=test_spec)
     with outputs_or_nothing([a.out, a.export_png, a.export_folder]):  # all outputs or none
-        save_imageset(prot, a.out, force=a.force)
+        # protected batches go straight into the output file: memory does not grow with the set
+        with imageset_writer(a.out, len(ds), ds.shape, force=a.force) as w:
+            prot = protect(ds, hider, bank, a.mode, levels=levels, seed=a.seed, batch_size=a.batch_size,
+                           device=a.device, bf16=a.bf16, progress=not a.quiet, hider_info=info, out=w.images)
+            if test_spec:
+                prot = prot.replace(test_spec=test_spec)
+            w.finish(prot)
         if a.export_png:
             export_png_folder(prot, a.export_png, force=a.force)
         if a.export_folder:
@@ -154,8 +156,8 @@ def cmd_verify(a: argparse.Namespace) -> int:
     from .protect import parse_eps, verify
 
     levels = parse_eps(a.eps)
-    clean = load_dataset(a.clean, "train")
-    prot = load_dataset(a.protected, "train")
+    clean = load_dataset(a.clean, "train", mmap=True)  # verify streams both sets chunk by chunk
+    prot = load_dataset(a.protected, "train", mmap=True)
     v = verify(clean, prot, levels=levels)
     if a.out:
         write_json(a.out, v)

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import ImageSet
+from .data.storage import release_rows
 from .errors import DeephideError
 from .hiding.budget import quantise_within_budget
 from .runtime import autocast, pick_device
@@ -57,13 +58,15 @@ def _check_hider_fits(hider: torch.nn.Module, shape: tuple[int, int, int], where
 @torch.no_grad()
 def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, levels: int = 8, seed: int = 0,
             batch_size: int = 256, device: str = "auto", bf16: bool = False, progress: bool = True,
-            hider_info: dict | None = None) -> ImageSet:
+            hider_info: dict | None = None, out: np.ndarray | None = None) -> ImageSet:
     """Hide a secret of each image's class group in every image of ``ds``.
 
     ds: uint8 (N, H, W, 3) images with labels. bank: secrets (M, H, W, 3) grouped by class.
     mode: ``class`` (one secret per class) or ``sample`` (one per image, from its class group).
     levels: the L-inf budget in uint8 levels (8 = 8/255). Every output pixel is within
     ``levels`` of the clean one (checked). Memory: float work is done one batch at a time.
+    out: a writable uint8 array shaped like ``ds.images`` to fill (e.g. ``imageset_writer(...).images``,
+    a file-backed map), so neither set has to fit in memory; by default a new in-memory array.
     Returns the protected ImageSet (same labels, class names), provenance recording everything.
     """
     if bank.num_classes != ds.num_classes:
@@ -73,13 +76,16 @@ def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, l
     assign = bank.assign(ds.labels, mode, seed)
     dev = pick_device(device)
     hider = hider.to(dev).eval()
-    out = np.empty_like(ds.images)
+    if out is None:
+        out = np.empty(ds.images.shape, np.uint8)
+    elif out.shape != ds.images.shape or out.dtype != np.uint8:
+        raise DeephideError(f"{ds.source}: output array {out.shape} {out.dtype} does not match the images {ds.images.shape}")
     t0 = time.perf_counter()
     n = len(ds)
     linf = 0
     for i in tqdm(range(0, n, batch_size), total=math.ceil(n / batch_size), desc=f"protect ({mode})",
                   disable=not progress, leave=False, dynamic_ncols=True):
-        clean = torch.from_numpy(ds.images[i:i + batch_size]).to(dev).permute(0, 3, 1, 2)
+        clean = torch.from_numpy(np.array(ds.images[i:i + batch_size])).to(dev).permute(0, 3, 1, 2)
         cover = clean.float().div(255)
         secret = secrets[torch.from_numpy(assign[i:i + batch_size])].to(dev)
         with autocast(dev, bf16):
@@ -88,6 +94,9 @@ def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, l
         # checked per batch: a whole-set int16 difference would cost 4x the set's size in memory
         linf = max(linf, int((q.to(torch.int16) - clean.to(torch.int16)).abs().max()))
         out[i:i + batch_size] = q.permute(0, 2, 3, 1).cpu().numpy()
+        # a mapped input or output keeps no pages resident once done: memory stays flat in N
+        release_rows(ds.images, i, i + batch_size)
+        release_rows(out, i, i + batch_size)
     if linf > levels:  # cannot happen by construction; refuse to return a set that breaks the contract
         raise DeephideError(f"{ds.source}: budget violated ({linf} > {levels} levels); output discarded")
     elapsed = time.perf_counter() - t0
@@ -111,7 +120,7 @@ def reveal(ds: ImageSet, hider: torch.nn.Module, batch_size: int = 256, device: 
     hider = hider.to(dev).eval()
     out = np.empty_like(ds.images)
     for i in tqdm(range(0, len(ds), batch_size), desc="reveal", disable=not progress, leave=False):
-        x = torch.from_numpy(ds.images[i:i + batch_size]).to(dev).permute(0, 3, 1, 2).float().div(255)
+        x = torch.from_numpy(np.array(ds.images[i:i + batch_size])).to(dev).permute(0, 3, 1, 2).float().div(255)
         r = hider.reveal(x).clamp(0, 1).mul(255).round().to(torch.uint8)
         out[i:i + batch_size] = r.permute(0, 2, 3, 1).cpu().numpy()
     return out
@@ -129,10 +138,12 @@ def ssim(a: np.ndarray, b: np.ndarray, batch: int = 1024) -> float:
 
     vals = []
     for i in range(0, a.shape[0], batch):
-        ta = torch.from_numpy(a[i:i + batch]).permute(0, 3, 1, 2).float().div(255)
-        tb = torch.from_numpy(b[i:i + batch]).permute(0, 3, 1, 2).float().div(255)
+        ta = torch.from_numpy(np.array(a[i:i + batch])).permute(0, 3, 1, 2).float().div(255)
+        tb = torch.from_numpy(np.array(b[i:i + batch])).permute(0, 3, 1, 2).float().div(255)
         win = min(11, ta.shape[-1] - (1 - ta.shape[-1] % 2))
         vals.append(kornia.metrics.ssim(ta, tb, window_size=win).mean(dim=(1, 2, 3)))
+        release_rows(a, i, i + batch)
+        release_rows(b, i, i + batch)
     return float(torch.cat(vals).mean())
 
 
@@ -174,6 +185,8 @@ def verify(clean: ImageSet, protected: ImageSet, levels: int = 8, max_listed: in
         abs_sum += int(a.sum(dtype=np.int64))
         at_bound += int((a == levels).sum())
         sq_sum += int(sq.sum())
+        release_rows(protected.images, i, i + chunk)
+        release_rows(clean.images, i, i + chunk)
     size = clean.images.size
     mse = sq_sum / size
     if l0 is None:

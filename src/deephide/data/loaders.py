@@ -392,6 +392,9 @@ def synthetic(path: str | None = None, split: str = "train", n: int | None = Non
 
 
 @DATASETS.register("file")
-def file(path: str | None = None, split: str = "train") -> ImageSet:
-    """A stored ImageSet, APBench/ISS PNG folder or AVATAR npz at PATH (format detected; the split is ignored)."""
-    return load_any(_need_path(path, "file", "file:/path/to/set (a stored ImageSet, PNG folder or .npz)"))
+def file(path: str | None = None, split: str = "train", mmap: bool = False) -> ImageSet:
+    """A stored ImageSet, APBench/ISS PNG folder or AVATAR npz at PATH (format detected; the split is ignored).
+
+    ``mmap=true`` maps a stored ImageSet's images instead of reading them (sets larger than memory).
+    """
+    return load_any(_need_path(path, "file", "file:/path/to/set (a stored ImageSet, PNG folder or .npz)"), mmap=bool(mmap))

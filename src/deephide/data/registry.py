@@ -116,17 +116,21 @@ def _check_options(name: str, fn: Callable[..., ImageSet], options: dict[str, An
         )
 
 
-def load_dataset(spec: str, split: str = "train") -> ImageSet:
+def load_dataset(spec: str, split: str = "train", mmap: bool = False) -> ImageSet:
     """Load the ``split`` ("train" or "test") of the dataset named by ``spec``.
 
     Returns an ImageSet whose ``source`` is the spec and whose provenance records loader, path,
     split and options (a stored set keeps its own provenance and gains ``loaded_from``).
+    ``mmap``: a stored ImageSet's images are memory-mapped read-only (commands that stream a set
+    batch by batch, like protect and verify, ask for this; other sources are loaded as usual).
     """
     if split not in SPLITS:
         raise DeephideError(f"dataset spec '{spec}': unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
     name, path, options = parse_spec(spec)
     fn = DATASETS.get(name)
     _check_options(name, fn, options, spec)
+    if mmap and name == PATH_LOADER:
+        options = {"mmap": True, **options}  # an explicit ?mmap=false in the spec wins
     ds = fn(path, split, **options)
     if name == PATH_LOADER:
         prov = dict(ds.provenance)

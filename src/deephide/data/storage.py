@@ -1,7 +1,10 @@
 """On-disk formats of an ImageSet, all exact (uint8, lossless) and written atomically.
 
-- stored ImageSet: a directory with ``data.npz`` (``images`` uint8 (N, H, W, C), ``labels`` int64 (N,))
-  and ``manifest.json`` (format, version, class names, shape, count, provenance, sha256 of the arrays);
+- stored ImageSet: a directory with ``images.npy`` (uint8 (N, H, W, C)), ``labels.npy`` (int64 (N,))
+  and ``manifest.json`` (format, version, class names, shape, count, provenance, sha256 of the arrays).
+  Format 2 (written now) keeps the arrays as plain ``.npy`` files so a set larger than memory can be
+  memory-mapped, written batch by batch (``imageset_writer``) and hashed in chunks; format 1 (one
+  ``data.npz``) is still read;
 - PNG folder (APBench/ISS layout): ``<root>/data/<index>.png`` in dataset order (0.png, 1.png, ...),
   ``<root>/labels.txt`` (one int per line) and ``<root>/classes.txt`` (one name per line);
 - AVATAR npz: one ``.npz`` with ``data`` uint8 (N, H, W, C) and ``targets`` (any int dtype), optionally
@@ -18,6 +21,7 @@ import hashlib
 import json
 import logging
 import math
+import mmap as _mmap
 import os
 import re
 import warnings
@@ -35,9 +39,12 @@ from .imageset import ImageSet
 log = logging.getLogger("deephide")
 
 FORMAT = "deephide-imageset"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
-DATA_FILE = "data.npz"
+DATA_FILE = "data.npz"  # format 1
+DATA_FILES = {"images": "images.npy", "labels": "labels.npy"}  # format 2
+#: bytes of image data hashed, copied or released per step when a whole set is streamed
+CHUNK_BYTES = 32 << 20
 #: refuse images above this many pixels (8192 x 8192): a small file must not expand to gigabytes
 MAX_PIXELS = 8192 * 8192
 
@@ -62,8 +69,56 @@ def pil_guard() -> Iterator[None]:
 
 
 def array_sha256(a: np.ndarray) -> str:
-    """sha256 (hex) of an array's raw C-order bytes (dtype and shape are checked separately)."""
-    return hashlib.sha256(np.ascontiguousarray(a).data).hexdigest()
+    """sha256 (hex) of an array's raw C-order bytes (dtype and shape are checked separately).
+
+    Hashed in chunks of rows; the pages of a memory-mapped array are released after each chunk, so
+    hashing a set larger than memory keeps the process's resident memory flat.
+    """
+    h = hashlib.sha256()
+    if a.ndim == 0 or a.shape[0] == 0:
+        h.update(np.ascontiguousarray(a).data)
+        return h.hexdigest()
+    step = rows_per_chunk(a)
+    for i in range(0, a.shape[0], step):
+        h.update(np.ascontiguousarray(a[i:i + step]).data)
+        release_rows(a, i, i + step)
+    return h.hexdigest()
+
+
+def rows_per_chunk(a: np.ndarray, nbytes: int = CHUNK_BYTES) -> int:
+    """How many leading-axis rows of ``a`` make about ``nbytes`` (at least one)."""
+    row = a.itemsize * math.prod(a.shape[1:]) if a.ndim > 1 else a.itemsize
+    return max(1, nbytes // max(1, row))
+
+
+def _mapping_of(a: np.ndarray) -> _mmap.mmap | None:
+    """The mmap under ``a`` (an np.memmap, np.load(mmap_mode=...) or a view of one), else None."""
+    b: Any = a
+    while b is not None:
+        if isinstance(b, _mmap.mmap):
+            return b
+        b = getattr(b, "base", None)
+    return None
+
+
+def release_rows(a: np.ndarray, start: int, stop: int) -> None:
+    """Drop the resident pages of rows ``start:stop`` of a memory-mapped, C-contiguous ``a``.
+
+    The data stays in the file (and the page cache; written pages of a shared mapping are not lost)
+    and is paged in again if touched. Without this, every page of a mapped set that was read or
+    written counts in the process's resident memory until the end. No-op for in-memory arrays.
+    """
+    mm = _mapping_of(a)
+    if mm is None or not a.flags.c_contiguous or not hasattr(mm, "madvise") or stop <= start:
+        return
+    stop = min(stop, a.shape[0])
+    row = a.itemsize * math.prod(a.shape[1:])
+    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    lo = a.ctypes.data - base + start * row
+    hi = a.ctypes.data - base + stop * row
+    lo -= lo % _mmap.PAGESIZE
+    with contextlib.suppress(OSError, ValueError):  # advice only: a refusal changes nothing
+        mm.madvise(_mmap.MADV_DONTNEED, lo, min(hi, len(mm)) - lo)
 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -203,25 +258,82 @@ def _json_safe(obj: Any, where: str) -> Any:
 
 
 def save_imageset(ds: ImageSet, path: str | os.PathLike, force: bool = False) -> Path:
-    """Write ``ds`` as a directory ``path`` holding ``data.npz`` + ``manifest.json`` (atomically)."""
+    """Write ``ds`` as a directory ``path`` (format 2: images.npy, labels.npy, manifest.json), atomically."""
+    with imageset_writer(path, len(ds), ds.shape, force=force) as w:
+        w.finish(ds)
+    return Path(path)
+
+
+def _create_npy(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A new uint8 ``.npy`` file of ``shape``, its blocks allocated, opened as a writable memory map."""
+    from numpy.lib import format as npy_format
+
+    with open(path, "wb") as f:
+        npy_format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": tuple(shape)})
+        offset, size = f.tell(), math.prod(shape)
+        if size:
+            # real blocks now: a full disk fails here with ENOSPC, not later as SIGBUS on a mapped write
+            os.posix_fallocate(f.fileno(), offset, size)
+    if not size:
+        return np.zeros(shape, np.uint8)  # nothing to map; finish() writes the (empty) array whole
+    return np.memmap(path, dtype=np.uint8, mode="r+", offset=offset, shape=tuple(shape))
+
+
+class StoredSetWriter:
+    """An ImageSet being written (see ``imageset_writer``): fill ``images``, then call ``finish``."""
+
+    def __init__(self, path: Path, tmp: Path, n: int, shape: tuple[int, int, int]) -> None:
+        self.path, self.tmp, self.finished = path, tmp, False
+        #: writable uint8 (N, H, W, C) backed by the output file: fill it batch by batch
+        self.images = _create_npy(tmp / DATA_FILES["images"], (n, *shape))
+
+    def finish(self, ds: ImageSet) -> None:
+        """Write labels, class names and provenance of ``ds``; its images are copied in unless they are ``images``."""
+        if ds.images.shape != self.images.shape:
+            raise DeephideError(f"{self.path}: writer holds {self.images.shape} images, set has {ds.images.shape}")
+        if ds.images is not self.images:
+            step = rows_per_chunk(ds.images)
+            for i in range(0, len(ds), step):
+                self.images[i:i + step] = ds.images[i:i + step]
+                release_rows(self.images, i, i + step)
+                release_rows(ds.images, i, i + step)
+        if isinstance(self.images, np.memmap):
+            self.images.flush()  # msync: the data is on disk before the manifest names it
+        else:
+            with open(self.tmp / DATA_FILES["images"], "ab") as f:  # empty set: header only
+                f.write(self.images.tobytes())
+        labels = np.ascontiguousarray(ds.labels.astype("<i8"))  # fixed byte order: the hash is portable
+        with atomic_file(self.tmp / DATA_FILES["labels"]) as f:
+            np.save(f, labels, allow_pickle=False)
+        manifest = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "data_files": dict(DATA_FILES),
+            "count": len(ds),
+            "shape": list(ds.shape),
+            "class_names": list(ds.class_names),
+            "sha256": {"images": array_sha256(self.images), "labels": array_sha256(labels)},
+            "provenance": _json_safe(ds.provenance, str(self.path)),
+        }
+        write_json(self.tmp / MANIFEST, manifest)
+        self.finished = True
+
+
+@contextlib.contextmanager
+def imageset_writer(path: str | os.PathLike, n: int, shape: tuple[int, int, int],
+                    force: bool = False) -> Iterator[StoredSetWriter]:
+    """Write a stored ImageSet of ``n`` images of ``shape`` (H, W, C) without holding it in memory.
+
+    ``path`` appears only when the block ends normally after ``finish``; on any error (or a kill) the
+    temporary directory beside it is removed (or cleaned by the next write there) and an existing
+    ``path`` is untouched. An existing ``path`` is refused unless ``force``.
+    """
     path = Path(path)
-    images = np.ascontiguousarray(ds.images)
-    labels = np.ascontiguousarray(ds.labels.astype("<i8"))  # fixed byte order: the hash is portable
-    manifest = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "data_file": DATA_FILE,
-        "count": len(ds),
-        "shape": list(ds.shape),
-        "class_names": list(ds.class_names),
-        "sha256": {"images": array_sha256(images), "labels": array_sha256(labels)},
-        "provenance": _json_safe(ds.provenance, str(path)),
-    }
     with atomic_dir(path, force=force) as tmp:
-        with atomic_file(tmp / DATA_FILE) as f:
-            np.savez(f, images=images, labels=labels)
-        write_json(tmp / MANIFEST, manifest)
-    return path
+        w = StoredSetWriter(path, tmp, n, tuple(shape))
+        yield w
+        if not w.finished:
+            raise DeephideError(f"{path}: the set was not finished (no labels or manifest written)")
 
 
 def _manifest_paths(path: Path) -> tuple[Path, Path | None]:
@@ -258,10 +370,69 @@ def _read_manifest(mpath: Path) -> dict[str, Any]:
     _require(m, "sha256", lambda v: isinstance(v, dict) and all(isinstance(v.get(k), str) for k in ("images", "labels")),
              "an object with 'images' and 'labels' hashes", mpath)
     _require(m, "provenance", lambda v: isinstance(v, dict), "an object", mpath)
-    data_file = m.get("data_file", DATA_FILE)
-    if not isinstance(data_file, str) or PurePosixPath(data_file).name != data_file or data_file in ("", ".", ".."):
-        raise DeephideError(f"{mpath}: 'data_file' must be a plain file name, got {data_file!r}")
+    if version == 1:
+        _plain_name(m.get("data_file", DATA_FILE), "data_file", mpath)
+    else:
+        files = m.get("data_files")
+        if not isinstance(files, dict) or set(files) != set(DATA_FILES):
+            raise DeephideError(f"{mpath}: 'data_files' must name the 'images' and 'labels' files")
+        for key, name in files.items():
+            _plain_name(name, f"data_files.{key}", mpath)
     return m
+
+
+def _plain_name(name: Any, key: str, mpath: Path) -> None:
+    """A data file must sit beside the manifest: no directories, no '..'."""
+    if not isinstance(name, str) or PurePosixPath(name).name != name or name in ("", ".", ".."):
+        raise DeephideError(f"{mpath}: '{key}' must be a plain file name, got {name!r}")
+
+
+def _data_paths(mpath: Path, m: dict[str, Any]) -> list[Path]:
+    """The data file(s) a checked manifest names."""
+    if m["version"] == 1:
+        return [mpath.parent / m.get("data_file", DATA_FILE)]
+    return [mpath.parent / m["data_files"][k] for k in ("images", "labels")]
+
+
+def _read_npy(path: Path, mmap: bool = False) -> np.ndarray:
+    """One ``.npy`` array, its header checked before any data is read; memory-mapped if ``mmap``.
+
+    Refused with one line: a missing or unreadable file, object dtypes (they need pickle), Fortran
+    order, and a header whose declared size differs from the bytes the file holds (truncated or forged).
+    """
+    from numpy.lib import format as npy_format
+
+    if not path.is_file():
+        raise DeephideError(f"{path}: no such file")
+    try:
+        with open(path, "rb") as f:
+            version = npy_format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = npy_format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = npy_format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            header_len = f.tell()
+        held = path.stat().st_size - header_len
+    except DeephideError:
+        raise
+    except (OSError, ValueError, EOFError, SyntaxError, TypeError) as e:
+        raise DeephideError(f"{path}: not a readable .npy file ({_first_line(e)})") from None
+    if dtype.hasobject:
+        raise DeephideError(f"{path}: object array (refused: it needs pickle to load)")
+    if fortran:
+        raise DeephideError(f"{path}: Fortran-ordered array (deephide writes C order; the file was made elsewhere)")
+    declared = math.prod(int(d) for d in shape) * dtype.itemsize
+    if declared != held:
+        raise DeephideError(f"{path}: header declares shape {tuple(shape)} ({declared} bytes) but the file holds "
+                            f"{max(held, 0)} bytes (truncated or forged header)")
+    try:
+        if mmap and declared:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DeephideError(f"{path}: not a readable .npy file ({_first_line(e)})") from None
 
 
 def _require(m: dict[str, Any], key: str, ok: Any, what: str, mpath: Path) -> None:
@@ -271,30 +442,37 @@ def _require(m: dict[str, Any], key: str, ok: Any, what: str, mpath: Path) -> No
         raise DeephideError(f"{mpath}: '{key}' must be {what}")
 
 
-def load_imageset(path: str | os.PathLike) -> ImageSet:
-    """Read a stored ImageSet (its directory, manifest.json or data.npz) and verify it fully.
+def load_imageset(path: str | os.PathLike, mmap: bool = False) -> ImageSet:
+    """Read a stored ImageSet (its directory, manifest.json or a data file) and verify it fully.
 
     Checks the manifest, dtype uint8, shapes against the manifest, label range and both sha256s.
+    ``mmap``: map the images of a format-2 set read-only instead of reading them (for sets larger than
+    memory; pages are read on use). Format-1 sets (one data.npz) are always read whole.
     """
     path = Path(path)
     mpath, given = _manifest_paths(path)
     m = _read_manifest(mpath)
-    dpath = mpath.parent / m.get("data_file", DATA_FILE)
-    if given is not None and given.resolve() != dpath.resolve():
-        raise DeephideError(f"{given}: {mpath} describes {dpath.name}, not this file")
-    arrays = read_npz(dpath)
-    where = str(dpath)
-    for key in ("images", "labels"):
-        if key not in arrays:
-            raise DeephideError(f"{where}: missing array '{key}' (has: {', '.join(sorted(arrays)) or 'none'})")
-    images = check_images(arrays["images"], where)
+    dpaths = _data_paths(mpath, m)
+    if given is not None and given.resolve() not in [d.resolve() for d in dpaths]:
+        raise DeephideError(f"{given}: {mpath} describes {', '.join(d.name for d in dpaths)}, not this file")
+    if m["version"] == 1:
+        arrays = read_npz(dpaths[0])
+        for key in ("images", "labels"):
+            if key not in arrays:
+                raise DeephideError(f"{dpaths[0]}: missing array '{key}' (has: {', '.join(sorted(arrays)) or 'none'})")
+        where = {"images": str(dpaths[0]), "labels": str(dpaths[0])}
+    else:
+        arrays = {"images": _read_npy(dpaths[0], mmap=mmap), "labels": _read_npy(dpaths[1])}
+        where = {"images": str(dpaths[0]), "labels": str(dpaths[1])}
+    images = check_images(arrays["images"], where["images"])
     n, shape = m["count"], tuple(m["shape"])
     if images.shape != (n, *shape):
-        raise DeephideError(f"{where}: images have shape {tuple(images.shape)} but {mpath.name} says {(n, *shape)}")
+        raise DeephideError(f"{where['images']}: images have shape {tuple(images.shape)} but {mpath.name} says {(n, *shape)}")
     labels = arrays["labels"]
-    check_labels(labels, n, len(m["class_names"]), where)
-    if array_sha256(images) != m["sha256"]["images"] or array_sha256(labels) != m["sha256"]["labels"]:
-        raise DeephideError(f"{where}: sha256 does not match {mpath.name} (file modified or corrupt)")
+    check_labels(labels, n, len(m["class_names"]), where["labels"])
+    for key, a in (("labels", labels), ("images", images)):
+        if array_sha256(a) != m["sha256"][key]:
+            raise DeephideError(f"{where[key]}: sha256 does not match {mpath.name} (file modified or corrupt)")
     return ImageSet(images, labels.astype(np.int64), tuple(m["class_names"]), m["provenance"], str(path))
 
 
@@ -601,7 +779,7 @@ def detect_format(path: str | os.PathLike) -> str:
         if (p / "data").is_dir():
             return "png-folder"
         raise DeephideError(
-            f"{p}: not a stored ImageSet (manifest.json + data.npz) nor a PNG folder (data/<i>.png + labels.txt); "
+            f"{p}: not a stored ImageSet (manifest.json + images.npy/labels.npy) nor a PNG folder (data/<i>.png + labels.txt); "
             f"for one subfolder per class use folder:{p}"
         )
     if not p.is_file():
@@ -611,19 +789,23 @@ def detect_format(path: str | os.PathLike) -> str:
     sibling = p.parent / MANIFEST
     if sibling.is_file():
         try:
-            data_file = json.loads(sibling.read_text(encoding="utf-8")).get("data_file", DATA_FILE)
+            m = json.loads(sibling.read_text(encoding="utf-8"))
+            names = [m.get("data_file", DATA_FILE)] + list((m.get("data_files") or {}).values())
         except (OSError, ValueError, AttributeError):
-            data_file = DATA_FILE  # a broken manifest is reported by load_imageset
-        if p.name == data_file:
+            names = [DATA_FILE, *DATA_FILES.values()]  # a broken manifest is reported by load_imageset
+        if p.name in names:
             return "imageset"
     return "npz"
 
 
-def load_any(path: str | os.PathLike) -> ImageSet:
-    """Load a stored ImageSet, a PNG folder or an AVATAR npz, whichever ``path`` is."""
+def load_any(path: str | os.PathLike, mmap: bool = False) -> ImageSet:
+    """Load a stored ImageSet, a PNG folder or an AVATAR npz, whichever ``path`` is.
+
+    ``mmap``: memory-map a stored ImageSet's images (see ``load_imageset``); other formats are decoded.
+    """
     kind = detect_format(path)
     if kind == "imageset":
-        return load_imageset(path)
+        return load_imageset(path, mmap=mmap)
     if kind == "png-folder":
         return import_png_folder(path)
     return import_avatar_npz(path)
