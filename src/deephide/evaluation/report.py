@@ -389,7 +389,7 @@ def _figure(w: float = 6.4, h: float = 4.0) -> Any:
 
 def _save(fig: Any, path: Path) -> None:
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    fig.savefig(path, format="png", bbox_inches="tight")  # keeps a legend placed beside the axes
 
 
 def curves_figure(records: list[dict[str, Any]], path: Path, column: str) -> bool:
@@ -418,7 +418,8 @@ def curves_figure(records: list[dict[str, Any]], path: Path, column: str) -> boo
     ax.set_ylabel("clean test accuracy (%)")
     ax.set_title(f"Test accuracy during training ({column}); band: min..max over seeds")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    # outside the axes: with many rows a legend inside hides the curves it names
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     _save(fig, path)
     return True
 
@@ -449,7 +450,7 @@ def sweep_figure(table: Table, path: Path, points: list[tuple[float, str]], xlab
     ax.set_ylabel("clean test accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     _save(fig, path)
     return True
 
