@@ -75,7 +75,7 @@ def array_sha256(a: np.ndarray) -> str:
     hashing a set larger than memory keeps the process's resident memory flat.
     """
     h = hashlib.sha256()
-    if a.ndim == 0 or a.shape[0] == 0:
+    if a.ndim == 0:
         h.update(np.ascontiguousarray(a).data)
         return h.hexdigest()
     step = rows_per_chunk(a)
@@ -158,6 +158,21 @@ def _memory_bytes() -> int | None:
         return None
 
 
+def _npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype, int, int] | None:
+    """(shape, fortran_order, dtype, header length, declared data bytes) of an open .npy stream,
+    read without touching the data; None for header versions newer than 2.0."""
+    from numpy.lib import format as npy_format
+
+    version = npy_format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = npy_format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = npy_format.read_array_header_2_0(f)
+    else:
+        return None
+    return tuple(shape), fortran, dtype, f.tell(), math.prod(int(d) for d in shape) * dtype.itemsize
+
+
 def _check_npz_sizes(path: Path) -> None:
     """Read every member's .npy header (not its data) and refuse what cannot be loaded safely.
 
@@ -165,8 +180,6 @@ def _check_npz_sizes(path: Path) -> None:
     (a forged header makes numpy allocate the declared size before it notices), and arrays that
     together would not fit in this machine's memory (a small compressed file can expand enormously).
     """
-    from numpy.lib import format as npy_format
-
     total = 0
     with zipfile.ZipFile(path) as zf:
         for info in zf.infolist():
@@ -174,17 +187,12 @@ def _check_npz_sizes(path: Path) -> None:
                 continue
             key = info.filename[:-4]
             with zf.open(info) as f:
-                version = npy_format.read_magic(f)
-                if version == (1, 0):
-                    shape, _, dtype = npy_format.read_array_header_1_0(f)
-                elif version == (2, 0):
-                    shape, _, dtype = npy_format.read_array_header_2_0(f)
-                else:  # (3, 0) and later: let np.load judge them
-                    continue
-                header_len = f.tell()
+                header = _npy_header(f)
+            if header is None:  # (3, 0) and later: let np.load judge them
+                continue
+            shape, _, dtype, header_len, declared = header
             if dtype.hasobject:
                 raise DeephideError(f"{path}: '{key}' is an object array (refused: it needs pickle to load)")
-            declared = math.prod(int(d) for d in shape) * dtype.itemsize
             held = info.file_size - header_len
             if declared > held:
                 raise DeephideError(f"{path}: '{key}' declares shape {tuple(shape)} ({declared} bytes) "
@@ -275,7 +283,7 @@ def _create_npy(path: Path, shape: tuple[int, ...]) -> np.ndarray:
             # real blocks now: a full disk fails here with ENOSPC, not later as SIGBUS on a mapped write
             os.posix_fallocate(f.fileno(), offset, size)
     if not size:
-        return np.zeros(shape, np.uint8)  # nothing to map; finish() writes the (empty) array whole
+        return np.zeros(shape, np.uint8)  # nothing to map: the header alone is the whole (empty) file
     return np.memmap(path, dtype=np.uint8, mode="r+", offset=offset, shape=tuple(shape))
 
 
@@ -299,9 +307,6 @@ class StoredSetWriter:
                 release_rows(ds.images, i, i + step)
         if isinstance(self.images, np.memmap):
             self.images.flush()  # msync: the data is on disk before the manifest names it
-        else:
-            with open(self.tmp / DATA_FILES["images"], "ab") as f:  # empty set: header only
-                f.write(self.images.tobytes())
         labels = np.ascontiguousarray(ds.labels.astype("<i8"))  # fixed byte order: the hash is portable
         with atomic_file(self.tmp / DATA_FILES["labels"]) as f:
             np.save(f, labels, allow_pickle=False)
@@ -400,30 +405,21 @@ def _read_npy(path: Path, mmap: bool = False) -> np.ndarray:
     Refused with one line: a missing or unreadable file, object dtypes (they need pickle), Fortran
     order, and a header whose declared size differs from the bytes the file holds (truncated or forged).
     """
-    from numpy.lib import format as npy_format
-
     if not path.is_file():
         raise DeephideError(f"{path}: no such file")
     try:
         with open(path, "rb") as f:
-            version = npy_format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = npy_format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, fortran, dtype = npy_format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f"unsupported .npy version {version}")
-            header_len = f.tell()
+            header = _npy_header(f)
+        if header is None:
+            raise ValueError("unsupported .npy header version")
+        shape, fortran, dtype, header_len, declared = header
         held = path.stat().st_size - header_len
-    except DeephideError:
-        raise
     except (OSError, ValueError, EOFError, SyntaxError, TypeError) as e:
         raise DeephideError(f"{path}: not a readable .npy file ({_first_line(e)})") from None
     if dtype.hasobject:
         raise DeephideError(f"{path}: object array (refused: it needs pickle to load)")
     if fortran:
         raise DeephideError(f"{path}: Fortran-ordered array (deephide writes C order; the file was made elsewhere)")
-    declared = math.prod(int(d) for d in shape) * dtype.itemsize
     if declared != held:
         raise DeephideError(f"{path}: header declares shape {tuple(shape)} ({declared} bytes) but the file holds "
                             f"{max(held, 0)} bytes (truncated or forged header)")
