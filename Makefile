@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 DEB_PACKAGES := dataset-fashion-mnist fonts-noto-color-emoji
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup system demo test clean
+.PHONY: reference setup system demo test clean
 
 # Debian packages: installed when missing (CI runs as root; a normal user runs `sudo make system`).
 system:
@@ -35,6 +35,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# the CPU reference tables (issue 7; many hours on 2 cores, resumable): results/reference-fmnist/
+reference: setup
+	bash results/reference-fmnist/run.sh
 
 clean:
 	rm -rf $(VENV) runs

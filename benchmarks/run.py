@@ -49,6 +49,7 @@ class Sizes:
     victim_batch: int
     victim_iters: dict[str, tuple[int, int]]   # model -> (warm-up iterations, timed iterations)
     ref_workers: int                   # DataLoader worker processes of the reference loop
+    victim_compile: bool               # also time our trainer with the profile's compile=True
     inn_blocks: int
     inn_growth: int
     inn_batch: int
@@ -66,12 +67,12 @@ class Sizes:
 
 
 FULL = Sizes(repeats=3, victim_models=("resnet18", "resnet20"), victim_n=10_000, victim_batch=128,
-             victim_iters={"resnet18": (5, 30), "resnet20": (10, 100)}, ref_workers=2,
+             victim_iters={"resnet18": (5, 30), "resnet20": (10, 100)}, ref_workers=2, victim_compile=True,
              inn_blocks=16, inn_growth=32, inn_batch=256, inn_bare_batches=4, protect_n=2048,
              rss_n=(5_000, 50_000), hider_profile="paper", hider_iters=(2, 8), hider_n=2_000,
              cm_n=50_000, matmul_n=2048, reveal_n=512, threads=None, matmul_gflop=4.0)
 QUICK = Sizes(repeats=1, victim_models=("resnet18", "resnet20"), victim_n=64, victim_batch=16,
-              victim_iters={"resnet18": (1, 2), "resnet20": (1, 2)}, ref_workers=1,
+              victim_iters={"resnet18": (1, 2), "resnet20": (1, 2)}, ref_workers=1, victim_compile=False,
               inn_blocks=2, inn_growth=8, inn_batch=32, inn_bare_batches=1, protect_n=64,
               rss_n=(64, 256), hider_profile="tiny", hider_iters=(1, 2), hider_n=64,
               cm_n=200, matmul_n=256, reveal_n=32, threads=1, matmul_gflop=0.05)
@@ -142,14 +143,22 @@ def bench_victim(sz: Sizes, dev: torch.device) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for model in sz.victim_models:
         warm, iters = sz.victim_iters[model]
-        ours, ref = [], []
-        for r in range(sz.repeats):
+        ours, ref, comp = [], [], []
+        prof = victim_profile(sz.victim_batch, warm + iters, warm)
+
+        def steady(prof: dict[str, Any], seed: int) -> tuple[float, dict[str, Any]]:
             times: dict[int, float] = {}
-            prof = victim_profile(sz.victim_batch, warm + iters, warm)
-            res = train_victim(train, test, model, prof, seed=r, device=str(dev), progress=False,
-                               on_eval=lambda rec, times=times: times.__setitem__(rec["iteration"], rec["time"]))
+            res = train_victim(train, test, model, prof, seed=seed, device=str(dev), progress=False,
+                               on_eval=lambda rec: times.__setitem__(rec["iteration"], rec["time"]))
             # rec["time"] is training time without evaluations; steady state = after the warm-up
-            ours.append(iters * sz.victim_batch / max(1e-3, times[warm + iters] - times[warm]))
+            # (which also holds torch.compile's compilation)
+            return iters * sz.victim_batch / max(1e-3, times[warm + iters] - times[warm]), res
+
+        for r in range(sz.repeats):
+            rate, res = steady(prof, r)
+            ours.append(rate)
+            if sz.victim_compile:
+                comp.append(steady(dict(prof, compile=True), r)[0])
             rprof = dict(prof, bf16=False)
             ref.append(train_reference(train.images, train.labels, model, rprof, warm + iters, warm,
                                        sz.ref_workers, seed=r)["images_per_s"])
@@ -157,12 +166,15 @@ def bench_victim(sz: Sizes, dev: torch.device) -> dict[str, Any]:
                       "ratio": median(ours) / median(ref), "ours_runs": ours, "reference_runs": ref,
                       "amp": res["amp"], "channels_last": prof["channels_last"], "batch": sz.victim_batch,
                       "timed_iterations": iters}
+        if comp:
+            out[model].update(compiled_images_per_s=median(comp), compiled_ratio=median(comp) / median(ref),
+                              compiled_runs=comp)
     return out
 
 
 def bench_accuracy(models: tuple[str, ...], epochs: float, data: str, train_n: int | None,
-                   workers: int, dev: torch.device) -> dict[str, Any]:
-    """Test accuracy of both loops after the same number of epochs on real data (long)."""
+                   workers: int, dev: torch.device, seeds: int = 3) -> dict[str, Any]:
+    """Test accuracy of both loops after the same number of epochs on real data, ``seeds`` seeds each (long)."""
     from deephide.data import load_dataset
     from deephide.evaluation.trainer import evaluate_accuracy, train_victim
     from peer_loop import train_reference
@@ -170,22 +182,30 @@ def bench_accuracy(models: tuple[str, ...], epochs: float, data: str, train_n: i
     train, test = load_dataset(data, "train"), load_dataset(data, "test")
     if train_n:
         train = train.subset(np.arange(min(train_n, len(train))), note=f"first {train_n}")
-    out: dict[str, Any] = {"data": data, "train_n": len(train), "test_n": len(test), "epochs": epochs}
+    out: dict[str, Any] = {"data": data, "train_n": len(train), "test_n": len(test), "epochs": epochs, "seeds": seeds}
     x_test = torch.from_numpy(test.images).permute(0, 3, 1, 2).contiguous()
     y_test = torch.from_numpy(test.labels)
     for model in models:
         prof = victim_profile(128, max(1, round(epochs * len(train) / 128)), 10**9)
-        t0 = time.perf_counter()
-        ours = train_victim(train, test, model, prof, seed=0, device=str(dev), progress=False)
-        t_ours = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        ref = train_reference(train.images, train.labels, model, dict(prof, bf16=False), prof["iterations"], 0,
-                              workers, seed=0)
-        t_ref = time.perf_counter() - t0
-        ref_acc = evaluate_accuracy(ref["model"], x_test, y_test, 256, False, False)
-        out[model] = {"iterations": prof["iterations"], "ours_acc": ours["final_acc"], "reference_acc": ref_acc,
-                      "ours_seconds": round(t_ours, 1), "reference_seconds": round(t_ref, 1)}
+        rec: dict[str, list[float]] = {"ours_acc": [], "reference_acc": [], "ours_seconds": [], "reference_seconds": []}
+        for seed in range(seeds):
+            t0 = time.perf_counter()
+            ours = train_victim(train, test, model, prof, seed=seed, device=str(dev), progress=False)
+            rec["ours_seconds"].append(round(time.perf_counter() - t0, 1))
+            t0 = time.perf_counter()
+            ref = train_reference(train.images, train.labels, model, dict(prof, bf16=False), prof["iterations"], 0,
+                                  workers, seed=seed)
+            rec["reference_seconds"].append(round(time.perf_counter() - t0, 1))
+            rec["ours_acc"].append(ours["final_acc"])
+            rec["reference_acc"].append(evaluate_accuracy(ref["model"], x_test, y_test, 256, False, False))
+        out[model] = {"iterations": prof["iterations"], **rec}
     return out
+
+
+def mean_std(xs: list[float]) -> str:
+    """'mean +- std' (sample std, ddof 1; just the value for one run)."""
+    a = np.asarray(xs, dtype=float)
+    return f"{a.mean():.2f}" if a.size < 2 else f"{a.mean():.2f} +- {a.std(ddof=1):.2f}"
 
 
 # ------------------------------------------------------------------ protection
@@ -225,13 +245,15 @@ def bench_protect(sz: Sizes, dev: torch.device, tmp: Path, hider_dir: str | None
     from deephide.data.storage import save_imageset
     from deephide.runtime import autocast, bf16_supported
 
-    hider = random_hider(sz.inn_blocks, sz.inn_growth).to(dev)
+    from deephide.protect import channels_last
+
+    hider = channels_last(random_hider(sz.inn_blocks, sz.inn_growth).to(dev))  # the layout protect() uses
     ds = synthetic(sz.protect_n)
     bank = synthetic_bank(ds.num_classes, 32)
     save_imageset(ds, tmp / "protect-in", force=True)
     precisions = ["fp32"] + (["bf16"] if bf16_supported(dev) else [])
-    cover = torch.rand(sz.inn_batch, 3, 32, 32, device=dev)
-    secret = torch.rand(sz.inn_batch, 3, 32, 32, device=dev)
+    cover = torch.rand(sz.inn_batch, 3, 32, 32, device=dev).contiguous(memory_format=torch.channels_last)
+    secret = torch.rand(sz.inn_batch, 3, 32, 32, device=dev).contiguous(memory_format=torch.channels_last)
     out: dict[str, Any] = {"n": sz.protect_n, "batch": sz.inn_batch}
     stored: dict[str, np.ndarray] = {}
     for prec in precisions:
@@ -453,23 +475,29 @@ def render(res: dict[str, Any]) -> str:
           f"({res['sizes']['ref_workers']} workers) over a Dataset with per-image PIL RandomCrop(32, 4) + flip + "
           "ToTensor, fp32, NCHW. Steady state (after warm-up iterations), median of "
           f"{res['sizes']['repeats']} runs.", "",
-          "| model | ours (img/s) | reference (img/s) | ratio | ours, share of matmul peak | reference, share of fp32 peak |",
-          "|---|---|---|---|---|---|"]
+          "| model | ours (img/s) | reference (img/s) | ratio | ours + torch.compile (img/s) | ratio | "
+          "ours, share of matmul peak | reference, share of fp32 peak |",
+          "|---|---|---|---|---|---|---|---|"]
     for model, x in v.items():
         prec = "bf16" if x["amp"] == "bfloat16" else "fp32"
+        comp = (f"{_f(x['compiled_images_per_s'])} | **{x['compiled_ratio']:.2f}x**" if "compiled_images_per_s" in x
+                else "not measured | -")
         L.append(f"| {model} | {_f(x['ours_images_per_s'])} | {_f(x['reference_images_per_s'])} | "
-                 f"**{x['ratio']:.2f}x** | {frac(x['ours_images_per_s'], f'{model} training step', prec)} ({prec}) | "
+                 f"**{x['ratio']:.2f}x** | {comp} | {frac(x['ours_images_per_s'], f'{model} training step', prec)} ({prec}) | "
                  f"{frac(x['reference_images_per_s'], f'{model} training step', 'fp32')} |")
+    L += ["", "torch.compile is the victim profile's `compile: true` (off by default: its ~40 s of compilation "
+          "per run is excluded above as warm-up, so it pays off only for runs of several minutes)."]
     acc = res.get("accuracy")
     L += [""]
     if acc:
         L += [f"Accuracy after equal epochs ({acc['epochs']} epochs of {acc['data']}, {acc['train_n']:,} training / "
-              f"{acc['test_n']:,} test images):", "",
+              f"{acc['test_n']:,} test images; final-epoch test accuracy, mean +- std over seeds 0-{acc['seeds'] - 1}; "
+              "seconds: median wall per run):", "",
               "| model | iterations | ours acc (%) | reference acc (%) | ours (s) | reference (s) |", "|---|---|---|---|---|---|"]
         for model, x in acc.items():
             if isinstance(x, dict):
-                L.append(f"| {model} | {x['iterations']} | {x['ours_acc']:.2f} | {x['reference_acc']:.2f} | "
-                         f"{x['ours_seconds']:.0f} | {x['reference_seconds']:.0f} |")
+                L.append(f"| {model} | {x['iterations']} | {mean_std(x['ours_acc'])} | {mean_std(x['reference_acc'])} | "
+                         f"{median(x['ours_seconds']):.0f} | {median(x['reference_seconds']):.0f} |")
         L += [""]
     else:
         L += ["Accuracy after equal epochs: not measured in this run (`--accuracy`).", ""]
@@ -578,12 +606,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--accuracy-data", default="fashion-mnist")
     ap.add_argument("--accuracy-epochs", type=float, default=2.0)
     ap.add_argument("--accuracy-n", type=int, help="use only the first N training images")
+    ap.add_argument("--accuracy-seeds", type=int, default=3, help="seeds per loop and model (mean +- std)")
     ap.add_argument("--attack-sets", help="directory of stored attack sets: their manifests give generation costs")
     ap.add_argument("--hider", help="a trained hider directory: reveal PSNR in fp32 and bf16")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.repeats is not None and a.repeats < 1:
         ap.error("--repeats must be >= 1")
+    if a.accuracy_seeds < 1:
+        ap.error("--accuracy-seeds must be >= 1")
     return a
 
 
@@ -614,7 +645,7 @@ def run(a: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         if a.accuracy:
             step("accuracy after equal epochs")
             res["accuracy"] = bench_accuracy(sz.victim_models, a.accuracy_epochs, a.accuracy_data, a.accuracy_n,
-                                             sz.ref_workers, dev)
+                                             sz.ref_workers, dev, a.accuracy_seeds)
         step("protection")
         res["protect"] = bench_protect(sz, dev, tmp, a.hider)
         step("peak RSS of protect")

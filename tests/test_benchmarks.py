@@ -45,7 +45,8 @@ def test_quick_run_writes_results(tmp_path):
         "versions": {"cpu_threads": 2}}}}))
     n = torch.get_num_threads()
     try:
-        assert run.main(["--quick", "--out", str(tmp_path / "out"), "--attack-sets", str(sets)]) == 0
+        assert run.main(["--quick", "--out", str(tmp_path / "out"), "--attack-sets", str(sets), "--accuracy",
+                         "--accuracy-data", "synthetic?n=128", "--accuracy-epochs", "1", "--accuracy-seeds", "2"]) == 0
     finally:
         torch.set_num_threads(n)
     res = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -62,6 +63,11 @@ def test_quick_run_writes_results(tmp_path):
         v = res["victim"][model]
         assert v["ours_images_per_s"] > 0 and v["reference_images_per_s"] > 0
         assert v["ratio"] == pytest.approx(v["ours_images_per_s"] / v["reference_images_per_s"])
+    for model in ("resnet18", "resnet20"):  # both loops, every seed, equal iterations
+        acc = res["accuracy"][model]
+        assert acc["iterations"] == 1 and len(acc["ours_acc"]) == len(acc["reference_acc"]) == 2
+        assert all(0 <= a <= 100 for a in acc["ours_acc"] + acc["reference_acc"])
+    assert "mean +- std over seeds 0-1" in md
     assert res["protect"]["fp32"]["linf_levels"] <= 8
     assert res["floor"]["flops_per_image"]["resnet18 inference"] > res["floor"]["flops_per_image"]["resnet20 inference"]
     assert res["rss"]["64"]["peak_rss_mb"] >= res["rss"]["64"]["baseline_rss_mb"] > 0

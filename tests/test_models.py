@@ -8,13 +8,14 @@ import torch
 from deephide.errors import DeephideError
 from deephide.models import MODELS, VictimNet, build_model, count_parameters
 
-NAMES = ["airbench", "densenet121", "resnet18", "resnet20", "resnet50", "vgg19", "vit"]
+NAMES = ["airbench", "densenet121", "fastcnn", "resnet18", "resnet20", "resnet50", "vgg19", "vit"]
 
 # Parameters at num_classes=10, in_channels=3, image_size=32. The first five match pytorch-cifar /
 # He et al. exactly; a change here means an architecture changed.
 PARAMS_32 = {
     "airbench": 1_972_792,
     "densenet121": 6_956_298,
+    "fastcnn": 278_976,
     "resnet18": 11_173_962,
     "resnet20": 269_722,
     "resnet50": 23_520_842,
@@ -26,6 +27,7 @@ PARAMS_32 = {
 FEATURES = {
     "airbench": ((256, 3, 3), (256, 7, 7)),
     "densenet121": ((1024, 4, 4), (1024, 7, 7)),
+    "fastcnn": ((128, 4, 4), (128, 14, 14)),
     "resnet18": ((512, 4, 4), (512, 7, 7)),
     "resnet20": ((64, 8, 8), (64, 14, 14)),
     "resnet50": ((2048, 4, 4), (2048, 7, 7)),
@@ -85,7 +87,7 @@ def test_grey_input_and_100_classes(name: str) -> None:
     assert torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("name", ["resnet20", "airbench"])
+@pytest.mark.parametrize("name", ["resnet20", "airbench", "fastcnn"])
 def test_bf16_channels_last_train_step(name: str) -> None:
     """The CPU profile's recipe: bf16 autocast + channels_last, a full SGD step, batch-norm in train mode."""
     torch.manual_seed(0)

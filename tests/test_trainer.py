@@ -103,3 +103,22 @@ def test_unknown_profile_and_setting():
         get_profile("victim", "fast")
     with pytest.raises(DeephideError, match="unknown victim setting"):
         get_profile("victim", "cpu", epochs=3)
+
+
+def test_compiled_training_matches_eager_and_checkpoints_plain_weights(sets, tmp_path):
+    # compile: true only fuses kernels: same draws, same arithmetic up to float reassociation, and the
+    # checkpoint holds the plain model's keys (no torch.compile "_orig_mod." prefix), so it resumes either way
+    train, test = sets
+    prof = get_profile("victim", "tiny", iterations=4, eval_every=4)
+    eager = train_victim(train, test, "airbench", prof, seed=1, progress=False)
+    comp = train_victim(train, test, "airbench", dict(prof, compile=True), seed=1, progress=False,
+                        checkpoint=tmp_path / "ck")
+    we, wc = _weights(eager), _weights(comp)
+    assert we.keys() == wc.keys()
+    for k in we:
+        assert torch.allclose(we[k].float(), wc[k].float(), atol=2e-3, rtol=1e-3), k
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "ck" / "checkpoint.safetensors"), framework="pt") as f:
+        keys = list(f.keys())
+    assert keys and not any("_orig_mod" in k for k in keys)

@@ -56,6 +56,16 @@ def _check_hider_fits(hider: torch.nn.Module, shape: tuple[int, int, int], where
 
 
 @torch.no_grad()
+def channels_last(hider: torch.nn.Module) -> torch.nn.Module:
+    """``hider`` with channels-last conv weights (in place; same values).
+
+    The dense subnets concatenate growing channel stacks: channels-last makes each ``cat`` a strided
+    copy along the fastest axis and lets oneDNN skip layout reorders around every conv (~+10-25%
+    on this CPU in bf16). The uint8 (N, H, W, C) input permuted to NCHW is channels-last already.
+    """
+    return hider.to(memory_format=torch.channels_last)
+
+
 def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, levels: int = 8, seed: int = 0,
             batch_size: int = 256, device: str = "auto", bf16: bool = False, progress: bool = True,
             hider_info: dict | None = None, out: np.ndarray | None = None) -> ImageSet:
@@ -75,7 +85,7 @@ def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, l
     _check_hider_fits(hider, ds.shape, ds.source)
     assign = bank.assign(ds.labels, mode, seed)
     dev = pick_device(device)
-    hider = hider.to(dev).eval()
+    hider = channels_last(hider.to(dev).eval())
     if out is None:
         out = np.empty(ds.images.shape, np.uint8)
     elif out.shape != ds.images.shape or out.dtype != np.uint8:
@@ -87,7 +97,7 @@ def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, l
                   disable=not progress, leave=False, dynamic_ncols=True):
         clean = torch.from_numpy(np.array(ds.images[i:i + batch_size])).to(dev).permute(0, 3, 1, 2)
         cover = clean.float().div(255)
-        secret = secrets[torch.from_numpy(assign[i:i + batch_size])].to(dev)
+        secret = secrets[torch.from_numpy(assign[i:i + batch_size])].to(dev).contiguous(memory_format=torch.channels_last)
         with autocast(dev, bf16):
             stego, _ = hider.hide(cover, secret)
         q = quantise_within_budget(stego.float(), clean, levels)
@@ -117,7 +127,7 @@ def reveal(ds: ImageSet, hider: torch.nn.Module, batch_size: int = 256, device: 
         raise DeephideError(f"{ds.source}: reveal needs RGB images")
     _check_hider_fits(hider, ds.shape, ds.source)
     dev = pick_device(device)
-    hider = hider.to(dev).eval()
+    hider = channels_last(hider.to(dev).eval())
     out = np.empty_like(ds.images)
     for i in tqdm(range(0, len(ds), batch_size), desc="reveal", disable=not progress, leave=False):
         x = torch.from_numpy(np.array(ds.images[i:i + batch_size])).to(dev).permute(0, 3, 1, 2).float().div(255)

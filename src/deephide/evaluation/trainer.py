@@ -232,6 +232,8 @@ def train_victim(train: ImageSet, test: ImageSet, model_name: str, profile: dict
         raise DeephideError(f"{train.source}: {n} training images is fewer than one batch ({bs})")
     part = distributed.shard(bs, world) if world.active else slice(None)  # this rank's rows of each batch
     net = distributed.wrap(model, world)  # DDP (all-reduced gradients) under torchrun, else the model
+    if profile.get("compile"):  # fuses elementwise chains; weights stay shared with ``model`` (eval, checkpoints)
+        net = torch.compile(net)
     order_cache: dict = {}
     # running sums stay on the device (float64 keeps the old Python-float arithmetic exactly)
     run_loss = torch.zeros((), dtype=torch.float64, device=dev)

@@ -23,13 +23,14 @@ from ..registry import Registry
 from .airbench import airbench
 from .base import IMAGENET_STEM_MIN_SIZE, VictimNet, count_parameters, uses_imagenet_stem
 from .densenet import densenet121
+from .fastcnn import fastcnn
 from .resnet import resnet18, resnet20, resnet50
 from .vgg import vgg19
 from .vit import vit
 
 MODELS: Registry = Registry("model")
 
-for _fn in (resnet18, resnet50, vgg19, densenet121, vit, resnet20, airbench):
+for _fn in (resnet18, resnet50, vgg19, densenet121, vit, resnet20, airbench, fastcnn):
     MODELS.register(_fn.__name__)(_fn)
 del _fn
 
