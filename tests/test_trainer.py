@@ -100,7 +100,7 @@ def test_schedules():
 
 def test_unknown_profile_and_setting():
     with pytest.raises(DeephideError, match="unknown victim profile"):
-        get_profile("victim", "fast")
+        get_profile("victim", "turbo")
     with pytest.raises(DeephideError, match="unknown victim setting"):
         get_profile("victim", "cpu", epochs=3)
 
