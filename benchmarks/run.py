@@ -407,17 +407,20 @@ def bench_countermeasures(sz: Sizes) -> dict[str, Any]:
     return out
 
 
-def attack_costs(root: str) -> list[dict[str, Any]]:
+def attack_costs(roots: list[str]) -> list[dict[str, Any]]:
     """Generation cost of every stored attack set under ``root`` (from its manifest, not regenerated).
 
     Baseline attacks record ``provenance.protection.cost.seconds``; a Deep Hiding set records its
     protection seconds and, under ``hider.training``, the seconds its hider took to train.
     """
     rows = []
-    base = Path(root)
-    if not base.is_dir():
-        raise DeephideError(f"--attack-sets {root}: no such directory")
-    for d in sorted(p for p in base.iterdir() if (p / "manifest.json").is_file()):
+    dirs = []
+    for root in roots:
+        base = Path(root)
+        if not base.is_dir():
+            raise DeephideError(f"--attack-sets {root}: no such directory")
+        dirs += sorted(p for p in base.iterdir() if (p / "manifest.json").is_file())
+    for d in dirs:
         try:
             p = json.loads((d / "manifest.json").read_text())["provenance"]["protection"]
         except (ValueError, KeyError) as e:
@@ -559,7 +562,8 @@ def render(res: dict[str, Any]) -> str:
     L += ["", "## Generation cost per attack", ""]
     rows = res.get("attack_costs")
     if rows:
-        L += [f"From the manifests under `{res['attack_sets']}` (not regenerated).", "",
+        where = ", ".join(f"`{r}`" for r in res["attack_sets"])
+        L += [f"From the manifests of the sets under {where} (not regenerated; each measured when it was made).", "",
               "| set | method | mode | generation (s) | hider training (s) | device | threads |", "|---|---|---|---|---|---|---|"]
         for x in rows:
             L.append(f"| {x['set']} | {x['method']} | {x['mode']} | {_f(x['seconds'])} | "
@@ -607,7 +611,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--accuracy-epochs", type=float, default=2.0)
     ap.add_argument("--accuracy-n", type=int, help="use only the first N training images")
     ap.add_argument("--accuracy-seeds", type=int, default=3, help="seeds per loop and model (mean +- std)")
-    ap.add_argument("--attack-sets", help="directory of stored attack sets: their manifests give generation costs")
+    ap.add_argument("--attack-sets", action="append",
+                    help="directory of stored attack or Deep Hiding sets: their manifests give generation costs (repeatable)")
     ap.add_argument("--hider", help="a trained hider directory: reveal PSNR in fp32 and bf16")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
