@@ -101,6 +101,21 @@ def test_protect_is_deterministic_and_class_structured(train, bank):
     assert len(set(assign[train.labels == 0].tolist())) > 1
 
 
+def test_protect_and_reveal_build_no_autograd_graph_and_keep_values(train, bank, monkeypatch):
+    # inference only: a graph per batch would cost memory and time without changing a value
+    h = _random_hider()
+    plain = protect(train, _random_hider(), bank, "class", progress=False)  # a twin hider, not instrumented
+    grad_seen = []
+    hide, rev = h.hide, h.reveal
+    monkeypatch.setattr(h, "hide", lambda *a, **k: (grad_seen.append(torch.is_grad_enabled()), hide(*a, **k))[1])
+    monkeypatch.setattr(h, "reveal", lambda *a, **k: (grad_seen.append(torch.is_grad_enabled()), rev(*a, **k))[1])
+    out = protect(train, h, bank, "class", progress=False)
+    reveal(out, h, progress=False)
+    assert grad_seen and not any(grad_seen)
+    assert np.array_equal(out.images, plain.images)
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in h.parameters() if p.ndim == 4)
+
+
 def test_identity_hider_reveals_nothing_and_keeps_images(train, bank):
     h = Hider(HiderConfig(blocks=1, growth=8, clamp=2.0, image_size=32))  # zero-init: identity
     out = protect(train, h, bank, "class", progress=False)

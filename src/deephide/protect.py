@@ -55,7 +55,6 @@ def _check_hider_fits(hider: torch.nn.Module, shape: tuple[int, int, int], where
         raise DeephideError(f"{where}: hider trained for {size}x{size} images, data is {shape[0]}x{shape[1]}")
 
 
-@torch.no_grad()
 def channels_last(hider: torch.nn.Module) -> torch.nn.Module:
     """``hider`` with channels-last conv weights (in place; same values).
 
@@ -66,6 +65,7 @@ def channels_last(hider: torch.nn.Module) -> torch.nn.Module:
     return hider.to(memory_format=torch.channels_last)
 
 
+@torch.no_grad()
 def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, levels: int = 8, seed: int = 0,
             batch_size: int = 256, device: str = "auto", bf16: bool = False, progress: bool = True,
             hider_info: dict | None = None, out: np.ndarray | None = None) -> ImageSet:
