@@ -13,6 +13,7 @@ G=results/reference-fmnist
 C=configs/reference-fmnist
 mkdir -p $R/attacks
 stamp() { printf '%s\t%s\t%s\n' "$(date +%s)" "$(date -Is)" "$1" >> $R/timeline.tsv; echo "== $1 ($(date +%T))"; }
+trap 'stamp stopped; exit 143' TERM INT  # an interrupted stage still gets its end time
 hider() {  # name secrets mode [--set ...]: one hider (cpu hider profile, seed 0), its set, its verify report
   local name=$1 src=$2 mode=$3; shift 3
   if [ ! -d $R/prot-$name ]; then

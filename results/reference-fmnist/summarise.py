@@ -102,13 +102,14 @@ def timeline() -> tuple[list[str], float | None]:
     for (t, _, what), nxt in zip(ev, ev[1:] + [None]):
         if what == "start":
             starts += 1
-        if nxt is None or what in ("start", "done") or nxt[2] == "start":
-            continue  # the gap after an interruption (next line "start") is not work
+        if nxt is None or what in ("start", "done", "stopped") or nxt[2] == "start":
+            continue  # a stage killed without a "stopped" stamp (kill -9, power) has no known end: not counted
         kind = what.split()[0]
         stages[kind] = stages.get(kind, 0.0) + (nxt[0] - t)
     total = sum(stages.values())
     lines = [f"Sessions (starts of run.sh, the first plus resumptions): {starts}. Wall time per stage kind, "
-             "summed over sessions (interruptions excluded): "
+             "summed over sessions (the time between an interruption and the next start excluded; a stage killed "
+             "without a `stopped` stamp is not counted): "
              + ", ".join(f"{k} {v / 3600:.2f} h" for k, v in stages.items()) + f"; total **{total / 3600:.2f} h**."]
     return lines, total
 
