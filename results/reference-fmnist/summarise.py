@@ -40,6 +40,14 @@ def load(name: str) -> tuple[Any, dict, int, int]:
     records = read_results(out) if out.exists() else []
     keys = {c["key"] for c in cells}
     records = [r for r in records if r["key"] in keys]
+    prints: dict[str, set[str]] = {}
+    for r in records:  # one row = one set: every seed and column must have trained on the same bytes
+        if r.get("mixture") is None:  # a mixture's training set differs per seed by design
+            prints.setdefault(r["row"], set()).add(r["data"]["train"]["fingerprint"])
+    mixed = sorted(row for row, fp in prints.items() if len(fp) > 1)
+    if mixed:
+        raise SystemExit(f"{out}: rows {', '.join(mixed)} mix results of different sets (regenerated in between); "
+                         "delete the file and rerun run.sh")
     return cfg, aggregate(records, STAT), len(records), len(cells)
 
 
