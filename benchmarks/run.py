@@ -202,10 +202,12 @@ def bench_accuracy(models: tuple[str, ...], epochs: float, data: str, train_n: i
     return out
 
 
-def mean_std(xs: list[float]) -> str:
+def mean_pm_std(xs: list[float]) -> str:
     """'mean +- std' (sample std, ddof 1; just the value for one run)."""
-    a = np.asarray(xs, dtype=float)
-    return f"{a.mean():.2f}" if a.size < 2 else f"{a.mean():.2f} +- {a.std(ddof=1):.2f}"
+    from deephide.evaluation.stats import mean_std
+
+    m, s = mean_std(xs)
+    return f"{m:.2f}" if s is None else f"{m:.2f} +- {s:.2f}"
 
 
 # ------------------------------------------------------------------ protection
@@ -243,9 +245,8 @@ def reveal_psnr(prot: Any, hider: torch.nn.Module, bank: Any, n: int, dev: torch
 def bench_protect(sz: Sizes, dev: torch.device, tmp: Path, hider_dir: str | None) -> dict[str, Any]:
     """Bare INN hide on random tensors vs protection end to end, fp32 and bf16 (same INN, same batch)."""
     from deephide.data.storage import save_imageset
-    from deephide.runtime import autocast, bf16_supported
-
     from deephide.protect import channels_last
+    from deephide.runtime import autocast, bf16_supported
 
     hider = channels_last(random_hider(sz.inn_blocks, sz.inn_growth).to(dev))  # the layout protect() uses
     ds = synthetic(sz.protect_n)
@@ -499,7 +500,7 @@ def render(res: dict[str, Any]) -> str:
               "| model | iterations | ours acc (%) | reference acc (%) | ours (s) | reference (s) |", "|---|---|---|---|---|---|"]
         for model, x in acc.items():
             if isinstance(x, dict):
-                L.append(f"| {model} | {x['iterations']} | {mean_std(x['ours_acc'])} | {mean_std(x['reference_acc'])} | "
+                L.append(f"| {model} | {x['iterations']} | {mean_pm_std(x['ours_acc'])} | {mean_pm_std(x['reference_acc'])} | "
                          f"{median(x['ours_seconds']):.0f} | {median(x['reference_seconds']):.0f} |")
         L += [""]
     else:

@@ -10,6 +10,7 @@ Every number here is computed from those files; nothing is typed in.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import math
 from pathlib import Path
@@ -72,8 +73,9 @@ def f2(x: float | None) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
 
+@functools.lru_cache(maxsize=1)
 def paper() -> list[dict[str, Any]]:
-    return load_paper_csv(PAPER_CSV)
+    return load_paper_csv(PAPER_CSV)  # read once: every paper row below looks it up
 
 
 def paper_vals(table: str, setting: str, variant: str) -> dict[str, float]:

@@ -52,11 +52,16 @@ class AirbenchNet(VictimNet):
         num_classes: int,
         in_channels: int,
         image_size: int,
-        widths: tuple[int, int, int] = (64, 256, 256),
+        widths: tuple[int, ...] = (64, 256, 256),
         stem_width: int = 24,
+        stem: nn.Module | None = None,
     ) -> None:
+        """``stem``: a module mapping the input to ``stem_width`` channels, built by the caller (before
+        this call, so parameters are drawn stem first as here); None gives airbench's own stem."""
         super().__init__(num_classes, in_channels, image_size)
-        if uses_imagenet_stem(image_size):
+        if stem is not None:
+            self.stem = stem
+        elif uses_imagenet_stem(image_size):
             self.stem = nn.Sequential(
                 nn.Conv2d(in_channels, stem_width, 7, stride=2, padding=3), nn.GELU(), nn.MaxPool2d(3, 2, 1)
             )

@@ -12,33 +12,21 @@ group 128 @4 -> global max-pool -> 1/9-scaled linear head. For ``image_size >= 1
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import nn
 
-from .airbench import ConvGroup, ScaledLinear
-from .base import VictimNet, uses_imagenet_stem
+from .airbench import AirbenchNet
+from .base import uses_imagenet_stem
 
 
-class FastCNN(VictimNet):
-    """Patchify stem + ConvGroups; ``features``: (N, widths[-1], H/8, W/8) (H/16 with the large-image stem)."""
+class FastCNN(AirbenchNet):
+    """Patchify stem + airbench ConvGroups; ``features``: (N, widths[-1], H/8, W/8) (H/16 with the large-image stem)."""
 
     def __init__(self, num_classes: int, in_channels: int, image_size: int,
                  widths: tuple[int, ...] = (64, 128), stem_width: int = 32) -> None:
-        super().__init__(num_classes, in_channels, image_size)
         k = 4 if uses_imagenet_stem(image_size) else 2
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, stem_width, k, stride=k, bias=False),
-                                  nn.BatchNorm2d(stem_width), nn.GELU())
-        groups: list[nn.Module] = []
-        c = stem_width
-        for w in widths:
-            groups.append(ConvGroup(c, w))
-            c = w
-        self.layers = nn.Sequential(*groups)
-        self.feature_channels = c
-        self.pool = nn.AdaptiveMaxPool2d(1)
-        self.head = ScaledLinear(c, num_classes, scale=1 / 9)
-
-    def body(self, x: Tensor) -> Tensor:
-        return self.layers(self.stem(x))
+        stem = nn.Sequential(nn.Conv2d(in_channels, stem_width, k, stride=k, bias=False),
+                             nn.BatchNorm2d(stem_width), nn.GELU())
+        super().__init__(num_classes, in_channels, image_size, widths, stem_width, stem=stem)
 
 
 def fastcnn(num_classes: int, in_channels: int, image_size: int) -> FastCNN:
