@@ -23,6 +23,8 @@ _LOSS = {
     # reveal from what protect will store (projected to the budget, rounded to uint8): the message
     # must survive storage, which makes the hider use the budget (a raw float stego needs ~2 levels)
     "reveal_from": "stored",
+    # not in the paper: distortions drawn between storing and revealing (hiding.distortions); () = none
+    "reveal_distortions": (),
 }
 
 HIDER_PROFILES: dict[str, dict[str, Any]] = {

@@ -32,6 +32,7 @@ from ..fsutil import write_json
 from ..runtime import amp_dtype, autocast, pick_device, seed_everything, tune_for, versions
 from ..semantic import SecretBank
 from .budget import project_to_budget
+from .distortions import check_distortions, distort
 from .checkpoint import load_hider, load_training_state, read_checkpoint, save_hider
 from .inn import Hider
 from .losses import freq_loss, hide_loss, lfc_loss, reveal_loss, total_loss
@@ -84,18 +85,23 @@ class HideRevealStep(torch.nn.Module):
     """One training forward: hide, (straight-through) store, reveal -- a single ``forward`` so that
     DistributedDataParallel, which only hooks ``forward``, sees every use of the hider's weights."""
 
-    def __init__(self, hider: Hider, eps: float, from_stored: bool) -> None:
+    def __init__(self, hider: Hider, eps: float, from_stored: bool, distortions: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.hider, self.eps, self.from_stored = hider, eps, from_stored
+        self.distortions = distortions
 
-    def forward(self, cover: torch.Tensor, secret: torch.Tensor,
-                z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """cover, secret: float (N, 3, S, S) in [0, 1]; z: (N, 12, S/2, S/2) or None.
-        Returns (stego float32 (N, 3, S, S) unprojected, secret_hat float32 (N, 3, S, S))."""
+    def forward(self, cover: torch.Tensor, secret: torch.Tensor, z: torch.Tensor | None,
+                gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """cover, secret: float (N, 3, S, S) in [0, 1]; z: (N, 12, S/2, S/2) or None; gen draws the
+        distortion (hiding.distortions) applied between storing and revealing, if the profile lists any.
+        Returns (stego float32 (N, 3, S, S) unprojected, secret_hat float32 (N, 3, S, S), reveal target)."""
         stego, _ = self.hider.hide(cover, secret)
         stego = stego.float()
         stored = straight_through_quantise(stego, cover, self.eps) if self.from_stored else stego
-        return stego, self.hider.reveal(stored, z).float()
+        target = secret
+        if self.distortions:
+            stored, target = distort(self.distortions, stored, secret, gen or torch.Generator())
+        return stego, self.hider.reveal(stored.to(stego.dtype), z).float(), target
 
 
 def _secret_index(bank: SecretBank, labels: np.ndarray, mode: str, rng: np.random.Generator) -> np.ndarray:
@@ -171,7 +177,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     t0, elapsed0 = time.perf_counter(), 0.0
     if ck.exists():
         elapsed0 = float(read_checkpoint(ck).get("training", {}).get("seconds", 0.0))
-    step = distributed.wrap(HideRevealStep(hider, eps, profile.get("reveal_from", "stored") == "stored"), world)
+    dist_names = check_distortions(profile.get("reveal_distortions", ()))
+    step = distributed.wrap(HideRevealStep(hider, eps, profile.get("reveal_from", "stored") == "stored", dist_names), world)
     bar = tqdm(total=total_it, initial=start, desc="train hider", disable=not progress or not world.is_main,
                leave=False, dynamic_ncols=True)
     it = start
@@ -198,8 +205,10 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
         for g in opt.param_groups:
             g["lr"] = profile["lr"] * profile["lr_gamma"] ** (it // profile["lr_step_every"])
         with autocast(dev, use_bf16):
-            stego, secret_hat = step(cover, secret, z)
-        terms = {"hide": hide_loss(stego, cover, eps), "reveal": reveal_loss(secret_hat, secret),
+            # the same draw on every rank and on resume: seeded by (seed, iteration)
+            gd = torch.Generator().manual_seed(_mix(seed, 9, it)) if dist_names else None
+            stego, secret_hat, target = step(cover, secret, z, gd)
+        terms = {"hide": hide_loss(stego, cover, eps), "reveal": reveal_loss(secret_hat, target),
                  "freq": freq_loss(stego, cover)}
         if use_lfc:
             terms["lfc"] = lfc_loss(features, stego, cover, y, eps, reduction=profile.get("lfc_reduction", "sum"))
@@ -224,7 +233,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
             d = (stego - cover).abs()
             vals.update(psnr_stego=psnr_t(project_to_budget(stego, cover, eps), cover),
                         linf_levels=float(d.max()) * 255, mean_levels=float(d.mean()) * 255,
-                        reveal_psnr=psnr_t(secret_hat.clamp(0, 1), secret))
+                        reveal_psnr=psnr_t(secret_hat.clamp(0, 1), target))
         for k, v in vals.items():
             acc.setdefault(k, []).append(v)
         bar.update(1)
