@@ -158,7 +158,10 @@ def test_cli_train_protect_verify_evaluate(tmp_path, capsys):
     assert main(["protect", "--data", data, "--hider", str(hd), "--out", str(pd), "--quiet"]) == 2  # exists
     assert "already exists" in capsys.readouterr().err
     assert main(["verify", "--clean", data, "--protected", str(pd)]) == 0
-    assert main(["verify", "--clean", data, "--protected", str(tmp_path / "png")]) == 0
+    assert main(["verify", "--clean", data, "--protected", str(tmp_path / "png"), "--out", str(tmp_path / "v.json")]) == 0
+    pert = json.loads((tmp_path / "v.json").read_text())["perturbation"]  # frequency + class statistics recorded
+    assert sum(pert["band_energy"].values()) == pytest.approx(1.0) and 0.0 <= pert["class_share"] <= 1.0
+    assert "perturbation: Haar energy LL" in capsys.readouterr().out
     assert main(["reveal", "--data", str(pd), "--hider", str(hd), "--out", str(tmp_path / "rev"), "--quiet"]) == 0
     out = tmp_path / "ev.json"
     assert main(["evaluate", "--train", str(pd), "--model", "resnet20", "--profile", "tiny", "--out", str(out),

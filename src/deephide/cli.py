@@ -159,6 +159,10 @@ def cmd_verify(a: argparse.Namespace) -> int:
     clean = load_dataset(a.clean, "train", mmap=True)  # verify streams both sets chunk by chunk
     prot = load_dataset(a.protected, "train", mmap=True)
     v = verify(clean, prot, levels=levels)
+    if v["labels_equal"] and clean.shape[0] % 2 == 0 and clean.shape[1] % 2 == 0:
+        from .evaluation.perturbation import perturbation_stats
+
+        v["perturbation"] = perturbation_stats(clean, prot)  # what a victim can see in it (first 20k images)
     if a.out:
         write_json(a.out, v)
     status = "OK" if v["ok"] else f"FAILED: {v['violations']} images over budget"
@@ -167,6 +171,11 @@ def cmd_verify(a: argparse.Namespace) -> int:
     print(f"{a.protected}: {status}; {bound} levels, mean |delta| {v['mean_abs_levels']:.2f}, "
           f"at bound {100 * v['frac_at_bound']:.1f}%, PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}, labels "
           f"{'equal' if v['labels_equal'] else 'DIFFER'}")
+    if "perturbation" in v:
+        p = v["perturbation"]
+        print("  perturbation: Haar energy " + ", ".join(f"{b} {100 * e:.0f}%" for b, e in p["band_energy"].items())
+              + f", lag-1 autocorrelation {p['lag1_autocorr']:+.2f}, class means explain {100 * p['class_share']:.1f}% "
+              f"of its variance, nearest class mean names {p['ncm_accuracy']:.1f}% of held-out images")
     for bad in v["violating"]:
         print(f"  image {bad['index']}: L-inf {bad['linf']} levels")
     return 0 if v["ok"] else 1
