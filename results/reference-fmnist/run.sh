@@ -47,12 +47,13 @@ grid main
 # ablations
 hider nextclass-C next-class class
 hider randprompt-C random-prompt class
+# one weight x10 or x0.1 of the cpu hider profile (w_reveal 1, w_freq 0.01, w_lfc 0.01)
 hider w1x10-C sig class --set w_reveal=10
 hider w1x0.1-C sig class --set w_reveal=0.1
-hider w2x10-C sig class --set w_freq=10
-hider w2x0.1-C sig class --set w_freq=0.1
-hider w3x10-C sig class --set w_lfc=1e-3
-hider w3x0.1-C sig class --set w_lfc=1e-5
+hider w2x10-C sig class --set w_freq=0.1
+hider w2x0.1-C sig class --set w_freq=0.001
+hider w3x10-C sig class --set w_lfc=0.1
+hider w3x0.1-C sig class --set w_lfc=0.001
 hider hideonly-C sig class --set lfc=false --set w_reveal=0 --set w_freq=0
 attack ISGAN
 for g in weights sources jpeg mixtures archs; do grid $g; done

@@ -182,7 +182,9 @@ def main() -> None:
           "- Countermeasures: the paper's 13 columns with their default parameters (deephide list countermeasures), "
           "except AT: PGD-2 (eps 8/255, step 5/255) instead of PGD-10, to fit the CPU budget.",
           "- Deep Hiding: 4-block INN, hider profile `cpu` (500 Adam steps, L_LFC through a ResNet-18 trained on clean "
-          "Fashion-MNIST), eps 8/255, SIG semantic images unless the row says otherwise; one hider per row, seed 0.",
+          "Fashion-MNIST; loss weights w1 = 1, w2 = 0.01, w3 = 0.01 instead of the paper's 1, 1, 1e-4, chosen on the DH-C "
+          "Vanilla cell before this run: results/reference-fmnist/hider-tuning), eps 8/255, SIG semantic images unless "
+          "the row says otherwise; one hider per row, seed 0.",
           "- Older attacks: `deephide attack NAME --profile cpu` (shortened schedules and small-CNN surrogates; "
           "results/attacks-fmnist-cpu/generation.md lists each change from the paper's settings), seed 0.", ""]
 
@@ -251,7 +253,8 @@ def main() -> None:
     abl("weights", "Loss weights (paper Tables A-C) and L_hide only (Table K), class-wise",
         ["DH-C"], cw,  # type: ignore[arg-type]
         "Each row is its own hider (hider profile `cpu`, one weight changed; w1 weights L_reveal, w2 L_freq, w3 L_LFC; "
-        "'only L_hide' drops L_reveal, L_freq and L_LFC). DH-C is w1 = w2 = 1, w3 = 1e-4.")
+        "'only L_hide' drops L_reveal, L_freq and L_LFC). DH-C is w1 = 1, w2 = 0.01, w3 = 0.01 (the cpu hider profile; "
+        "results/reference-fmnist/hider-tuning); the paper's rows are x10 / x0.1 of its w1 = w2 = 1, w3 = 1e-4.")
     cs = {k: tuple(v.split(",", 2)) for k, v in (grids["sources"][0].paper_table or {}).items()}
     abl("sources", "Hidden-image source (paper Table D) and the ISGAN hider (Table H), class-wise",
         ["DH-C"], cs,  # type: ignore[arg-type]
