@@ -59,6 +59,10 @@ def test_train_hider_logs_checkpoints_and_resumes(train, bank, tmp_path):
     hb, _ = open_hider(tmp_path / "b")
     sa, sb = ha.state_dict(), hb.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    again = train_hider(train, bank, prof, tmp_path / "a", mode="sample", seed=1, progress=False)  # already finished
+    assert again["finished"] and again["iterations_done"] == 4
+    sc = open_hider(tmp_path / "a")[0].state_dict()
+    assert all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
 def test_train_hider_with_lfc(train, bank, tmp_path):

@@ -252,7 +252,10 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
             if world.is_main:
                 _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0)
     bar.close()
-    done = it + 1 if stopped is None else it
+    if stopped is not None:
+        done = it
+    else:  # the loop ran to its end, or had nothing left to do (a finished hider opened again)
+        done = it + 1 if total_it > start else start
     if stopped is not None and done > start and world.is_main:
         _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0)
     distributed.barrier(world)  # rank 0's last log line and checkpoint are on disk before anyone reads them
