@@ -124,6 +124,16 @@ def timeline() -> tuple[list[str], float | None]:
     return lines, total
 
 
+def pert_cells(v: dict) -> list[str]:
+    """Haar band shares LL/HL/LH/HH, lag-1 autocorrelation and class share from a verify report (when recorded)."""
+    p = v.get("perturbation")
+    if not p:
+        return ["-", "-", "-"]
+    b = p["band_energy"]
+    return [" / ".join(f"{100 * b[k]:.0f}" for k in ("LL", "HL", "LH", "HH")), f"{p['lag1_autocorr']:+.2f}",
+            f"{100 * p['class_share']:.1f}"]
+
+
 def sets_table() -> list[str]:
     rows = []
     for hider in sorted(RUNS.glob("hider-*")):
@@ -133,7 +143,8 @@ def sets_table() -> list[str]:
         vf = RUNS / f"prot-{name}.verify.json"
         v = json.loads(vf.read_text()) if vf.exists() else {}
         rows.append([f"DH {name}", f2(s.get("seconds")), f2(last.get("reveal_psnr")), str(v.get("linf_levels", "-")),
-                     f2(v.get("mean_abs_levels")), f2(v.get("psnr")), f"{v['ssim']:.4f}" if "ssim" in v else "-"])
+                     f2(v.get("mean_abs_levels")), f2(v.get("psnr")), f"{v['ssim']:.4f}" if "ssim" in v else "-"]
+                    + pert_cells(v))
     for a in sorted((RUNS / "attacks").glob("*.verify.json")):
         name = a.name[: -len(".verify.json")]
         v = json.loads(a.read_text())
@@ -143,9 +154,10 @@ def sets_table() -> list[str]:
             prov = json.loads(man.read_text()).get("provenance", {}).get("protection", {})
             secs = (prov.get("cost") or {}).get("seconds")
         rows.append([name, f2(secs), "", str(v.get("linf_levels", "-")), f2(v.get("mean_abs_levels")), f2(v.get("psnr")),
-                     f"{v['ssim']:.4f}" if "ssim" in v else "-"])
+                     f"{v['ssim']:.4f}" if "ssim" in v else "-"] + pert_cells(v))
     return table(["set", "generation s (hider training / attack)", "hider's final reveal PSNR (dB)", "L-inf (levels)",
-                  "mean abs delta (levels)", "PSNR (dB)", "SSIM"], rows)
+                  "mean abs delta (levels)", "PSNR (dB)", "SSIM", "Haar energy LL/HL/LH/HH (%)", "lag-1 autocorr.",
+                  "class share (%)"], rows)
 
 
 def main() -> None:
@@ -311,7 +323,10 @@ def main() -> None:
     L += [""]
 
     L += ["## Sets", "", "Hiders (cpu hider profile) and attacks (cpu attack profile), each verified against the clean set "
-          "(`deephide verify`).", ""] + sets_table() + [""]
+          "(`deephide verify`). The last three columns describe the perturbation over the first 20k images "
+          "(src/deephide/evaluation/perturbation.py): its energy per single-level Haar sub-band (HH = a checkerboard, "
+          "which a one-pixel shift or flip negates), its horizontal lag-1 autocorrelation, and the share of its "
+          "variance explained by its class means.", ""] + sets_table() + [""]
     L += ["## Against the paper", "",
           "- Dataset: Fashion-MNIST (grey clothing, upsampled to 32x32 RGB) instead of CIFAR-10: easier to learn "
           "(clean 90% after 2 epochs) and with less texture to hide a perturbation in.",
