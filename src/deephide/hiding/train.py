@@ -32,8 +32,8 @@ from ..fsutil import write_json
 from ..runtime import amp_dtype, autocast, pick_device, seed_everything, tune_for, versions
 from ..semantic import SecretBank
 from .budget import project_to_budget
-from .distortions import check_distortions, distort
 from .checkpoint import load_hider, load_training_state, read_checkpoint, save_hider
+from .distortions import check_distortions, distort
 from .inn import Hider
 from .losses import freq_loss, hide_loss, lfc_loss, reveal_loss, total_loss
 from .profiles import hider_config, loss_weights
@@ -101,7 +101,7 @@ class HideRevealStep(torch.nn.Module):
         target = secret
         if self.distortions:
             stored, target = distort(self.distortions, stored, secret, gen or torch.Generator())
-        return stego, self.hider.reveal(stored.to(stego.dtype), z).float(), target
+        return stego, self.hider.reveal(stored, z).float(), target
 
 
 def _secret_index(bank: SecretBank, labels: np.ndarray, mode: str, rng: np.random.Generator) -> np.ndarray:
