@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -450,3 +451,60 @@ def test_lfc_sum_reduction_by_hand():
     labels = _t.tensor([0, 0, 1])
     assert float(_lfc(feats, stego, cover, labels, eps=0.01, reduction="sum")) == pytest.approx(2.0, abs=1e-5)
     assert float(_lfc(feats, stego, cover, labels, eps=0.01, reduction="mean")) == pytest.approx(1.0, abs=1e-5)
+
+
+# ---------------------------------------------------------------- grey covers
+
+def _grey_and_colour_covers(size: int = 8) -> torch.Tensor:
+    g = torch.Generator().manual_seed(5)
+    grey = torch.rand(2, 1, size, size, generator=g).expand(2, 3, size, size)
+    return torch.cat((grey, torch.rand(2, 3, size, size, generator=g)))
+
+
+def test_grey_covers_shared_keeps_grey_images_grey_and_colour_ones_as_rgb() -> None:
+    cover, secret = _grey_and_colour_covers(), torch.rand(4, 3, 8, 8)
+    rgb = _tiny()
+    _randomise(rgb, 0.05, seed=2)
+    shared = Hider(dataclasses.replace(rgb.config, grey_covers="shared"))
+    shared.load_state_dict(rgb.state_dict())
+    with torch.no_grad():
+        s_rgb, r_rgb = rgb.hide(cover, secret)
+        s_sh, r_sh = shared.hide(cover, secret)
+    d_rgb, d_sh = s_rgb - cover, s_sh - cover
+    assert float((d_rgb[:2].amax(1) - d_rgb[:2].amin(1)).max()) > 1e-3  # the plain INN tints grey covers
+    assert torch.equal(d_sh[:2].amax(1), d_sh[:2].amin(1))  # shared: grey in, grey out
+    assert torch.allclose(d_sh[:2], d_rgb[:2].mean(1, keepdim=True).expand(2, 3, 8, 8), atol=1e-6)
+    assert torch.equal(s_sh[2:], s_rgb[2:]) and torch.equal(r_sh, r_rgb)  # colour covers and r untouched
+
+
+def test_grey_covers_config_validation_and_old_checkpoints(tmp_path) -> None:
+    with pytest.raises(DeephideError, match="grey_covers must be one of rgb, shared"):
+        HiderConfig(blocks=1, growth=4, clamp=2.0, image_size=8, grey_covers="gray")
+    h = Hider(HiderConfig(blocks=1, growth=4, clamp=2.0, image_size=8, grey_covers="shared"))
+    save_hider(tmp_path / "h", h, profile="tiny")
+    assert load_hider(tmp_path / "h").config.grey_covers == "shared"
+    cfg = json.loads((tmp_path / "h" / "config.json").read_text())
+    del cfg["hider"]["grey_covers"]  # a checkpoint written before the option existed
+    (tmp_path / "h" / "config.json").write_text(json.dumps(cfg))
+    assert load_hider(tmp_path / "h").config.grey_covers == "rgb"
+    assert hider_config(get_hider_profile("tiny", grey_covers="shared"), 8).grey_covers == "shared"
+    assert all(p["grey_covers"] == "rgb" for name, p in HIDER_PROFILES.items() if name != "cpu")
+
+
+def test_delta_bands_ll_keeps_only_the_ll_band_of_the_perturbation() -> None:
+    cover, secret = _grey_and_colour_covers(), torch.rand(4, 3, 8, 8)
+    full = _tiny()
+    _randomise(full, 0.05, seed=3)
+    ll = Hider(dataclasses.replace(full.config, delta_bands="ll", grey_covers="shared"))
+    ll.load_state_dict(full.state_dict())
+    with torch.no_grad():
+        d_full = full.hide(cover, secret)[0] - cover
+        d_ll = ll.hide(cover, secret)[0] - cover
+    bands = dwt(d_ll.double())
+    assert float(bands[:, 3:].abs().max()) < 1e-6  # HL, LH, HH of the perturbation are zero
+    keep = dwt(d_full.double())[:, :3]
+    assert torch.allclose(bands[2:, :3], keep[2:], atol=1e-5)  # colour covers: the LL band itself
+    assert torch.allclose(bands[:2, :3], keep[:2].mean(1, keepdim=True).expand(2, 3, 4, 4), atol=1e-5)  # grey: shared too
+    with pytest.raises(DeephideError, match="delta_bands must be one of all, ll"):
+        HiderConfig(blocks=1, growth=4, clamp=2.0, image_size=8, delta_bands="low")
+    assert hider_config(get_hider_profile("tiny", delta_bands="ll"), 8).delta_bands == "ll"

@@ -180,3 +180,17 @@ def test_cli_bad_hider(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nothider" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_grey_covers_shared_end_to_end(tmp_path):
+    # grey covers (Fashion-MNIST's RGB view): trained and protected with grey_covers=shared, the stored images stay grey
+    imgs = np.repeat(np.random.default_rng(0).integers(0, 256, size=(32, 16, 16, 1), dtype=np.uint8), 3, axis=3)
+    ds = ImageSet(imgs, np.arange(32) % 4, tuple("abcd"))
+    bank = SecretBank(np.random.default_rng(1).integers(0, 256, size=(4, 16, 16, 3), dtype=np.uint8), np.arange(4), 4)
+    prof = get_hider_profile("tiny", lfc=False, iterations=3, grey_covers="shared", init_scale=0.5)
+    train_hider(ds, bank, prof, tmp_path / "h", mode="class", progress=False)
+    h, _ = open_hider(tmp_path / "h")
+    assert h.config.grey_covers == "shared"
+    out = protect(ds, h, bank, "class", progress=False).images
+    assert np.abs(out.astype(int) - imgs).max() > 0
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 0], out[..., 2])

@@ -22,6 +22,10 @@ from ..errors import DeephideError
 from .wavelets import dwt, iwt
 
 
+GREY_COVERS = ("rgb", "shared")
+DELTA_BANDS = ("all", "ll")
+
+
 @dataclass(frozen=True)
 class HiderConfig:
     """Architecture of a :class:`Hider` (everything needed to rebuild it before loading weights).
@@ -31,6 +35,11 @@ class HiderConfig:
     clamp: bound of the log-scale, s(t) in (-clamp, clamp) (HiNet: 2.0).
     image_size: side of the square images the hider is trained for (even).
     channels: image channels of cover and secret (3 = RGB).
+    grey_covers: what ``hide`` does on a cover whose channels are all equal (a grey image stored as
+        RGB): "rgb" keeps the INN's per-channel perturbation (HiNet, the paper); "shared" replaces it
+        by its mean over channels, so a grey image stays grey.
+    delta_bands: which single-level Haar bands of the perturbation ``hide`` keeps: "all" (HiNet, the
+        paper) or "ll" (2x2 block means only: a perturbation that crops, filters and JPEG leave alone).
     """
 
     blocks: int
@@ -38,6 +47,8 @@ class HiderConfig:
     clamp: float
     image_size: int
     channels: int = 3
+    grey_covers: str = "rgb"
+    delta_bands: str = "all"
 
     def __post_init__(self) -> None:
         for name in ("blocks", "growth", "image_size", "channels"):
@@ -56,6 +67,10 @@ class HiderConfig:
         if not isinstance(self.clamp, (int, float)) or isinstance(self.clamp, bool) or not 0 < self.clamp < 1e3:
             raise DeephideError(f"hider config: clamp must be > 0, got {self.clamp!r}")
         object.__setattr__(self, "clamp", float(self.clamp))
+        if self.grey_covers not in GREY_COVERS:
+            raise DeephideError(f"hider config: grey_covers must be one of {', '.join(GREY_COVERS)}, got {self.grey_covers!r}")
+        if self.delta_bands not in DELTA_BANDS:
+            raise DeephideError(f"hider config: delta_bands must be one of {', '.join(DELTA_BANDS)}, got {self.delta_bands!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -155,6 +170,29 @@ class CouplingBlock(nn.Module):
         return torch.cat((x1, x2), dim=1)
 
 
+def ll_only(delta: torch.Tensor) -> torch.Tensor:
+    """The LL band of ``delta`` (float (N, C, H, W), H and W even): each 2x2 block replaced by its mean.
+
+    Why: the paper's INN puts much of the perturbation into the fine Haar bands, which a one-pixel shift,
+    a 3x3 filter or JPEG remove or negate; block means survive them (the budget is spent on coarse detail).
+    """
+    return torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(delta, 2), scale_factor=2, mode="nearest")
+
+
+def share_on_grey(delta: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
+    """``delta`` with its channel mean in every channel, on the images whose ``cover`` is grey.
+
+    delta, cover: float (N, C, H, W); a cover is grey when its channels are equal at every pixel.
+    Why: a colour perturbation on a grey image is both visible as a tint and removed whole by a
+    grayscale conversion (the Gray countermeasure keeps only the luma); a shared one survives it.
+    """
+    if cover.shape[1] == 1:
+        return delta
+    grey = (cover.amax(dim=1) == cover.amin(dim=1)).flatten(1).all(dim=1)  # (N,)
+    shared = delta.mean(dim=1, keepdim=True).expand_as(delta)
+    return torch.where(grey[:, None, None, None], shared, delta)
+
+
 class Hider(nn.Module):
     """The hiding INN: a stack of :class:`CouplingBlock` between Haar DWT and IWT.
 
@@ -220,7 +258,12 @@ class Hider(nn.Module):
         # residual form cover + IWT(s - DWT(cover)): equal to IWT(s) in exact arithmetic, but the
         # ~8/255 perturbation is not buried in the round-off of a full-image round trip, and an
         # identity INN gives stego == cover bit for bit
-        stego = cover + iwt(y[:, :k] - c_dwt)
+        delta = iwt(y[:, :k] - c_dwt)
+        if self.config.delta_bands == "ll":
+            delta = ll_only(delta)
+        if self.config.grey_covers == "shared":
+            delta = share_on_grey(delta, cover)
+        stego = cover + delta
         return stego, y[:, k:]
 
     def reveal(self, stego: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:

@@ -27,10 +27,18 @@ _LOSS = {
     "reveal_distortions": (),
 }
 
+_PERTURBATION = {
+    # on grey covers (all channels equal): "rgb" = the INN's per-channel perturbation (paper), "shared" = its
+    # channel mean, so the image stays grey (HiderConfig.grey_covers; no effect on colour images)
+    "grey_covers": "rgb",
+    # the perturbation's Haar bands: "all" (paper) or "ll" = 2x2 block means only (HiderConfig.delta_bands)
+    "delta_bands": "all",
+}
+
 HIDER_PROFILES: dict[str, dict[str, Any]] = {
     "paper": {
         "blocks": 16, "growth": 32, "clamp": 2.0, "init_scale": 0.01,  # HiNet: ~4.05 M parameters
-        **_ADAM, **_LOSS,
+        **_ADAM, **_LOSS, **_PERTURBATION,
         "batch_size": 32,        # gap: several samples per class are needed by L_LFC
         "per_class": 4,          # gap: class-balanced batches, >= 2 images of each drawn class
         "iterations": 20_000,    # gap
@@ -43,7 +51,7 @@ HIDER_PROFILES: dict[str, dict[str, Any]] = {
         # 4 blocks (1.01 M params), measured per core: hide ~330 img/s bf16, train ~65 img/s bf16
         # without LFC (16 blocks: ~100 hide; train ~16, extrapolated); the ResNet-18 LFC pass adds ~as much (estimate)
         "blocks": 4, "growth": 32, "clamp": 2.0, "init_scale": 0.01,
-        **_ADAM, **_LOSS,
+        **_ADAM, **_LOSS, **_PERTURBATION,
         "lr": 10 ** -3.5,        # short run: a larger step than HiNet's (200 iterations already reach 16.7% class-wise)
         # loss balance for this short run (results/reference-fmnist/hider-tuning, fastcnn victim, final acc, 3 seeds):
         # the paper's w2 = 1 pushes the perturbation into the finest Haar band (51% HH energy), which a one-pixel
@@ -58,7 +66,7 @@ HIDER_PROFILES: dict[str, dict[str, Any]] = {
     },
     "tiny": {
         "blocks": 1, "growth": 8, "clamp": 2.0, "init_scale": 0.01,
-        **_ADAM, **_LOSS,
+        **_ADAM, **_LOSS, **_PERTURBATION,
         "batch_size": 8, "per_class": 2,
         "iterations": 4,
         "lr_step_every": 1_000, "lr_gamma": 0.5,
@@ -78,7 +86,8 @@ def get_hider_profile(name: str, **overrides: Any) -> dict[str, Any]:
 def hider_config(profile: dict[str, Any], image_size: int, channels: int = 3) -> HiderConfig:
     """The architecture part of a hider profile, for images of ``image_size`` x ``image_size``."""
     return HiderConfig(blocks=profile["blocks"], growth=profile["growth"], clamp=profile["clamp"],
-                       image_size=image_size, channels=channels)
+                       image_size=image_size, channels=channels, grey_covers=profile.get("grey_covers", "rgb"),
+                       delta_bands=profile.get("delta_bands", "all"))
 
 
 def loss_weights(profile: dict[str, Any]) -> dict[str, float]:
