@@ -9,10 +9,10 @@ D=.venv/bin/deephide
 R=runs/fmnist
 G=results/dh-fmnist-cpu
 mkdir -p $R
-hider() {  # name secrets mode [--set ...]; the cpu profile's loss weights before 2026-12-02 (w_freq 1, w_lfc 1e-4)
+hider() {  # name secrets mode [--set ...]; the cpu profile's settings before 2026-12-02 (w_freq 1, w_lfc 1e-4, per-channel perturbation)
   local name=$1 src=$2 mode=$3; shift 3
   echo "== hider $name ($(date +%T))"
-  $D train-hider --data fashion-mnist --profile cpu --set w_freq=1 --set w_lfc=1e-4 --quiet --secrets "$src" --mode "$mode" --out $R/hider-$name "$@"
+  $D train-hider --data fashion-mnist --profile cpu --set w_freq=1 --set w_lfc=1e-4 --set grey_covers=rgb --quiet --secrets "$src" --mode "$mode" --out $R/hider-$name "$@"
 }
 protect() {  # name mode
   [ -d $R/prot-$1 ] || { echo "== protect $1 ($(date +%T))"; $D protect --data fashion-mnist --hider $R/hider-$1 --mode $2 --out $R/prot-$1 --quiet; }
