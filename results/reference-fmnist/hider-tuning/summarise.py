@@ -45,8 +45,8 @@ def main() -> None:
         if not res.exists():
             continue
         recs = read_results(res)
-        if name == "lfc001":  # its protected set is the reference run's DH-C set: add that row's cells for comparison
-            main_cells = ROOT / "results" / "reference-fmnist" / "main.jsonl"
+        if name == "lfc001":  # its protected set was the reference run's DH-C set: add that row's cells for comparison
+            main_cells = ROOT / "runs" / "reference-old2-20261202" / "main.jsonl"  # archived when grey_covers came in
             recs += [r for r in read_results(main_cells) if r["row"] == "DH-C" and r["countermeasure"] != "Vanilla"]
         by: dict[str, list[float]] = {}
         for r in recs:
@@ -73,8 +73,9 @@ def main() -> None:
          "steps; SIG secrets, class-wise, seed 0; 60k Fashion-MNIST protected; victim fastcnn, victim profile `fast`).",
          "`base` is the reference run's first class-wise hider (runs/reference/hider-sig-C of 2026-12-01, its Vanilla",
          "cells from that run's main grid), kept under runs/diag/ when the reference sets were regenerated. `lfc001`'s",
-         "protected set is byte-identical to the reference run's DH-C set: its cells other than Vanilla are that row's",
-         "cells of results/reference-fmnist/main.jsonl (same victims, same seeds).", "",
+         "protected set was the reference run's DH-C set until grey_covers=shared was adopted (`grey` is the DH-C set now):",
+         "its cells other than Vanilla are that row's cells of the main grid (same victims, same seeds; the main.jsonl of",
+         "then is archived as runs/reference-old2-20261202/main.jsonl).", "",
          "Accuracy: clean test accuracy (%) after the last step, mean ± sample std over victim seeds 0, 1, 2 (per seed in",
          "brackets); lower is better for the protector. Bands: share of the perturbation's energy in the single-level Haar",
          "sub-bands LL / HL / LH / HH (%); lag-1: horizontal autocorrelation of the perturbation (< 0 checkerboard-like);",
