@@ -90,8 +90,8 @@ def get_hider_profile(name: str, **overrides: Any) -> dict[str, Any]:
 def hider_config(profile: dict[str, Any], image_size: int, channels: int = 3) -> HiderConfig:
     """The architecture part of a hider profile, for images of ``image_size`` x ``image_size``."""
     return HiderConfig(blocks=profile["blocks"], growth=profile["growth"], clamp=profile["clamp"],
-                       image_size=image_size, channels=channels, grey_covers=profile.get("grey_covers", "rgb"),
-                       delta_bands=profile.get("delta_bands", "all"))
+                       image_size=image_size, channels=channels, grey_covers=profile["grey_covers"],
+                       delta_bands=profile["delta_bands"])
 
 
 def loss_weights(profile: dict[str, Any]) -> dict[str, float]:
