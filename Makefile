@@ -36,7 +36,8 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-# the CPU reference tables (issue 7; many hours on 2 cores, resumable): results/reference-fmnist/
+# the CPU reference tables (issue 7; resumable): ~10 h on a 2-core CPU with native bf16, several times that
+# without (`python benchmarks/reference_cost.py` estimates it for the machine at hand)
 reference: setup
 	bash results/reference-fmnist/run.sh
 

@@ -15,6 +15,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from deephide.runtime import cpu_model
+
 
 def median(xs: list[float]) -> float:
     """Median of a non-empty list of measurements."""
@@ -48,18 +50,6 @@ def peak_rss_mb() -> float:
         pass
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib / 1024.0 if platform.system() == "Linux" else kib / 2**20  # macOS: bytes
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo (Linux), else platform.processor()."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def memory_gib() -> float | None:

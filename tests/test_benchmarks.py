@@ -101,3 +101,22 @@ def test_gpu_check_without_cuda_and_as_a_cpu_dry_run(tmp_path):
     out = json.loads((tmp_path / "gpu_check.json").read_text())
     assert all(r["ok"] for r in out.values() if isinstance(r, dict) and "ok" in r)
     assert out["victim resnet20 fp16+GradScaler"]["amp"] == "float16"
+
+
+def test_reference_cost_counts_the_run_and_weights_at_cells():
+    rc = _load("reference_cost")
+    assert rc.hider_count() == 11  # run.sh's hider stages: sig-C/S, 2 sources, 6 weights, L_hide only
+    prof = {"iterations": 937, "eval_every": 235}
+    base = {"model": "m", "profile_settings": prof, "countermeasure_params": {}}
+    step = {"m": (0.1, 0.001)}  # 0.1 s per step, 1 ms per evaluated image
+    vanilla = rc.cell_seconds({**base, "countermeasure_name": "Vanilla"}, step)
+    assert vanilla == pytest.approx(937 * 0.1 + 4 * 10_000 * 0.001)  # 937 // 235 = 3 evaluations + the last
+    at = rc.cell_seconds({**base, "countermeasure_name": "AT", "countermeasure_params": {"steps": 2}}, step)
+    assert at - vanilla == pytest.approx(2 * 937 * 0.1)  # two PGD passes per step
+
+
+def test_reference_cost_measures_a_victim_step():
+    rc = _load("reference_cost")
+    prof = {"batch_size": 8, "eval_batch_size": 8, "bf16": False, "channels_last": False}
+    train_s, eval_s = rc.victim_step_s("fastcnn", prof, threads=1, steps=2)
+    assert 0 < eval_s < train_s

@@ -7,7 +7,7 @@ Tolerances, and why:
   one test image.
 - BatchNorm nets normalise each process's half-batch (plain DDP; SyncBatchNorm exists for GPUs
   only), so they follow a different, equally valid trajectory. They must still learn the set
-  (final accuracy >= 80%, as a single process does) and end at a similar loss.
+  (final accuracy >= 85%, as a single process does) and end at a similar loss.
 """
 
 from __future__ import annotations
@@ -72,9 +72,10 @@ def test_victim_without_batchnorm_matches_one_process(tmp_path):
 
 
 def test_victim_with_batchnorm_learns_like_one_process(tmp_path):
-    # the tiny profile at 24 iterations of 32: one process reaches 94-100% over seeds 0-3 (12 are too
-    # few to tell), and the run-mean training loss varies by ~0.2 between seeds
-    rec, w, single = _victim_pair(tmp_path, "resnet20", iterations=24)
+    # the tiny profile at 32 iterations of 32: one process reaches 100% over seeds 0-3 at 1 and 2 threads
+    # (at 24 iterations 79.7-100%: seed 1 fell below 85 on an AVX2 CPU, whose float sums differ from an
+    # AVX512 one's); the run-mean training loss varies by ~0.2 between seeds
+    rec, w, single = _victim_pair(tmp_path, "resnet20", iterations=32)
     assert rec["world_size"] == 2 and rec["finished"] and len(rec["history"]) == len(single["history"])
     assert rec["final_acc"] >= 85 and single["final_acc"] >= 85
     loss_d = np.mean([r["train_loss"] for r in rec["history"]])

@@ -11,11 +11,13 @@ D=.venv/bin/deephide
 R=runs/reference
 G=results/reference-fmnist
 C=configs/reference-fmnist
-# grid cells are keyed by set path, not content: results from sets that are gone must not be mixed with new ones
-if ls $G/*.jsonl >/dev/null 2>&1 && [ ! -f $R/timeline.tsv ]; then
-  echo "run.sh: $G holds results of a run whose sets ($R) are gone; delete $G/*.jsonl to start over" >&2; exit 2
-fi
 mkdir -p $R/attacks
+# grid cells are keyed by set path, not content: results from sets that are gone (a fresh clone holds the last
+# committed run's) must not be mixed with new ones, so a new run moves them aside (git keeps them too)
+if ls $G/*.jsonl >/dev/null 2>&1 && [ ! -f $R/timeline.tsv ]; then
+  mkdir -p $R/previous-results && mv $G/*.jsonl $R/previous-results/
+  echo "run.sh: new run; the results of the previous run (their sets are gone) moved to $R/previous-results/"
+fi
 stamp() { printf '%s\t%s\t%s\n' "$(date +%s)" "$(date -Is)" "$1" >> $R/timeline.tsv; echo "== $1 ($(date +%T))"; }
 trap 'stamp stopped; exit 143' TERM INT  # an interrupted stage still gets its end time
 hider() {  # name secrets mode [--set ...]: one hider (cpu hider profile, seed 0), its set, its verify report

@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--profile", default="cpu")
     th.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hider profile setting (e.g. w_lfc=0)")
     th.add_argument("--iterations", type=int)
-    th.add_argument("--lfc-iterations", type=int, help="training iterations of the LFC ResNet-18 (cached)")
+    th.add_argument("--lfc-iterations", type=int, help="training iterations of the L_LFC feature network (the profile's lfc_model; cached)")
     th.add_argument("--time-limit", type=float, help="stop (resumably) after this many seconds")
     th.add_argument("--seed", type=int, default=0)
     th.add_argument("--device", default="auto")

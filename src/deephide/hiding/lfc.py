@@ -1,4 +1,4 @@
-"""The frozen feature network of L_LFC: a ResNet-18 trained on the clean training set, cached per dataset."""
+"""The frozen feature network of L_LFC (the paper: a ResNet-18) trained on the clean training set, cached per dataset."""
 
 from __future__ import annotations
 

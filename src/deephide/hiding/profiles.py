@@ -25,6 +25,9 @@ _LOSS = {
     "reveal_from": "stored",
     # not in the paper: distortions drawn between storing and revealing (hiding.distortions); () = none
     "reveal_distortions": (),
+    # L_LFC's frozen feature network (trained on the clean set, cached): the paper's ResNet-18; any registered
+    # victim model with a `features` method works (fastcnn: ~20x cheaper per image on a CPU without bf16)
+    "lfc_model": "resnet18",
 }
 
 _PERTURBATION = {
