@@ -12,8 +12,9 @@ from .errors import DeephideError
 from .fsutil import write_json
 
 # One hyperparameter dict for the demo, sized for any 2-core CPU: one without native bf16 (AVX2 only) trains
-# victims and hiders ~7-10x slower than one with AVX512-BF16/AMX. Measured there: 33.5 min, victim 89.81 % clean
-# vs 29.65 % protected (results/demo-fmnist; the full cpu profile's DH-C on the same victim: 25.05 % at seed 0-2).
+# victims and hiders ~7-10x slower than one with AVX512-BF16/AMX. Measured there: 33.5 min; victim seeds 0-2:
+# 89.89 +- 0.24 % clean vs 29.70 +- 0.07 % protected (results/demo-fmnist; the full cpu profile's DH-C row on the
+# same victim: 25.05 +- 1.54 %, results/reference-fmnist).
 DEMO = {
     "dataset": "fashion-mnist",
     "semantic_source": "sig",

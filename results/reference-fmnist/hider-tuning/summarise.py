@@ -16,12 +16,13 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "src"))
 
 from deephide.data import load_dataset  # noqa: E402
-from deephide.evaluation.grid import read_results  # noqa: E402
+from deephide.evaluation.grid import load_config, read_results  # noqa: E402
 from deephide.evaluation.perturbation import perturbation_stats  # noqa: E402
 from deephide.evaluation.stats import mean_std  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 R = ROOT / "runs" / "diag"
+COLUMNS = [cm.label for cm in load_config(ROOT / "configs" / "reference-fmnist" / "main.yaml").countermeasures]
 # name -> (the check.sh settings, what it tests); order = the order they were run
 VARIANTS = {
     "base": ("--set w_freq=1 --set w_lfc=1e-4", "paper loss weights (the reference run's first DH-C hider)"),
@@ -34,38 +35,56 @@ VARIANTS = {
     "grey": ("--set grey_covers=shared", "lfc001 + a channel-shared perturbation on grey covers (HiderConfig.grey_covers)"),
     "greyll": ("--set grey_covers=shared --set delta_bands=ll",
                "grey + only the LL band of the perturbation, 2x2 block means (HiderConfig.delta_bands)"),
+    # the cpu profile as it is (= grey) with L_LFC through fastcnn features: a ~20x cheaper feature network
+    "lfcfast": ("--set lfc_model=fastcnn", "grey with L_LFC through fastcnn instead of ResNet-18 (lfc_model)"),
 }
+
+
+def measure(name: str, settings: str, what: str, clean) -> dict:
+    """One variant's entry of results.json, from its runs under runs/diag/."""
+    recs = read_results(R / f"{name}.jsonl")
+    if name == "lfc001":  # its protected set was the reference run's DH-C set: add that row's cells for comparison
+        main_cells = ROOT / "runs" / "reference-old2-20261202" / "main.jsonl"  # archived when grey_covers came in
+        recs += [r for r in read_results(main_cells) if r["row"] == "DH-C" and r["countermeasure"] != "Vanilla"]
+    by: dict[str, list[float]] = {}
+    for r in recs:
+        by.setdefault(r["countermeasure"], []).append(r["final_acc"])
+    summ = json.loads((R / f"hider-{name}" / "summary.json").read_text())
+    pert = perturbation_stats(clean, load_dataset(str(R / f"prot-{name}"), "train", mmap=True))
+    accs = {cm: mean_std(v) for cm, v in by.items()}
+    v = summ["versions"]
+    entry = {"settings": settings, "what": what, "profile": summ["run"]["profile"],
+             "reveal_psnr": summ["last_log"]["reveal_psnr"], "perturbation": pert,
+             "machine": f"{v['cpu_model']}, native bf16 {v['cpu_bf16']}" if "cpu_model" in v else None,
+             "final_acc": {cm: {"seeds": x, "mean": accs[cm][0], "std": accs[cm][1]} for cm, x in by.items()}}
+    if len(accs) == 13:  # a full row: the main table's Mean column (mean over the 13 countermeasures)
+        entry["mean_of_13"] = sum(m for m, _ in accs.values()) / 13
+    return entry
+
+
+def row(name: str, e: dict) -> str:
+    b, pert = e["perturbation"]["band_energy"], e["perturbation"]
+    # the main table's column order (results.json sorts its keys)
+    order = sorted(e["final_acc"], key=lambda cm: COLUMNS.index(cm) if cm in COLUMNS else len(COLUMNS))
+    cells = "; ".join(f"{cm} {a['mean']:.2f} ± {a['std']:.2f} ({', '.join(f'{x:.2f}' for x in a['seeds'])})"
+                      for cm, a in ((cm, e["final_acc"][cm]) for cm in order))
+    return (f"| {name} | {e['what']} | `{e['settings']}` | {e.get('machine') or 'not recorded'} | {e['reveal_psnr']:.2f} | "
+            f"{100 * b['LL']:.0f} / {100 * b['HL']:.0f} / {100 * b['LH']:.0f} / {100 * b['HH']:.0f} | "
+            f"{pert['lag1_autocorr']:+.2f} | {100 * pert['class_share']:.1f} | "
+            f"{e.get('mean_of_13', float('nan')):.2f} | {cells} |")
 
 
 def main() -> None:
     clean = load_dataset("fashion-mnist", "train", mmap=True)
-    rows, out = [], {}
+    # runs/ does not outlive a machine: a variant whose runs are gone keeps its committed entry
+    old = json.loads((HERE / "results.json").read_text()) if (HERE / "results.json").exists() else {}
+    out = {}
     for name, (settings, what) in VARIANTS.items():
-        res = R / f"{name}.jsonl"
-        if not res.exists():
-            continue
-        recs = read_results(res)
-        if name == "lfc001":  # its protected set was the reference run's DH-C set: add that row's cells for comparison
-            main_cells = ROOT / "runs" / "reference-old2-20261202" / "main.jsonl"  # archived when grey_covers came in
-            recs += [r for r in read_results(main_cells) if r["row"] == "DH-C" and r["countermeasure"] != "Vanilla"]
-        by: dict[str, list[float]] = {}
-        for r in recs:
-            by.setdefault(r["countermeasure"], []).append(r["final_acc"])
-        summ = json.loads((R / f"hider-{name}" / "summary.json").read_text())
-        prof = summ["run"]["profile"]
-        pert = perturbation_stats(clean, load_dataset(str(R / f"prot-{name}"), "train", mmap=True))
-        accs = {cm: mean_std(v) for cm, v in by.items()}
-        out[name] = {"settings": settings, "what": what, "profile": prof, "reveal_psnr": summ["last_log"]["reveal_psnr"],
-                     "perturbation": pert, "final_acc": {cm: {"seeds": v, "mean": accs[cm][0], "std": accs[cm][1]}
-                                                         for cm, v in by.items()}}
-        b = pert["band_energy"]
-        if len(accs) == 13:  # a full row: the main table's Mean column (mean over the 13 countermeasures)
-            out[name]["mean_of_13"] = sum(m for m, _ in accs.values()) / 13
-        cells = "; ".join(f"{cm} {m:.2f} ± {s:.2f} ({', '.join(f'{x:.2f}' for x in by[cm])})" for cm, (m, s) in accs.items())
-        rows.append(f"| {name} | {what} | `{settings}` | {summ['last_log']['reveal_psnr']:.2f} | "
-                    f"{100 * b['LL']:.0f} / {100 * b['HL']:.0f} / {100 * b['LH']:.0f} / {100 * b['HH']:.0f} | "
-                    f"{pert['lag1_autocorr']:+.2f} | {100 * pert['class_share']:.1f} | "
-                    f"{out[name].get('mean_of_13', float('nan')):.2f} | {cells} |")
+        if (R / f"{name}.jsonl").exists():
+            out[name] = measure(name, settings, what, clean)
+        elif name in old:
+            out[name] = old[name]
+    rows = [row(name, e) for name, e in out.items()]
     (HERE / "results.json").write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
     L = ["# Hider variants against the reference victim (issue 7)", "",
          "Generated by `.venv/bin/python results/reference-fmnist/hider-tuning/summarise.py` from runs made with",
@@ -80,9 +99,11 @@ def main() -> None:
          "brackets); lower is better for the protector. Bands: share of the perturbation's energy in the single-level Haar",
          "sub-bands LL / HL / LH / HH (%); lag-1: horizontal autocorrelation of the perturbation (< 0 checkerboard-like);",
          "class share: variance of the perturbation explained by its class means (%); first 20k images.", "",
-         "Mean of 13: the main table's Mean column, where all 13 countermeasures were run (nan otherwise).", "",
-         "| variant | what | settings | reveal PSNR (dB) | bands LL/HL/LH/HH | lag-1 | class share | Mean of 13 | final accuracy |",
-         "|---|---|---|---|---|---|---|---|---|"] + rows + [""]
+         "Mean of 13: the main table's Mean column, where all 13 countermeasures were run (nan otherwise). Machine: where",
+         "the hider and victims ran (recorded since 2026-12-02; 'not recorded' = the earlier sessions' Intel Xeon with",
+         "native bf16, benchmarks/RESULTS.md). Without native bf16 the hider trains in fp32 instead of bf16.", "",
+         "| variant | what | settings | machine | reveal PSNR (dB) | bands LL/HL/LH/HH | lag-1 | class share | Mean of 13 | final accuracy |",
+         "|---|---|---|---|---|---|---|---|---|---|"] + rows + [""]
     (HERE / "README.md").write_text("\n".join(L))
     print("\n".join(L))
 
