@@ -113,6 +113,28 @@ def test_protect_killed_leaves_nothing_and_rerun_is_bitwise(tmp_path, hider32):
     assert litter(tmp_path / "run") == []
 
 
+def test_protect_terminated_removes_its_temporary_output_at_once(tmp_path, hider32):
+    """SIGTERM (a scheduler's time limit): the hidden temporary output is gone when the process exits."""
+    import signal
+
+    out = tmp_path / "run" / "out"
+    args = ["protect", "--data", "synthetic?n=4500&size=32&classes=4", "--hider", hider32, "--secrets", "next-class",
+            "--batch-size", "64", "--out", out]
+    log = tmp_path / "err.log"
+    with open(log, "wb") as err:
+        p = subprocess.Popen([DEEPHIDE, *map(str, args)], env=ENV, stdout=subprocess.DEVNULL, stderr=err)
+        t0 = time.monotonic()
+        while b"protect (" not in log.read_bytes():
+            assert p.poll() is None and time.monotonic() - t0 < 120, log.read_text()[-2000:]
+            time.sleep(0.02)
+        time.sleep(rng_for("sigterm").uniform(0.0, 0.5))
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=60)
+    assert p.returncode == 143, f"rc {p.returncode}: {log.read_text()[-2000:]}"
+    assert "terminated" in log.read_text() and "Traceback" not in log.read_text()
+    assert litter(tmp_path / "run") == [] and not out.exists()
+
+
 # ---------------------------------------------------------------- train-hider
 
 

@@ -415,7 +415,7 @@ def test_checkpoint_rejects_nonfinite_weights(tmp_path) -> None:
 # ---------------------------------------------------------------- profiles
 
 def test_profiles() -> None:
-    assert set(HIDER_PROFILES) == {"paper", "cpu", "tiny"}
+    assert set(HIDER_PROFILES) == {"paper", "cpu", "long", "tiny"}
     for name in HIDER_PROFILES:
         prof = get_hider_profile(name)
         assert prof["profile"] == name
@@ -509,3 +509,108 @@ def test_delta_bands_ll_keeps_only_the_ll_band_of_the_perturbation() -> None:
     with pytest.raises(DeephideError, match="delta_bands must be one of all, ll"):
         HiderConfig(blocks=1, growth=4, clamp=2.0, image_size=8, delta_bands="low")
     assert hider_config(get_hider_profile("tiny", delta_bands="ll"), 8).delta_bands == "ll"
+
+
+# ---------------------------------------------------------------- the budget kept by the hider itself
+
+from deephide.hiding.budget import bounded_perturbation  # noqa: E402
+from deephide.hiding.train import HideRevealStep, budget_stats  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), scale=st.sampled_from([1e-3, 0.1, 10.0, 1e4]), levels=st.integers(1, 16))
+def test_bounded_perturbation_property(seed: int, scale: float, levels: int) -> None:
+    """Any raw value, any cover on the uint8 grid (0 and 255 included): inside the ball and the box."""
+    g = torch.Generator().manual_seed(seed)
+    cover = torch.randint(0, 256, (2, 3, 8, 8), generator=g).float() / 255
+    cover[0, 0, 0, :4] = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    raw = torch.randn((2, 3, 8, 8), generator=g) * scale
+    raw.requires_grad_(True)
+    eps = levels / 255
+    d = bounded_perturbation(raw, cover, eps)
+    assert torch.isfinite(d).all()
+    assert float(d.detach().abs().max()) <= eps + 1e-7
+    stego = cover + d.detach()
+    assert float(stego.min()) >= -1e-7 and float(stego.max()) <= 1 + 1e-7
+    # rounding what the hider made is already within budget: the clip on write changes nothing
+    q = quantise_within_budget(stego, (cover * 255).round().to(torch.uint8), levels)
+    assert torch.equal(q.float(), torch.round(stego * 255).clamp(0, 255))
+    d.sum().backward()
+    assert torch.isfinite(raw.grad).all()
+
+
+def test_bounded_perturbation_is_identity_near_zero_and_one_sided_at_the_box() -> None:
+    cover = torch.full((1, 1, 1, 4), 0.5)
+    small = torch.tensor([1e-4, -1e-4, 0.0, 2e-4]).view(1, 1, 1, 4)
+    assert torch.allclose(bounded_perturbation(small, cover, EPS), small, atol=1e-9)
+    black, white = torch.zeros(1, 1, 1, 2), torch.ones(1, 1, 1, 2)
+    pm = torch.tensor([1.0, -1.0]).view(1, 1, 1, 2)
+    assert bounded_perturbation(pm, black, EPS).flatten().tolist() == pytest.approx([EPS, 0.0], abs=1e-6)
+    assert bounded_perturbation(pm, white, EPS).flatten().tolist() == pytest.approx([0.0, -EPS], abs=1e-6)
+    with pytest.raises(DeephideError, match="eps"):
+        bounded_perturbation(pm, black, 0.0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), weight_scale=st.sampled_from([0.05, 0.5, 3.0]))
+def test_bounded_hider_keeps_the_budget_before_any_clip(seed: int, weight_scale: float) -> None:
+    """A randomly weighted hider with eps_levels: raw output within the budget and the box, every cover."""
+    h = Hider(HiderConfig(blocks=2, growth=4, clamp=2.0, image_size=8, eps_levels=8))
+    _randomise(h, weight_scale, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    cover = torch.randint(0, 256, (3, 3, 8, 8), generator=g).float() / 255
+    cover[0] = 0.0  # a black image: only upward room
+    secret = torch.rand((3, 3, 8, 8), generator=g)
+    with torch.no_grad():
+        stego, _ = h.hide(cover, secret)
+    assert torch.isfinite(stego).all()
+    assert float((stego - cover).abs().max()) * 255 <= 8 + 1e-4
+    assert float(stego.min()) >= 0.0 and float(stego.max()) <= 1.0 + 1e-6
+    stats = budget_stats((stego - cover) * 100, stego - cover, cover, EPS)  # the clip never acts on it
+    assert stats["clip_share"] == 0.0 and stats["linf_levels"] <= 8 + 1e-4
+
+
+def test_bounded_hider_is_identity_at_init_and_config_checks() -> None:
+    h = Hider(HiderConfig(blocks=2, growth=4, clamp=2.0, image_size=8, eps_levels=8))
+    cover, secret = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    assert torch.equal(h.hide(cover, secret)[0], cover)
+    for bad in (0, 256, 2.5, True):
+        with pytest.raises(DeephideError, match="eps_levels"):
+            HiderConfig(blocks=1, growth=4, clamp=2.0, image_size=8, eps_levels=bad)
+    assert hider_config(get_hider_profile("cpu"), 32).eps_levels == 8
+    assert hider_config(get_hider_profile("cpu", budget="soft"), 32).eps_levels is None
+    with pytest.raises(DeephideError, match="budget"):
+        hider_config(get_hider_profile("cpu", budget="hard"), 32)
+
+
+def test_straight_through_gradient_reaches_the_inn_from_the_stored_image() -> None:
+    """Every loss sees the stored (bounded, rounded) image, yet its gradient reaches every subnet."""
+    h = Hider(HiderConfig(blocks=2, growth=4, clamp=2.0, image_size=8, eps_levels=8))
+    _randomise(h, 0.05, 3)
+    step = HideRevealStep(h, EPS, from_stored=True)
+    cover, secret = torch.randint(0, 256, (2, 3, 8, 8)).float() / 255, torch.rand(2, 3, 8, 8)  # covers are uint8
+    raw, stored, secret_hat, _ = step(cover, secret, None)
+    # stored is exactly what protect writes: uint8 levels within the budget
+    assert torch.allclose(stored * 255, torch.round(stored * 255), atol=1e-4)
+    assert float((stored - cover).detach().abs().max()) * 255 <= 8 + 1e-4
+    (freq_loss(stored, cover) + reveal_loss(secret_hat, secret)).backward()
+    for name, p in h.named_parameters():
+        if name.endswith("convs.4.weight"):  # the output conv of every phi, rho, eta
+            assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+    # and the path through the stored image alone (no reveal) reaches the hiding side
+    h.zero_grad()
+    raw, stored, _, _ = step(cover, secret, None)
+    freq_loss(stored, cover).backward()
+    assert float(h.blocks[0].phi.convs[4].weight.grad.abs().sum()) > 0
+
+
+def test_lfc_repulsion_pushes_classes_apart() -> None:
+    feats = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.1], [1.0, 0.1]])
+    labels = torch.tensor([0, 0, 1, 1])
+    st_, cv = torch.zeros(4, 1, 2, 1), torch.zeros(4, 1, 2, 1)
+    f = lambda x: feats  # noqa: E731
+    plain = lfc_loss(f, st_, cv, labels, reduction="mean")
+    rep = lfc_loss(f, st_, cv, labels, reduction="mean", repulsion=0.5)
+    cos01 = float(torch.nn.functional.cosine_similarity(feats[0:1], feats[2:3]))
+    assert float(plain) == pytest.approx(0.0, abs=1e-6)
+    assert float(rep) == pytest.approx(0.5 * cos01, abs=1e-5)

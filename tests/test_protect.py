@@ -194,3 +194,93 @@ def test_grey_covers_shared_end_to_end(tmp_path):
     out = protect(ds, h, bank, "class", progress=False).images
     assert np.abs(out.astype(int) - imgs).max() > 0
     assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 0], out[..., 2])
+
+
+# ---------------------------------------------------------------- the reveal gate
+
+class _OracleHider(torch.nn.Module):
+    """Hand-made: writes the class index (k + 1 levels) into pixel (0, 0) of the red channel, and reveals by
+    reading it back and answering that class's secret. ``blind`` answers the mean of all secrets instead."""
+
+    def __init__(self, secrets: torch.Tensor, class_of_secret: torch.Tensor, blind: bool = False):
+        super().__init__()
+        self.secrets, self.class_of_secret, self.blind = secrets, class_of_secret, blind
+
+    def hide(self, cover, secret):
+        match = (secret[:, None] == self.secrets[None]).flatten(2).all(dim=2).float().argmax(dim=1)
+        k = self.class_of_secret[match].float()
+        stego = cover.clone()
+        stego[:, 0, 0, 0] = (k + 1) / 255
+        return stego, None
+
+    def reveal(self, stego, z=None):
+        if self.blind:
+            return self.secrets.mean(dim=0, keepdim=True).expand(stego.shape[0], -1, -1, -1)
+        k = torch.round(stego[:, 0, 0, 0] * 255).long() - 1
+        first = torch.stack([torch.nonzero(self.class_of_secret == c)[0, 0] for c in range(int(self.class_of_secret.max()) + 1)])
+        return self.secrets[first[k]]
+
+
+def test_reveal_gate_on_a_hand_made_hider(train, bank):
+    from deephide.protect import psnr, reveal_gate
+
+    covers = train.replace(images=np.array(train.images))
+    covers.images[:, 0, 0, 0] = 0  # the oracle's carrier pixel starts at 0 on every cover
+    secrets = torch.from_numpy(bank.images).permute(0, 3, 1, 2).float() / 255
+    oracle = _OracleHider(secrets, torch.from_numpy(bank.group))
+    g = reveal_gate(covers, oracle, bank, "class", levels=8)
+    # class mode hides each class's first secret; the trivial answer is the mean of all secrets
+    truth = bank.images[[bank.members(int(k))[0] for k in covers.labels]]
+    mean = np.round(bank.images.astype(np.float64).mean(axis=0)).astype(np.uint8)
+    assert g["trivial_psnr"] == pytest.approx(psnr(np.broadcast_to(mean, truth.shape), truth))
+    assert g["reveal_psnr"] == float("inf") and g["reveal_ssim"] == pytest.approx(1.0, abs=1e-6) and g["hides"]
+    assert len(g["corr_own"]) == covers.num_classes
+    blind = reveal_gate(covers, _OracleHider(secrets, torch.from_numpy(bank.group), blind=True), bank, "class")
+    assert not blind["hides"] and abs(blind["margin_db"]) < 0.5  # reading nothing = the trivial answer
+    # sample mode: the trivial answer is the class group's mean, which the label alone gives
+    s = reveal_gate(covers, _OracleHider(secrets, torch.from_numpy(bank.group), blind=True), bank, "sample")
+    assert s["trivial_psnr"] > blind["trivial_psnr"] and not s["hides"]
+
+
+def test_train_hider_continues_past_its_length(train, bank, tmp_path):
+    """A finished hider trained further (a longer --iterations) equals one trained that long at once."""
+    prof = get_hider_profile("tiny", lfc=False, iterations=6, checkpoint_every=2, log_every=1)
+    train_hider(train, bank, prof, tmp_path / "once", mode="class", seed=2, progress=False)
+    train_hider(train, bank, dict(prof, iterations=4), tmp_path / "twice", mode="class", seed=2, progress=False)
+    s = train_hider(train, bank, prof, tmp_path / "twice", mode="class", seed=2, progress=False)
+    assert s["finished"] and s["iterations_done"] == 6
+    a, b = open_hider(tmp_path / "once")[0].state_dict(), open_hider(tmp_path / "twice")[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(DeephideError, match="other settings"):
+        train_hider(train, bank, dict(prof, lr=1e-2), tmp_path / "twice", mode="class", seed=2, progress=False)
+
+
+def test_train_hider_logs_the_budget_and_loss_shares(train, bank, tmp_path):
+    prof = get_hider_profile("tiny", lfc=False, iterations=2, log_every=1, snapshot_at=(1,))
+    s = train_hider(train, bank, prof, tmp_path / "h", mode="class", progress=False)
+    last = s["last_log"]
+    assert last["clip_share"] == 0.0 and last["linf_levels"] <= 8 + 1e-4
+    assert sum(v for k, v in last.items() if k.startswith("share_")) == pytest.approx(1.0)
+    assert (tmp_path / "h" / "snapshots" / "1" / "weights.safetensors").exists()
+
+
+def test_cli_verify_hider_and_shipped_names(tmp_path, capsys, monkeypatch):
+    from deephide.hiding import hiderdir
+
+    out = tmp_path / "h"
+    assert main(["train-hider", "--data", "synthetic?n=40&size=32&classes=4", "--secrets", "next-class",
+                 "--profile", "tiny", "--set", "lfc=false", "--out", str(out), "--quiet"]) == 0
+    assert "reveal_gate" in json.loads((out / "summary.json").read_text())
+    rc = main(["verify", "--clean", "synthetic?n=40&size=32&classes=4", "--hider", str(out), "--limit", "20",
+               "--out", str(tmp_path / "gate.json")])
+    text = capsys.readouterr().out
+    assert rc == 1 and "DOES NOT HIDE" in text and "trivial answer" in text  # 4 steps hide nothing
+    assert json.loads((tmp_path / "gate.json").read_text())["reveal_gate"]["n"] == 20
+    # a shipped hider is found by name
+    monkeypatch.setattr(hiderdir, "SHIPPED_DIR", tmp_path)
+    assert hiderdir.resolve_hider("h") == out and "h" in hiderdir.shipped_hiders()
+    assert main(["protect", "--data", "synthetic?n=40&size=32&classes=4", "--hider", "h", "--out", str(tmp_path / "p"),
+                 "--quiet"]) == 0
+    assert main(["protect", "--data", "synthetic?n=40&size=32&classes=4", "--hider", "nosuch", "--out",
+                 str(tmp_path / "q"), "--quiet"]) != 0
+    assert "not the name of a shipped hider" in capsys.readouterr().err

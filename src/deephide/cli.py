@@ -156,6 +156,10 @@ def cmd_verify(a: argparse.Namespace) -> int:
     from .protect import parse_eps, verify
 
     levels = parse_eps(a.eps)
+    if a.hider:
+        return _verify_hider(a, levels)
+    if not a.protected:
+        raise DeephideError("verify: give --protected (a set to check) or --hider (the reveal gate), or both")
     clean = load_dataset(a.clean, "train", mmap=True)  # verify streams both sets chunk by chunk
     prot = load_dataset(a.protected, "train", mmap=True)
     v = verify(clean, prot, levels=levels)
@@ -179,6 +183,37 @@ def cmd_verify(a: argparse.Namespace) -> int:
     for bad in v["violating"]:
         print(f"  image {bad['index']}: L-inf {bad['linf']} levels")
     return 0 if v["ok"] else 1
+
+
+def _verify_hider(a: argparse.Namespace, levels: int) -> int:
+    """verify --hider: the reveal gate on held-out covers (the clean loader's test split), from stored uint8."""
+    from .data import load_dataset
+    from .fsutil import write_json
+    from .hiding.hiderdir import hider_bank_dir, open_hider
+    from .protect import reveal_gate
+    from .semantic import load_bank
+
+    test_spec = a.test or _loader_test_spec(a.clean)
+    if not test_spec:
+        raise DeephideError(f"{a.clean}: cannot tell which held-out covers go with it; give --test")
+    covers = load_dataset(test_spec, "test")
+    hider, info = open_hider(a.hider, image_size=covers.shape[0])
+    bank_dir = hider_bank_dir(a.hider)
+    if bank_dir is None:
+        raise DeephideError(f"{a.hider}: no secret bank saved with this hider; the reveal gate needs the secrets")
+    mode = a.mode or (info["training"].get("run") or {}).get("mode")
+    if mode not in ("class", "sample"):
+        raise DeephideError(f"{a.hider}: the checkpoint does not say its protection mode; give --mode class|sample")
+    g = reveal_gate(covers, hider, load_bank(bank_dir), mode, levels=levels, seed=a.seed, limit=a.limit,
+                    device=a.device)
+    if a.out:
+        write_json(a.out, {"reveal_gate": g, "hider": info})
+    verdict = "HIDES" if g["hides"] else f"DOES NOT HIDE (needs {g['gate_margin_db']:.0f} dB over the trivial answer)"
+    print(f"{a.hider}: {verdict}; {mode}-wise reveal from stored uint8 on {g['n']} held-out covers: PSNR "
+          f"{g['reveal_psnr']:.2f} dB, SSIM {g['reveal_ssim']:.3f}; trivial answer {g['trivial_psnr']:.2f} dB, "
+          f"SSIM {g['trivial_ssim']:.3f} (margin {g['margin_db']:+.2f} dB); class-mean perturbation vs its secret: "
+          f"correlation {g['corr_own_mean']:+.3f} (vs other classes' secrets {g['corr_other_mean']:+.3f})")
+    return 0 if g["hides"] else 1
 
 
 @command("reveal")
@@ -217,11 +252,14 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
     s = run_demo(Path(a.out), force=a.force, progress=not a.quiet, mode=a.mode, **_kv(a.set, "--set"))
     c, p = s["clean"], s["protected"]
-    last = (s["hider"].get("last_log") or {})
+    g = s["hider"].get("reveal_gate") or {}
     print()
     print(f"Deep Hiding demo on {s['config']['dataset']} ({s['config']['mode']}-wise, eps 8/255), {s['minutes']:.1f} min")
-    print(f"  hider: reveal PSNR {last.get('reveal_psnr', float('nan')):.2f} dB; protected set PSNR {s['verify']['psnr']:.2f} dB, "
-          f"SSIM {s['verify']['ssim']:.4f}, L-inf {s['verify']['linf_levels']} levels")
+    if g:
+        print(f"  hider {s['config']['hider'] or 'trained here'}: reveal PSNR {g['reveal_psnr']:.2f} dB from stored images "
+              f"(trivial answer {g['trivial_psnr']:.2f} dB: {'hides' if g['hides'] else 'does NOT hide'})")
+    print(f"  protected set: PSNR {s['verify']['psnr']:.2f} dB, SSIM {s['verify']['ssim']:.4f}, "
+          f"L-inf {s['verify']['linf_levels']} levels")
     print(f"  victim {s['config']['victim_model']}, clean test accuracy (final epoch):")
     print(f"    trained on clean data      {c['final_acc']:6.2f}%   ({c['wall_time_s']:.0f} s)")
     print(f"    trained on protected data  {p['final_acc']:6.2f}%   ({p['wall_time_s']:.0f} s)")
@@ -306,6 +344,16 @@ def cmd_list(a: argparse.Namespace) -> int:
         from .semantic import SEMANTIC_SOURCES as reg
     elif what == "attacks":
         from .attacks import ATTACKS as reg
+    elif what == "hiders":
+        import json as _json
+
+        from .hiding.hiderdir import shipped_hiders
+        for name, d in shipped_hiders().items():
+            card = d / "card.json"
+            g = _json.loads(card.read_text()).get("reveal_gate", {}) if card.exists() else {}
+            note = f"{g.get('mode', '?')}-wise, reveal {g['reveal_psnr']:.1f} dB vs trivial {g['trivial_psnr']:.1f} dB" if g else ""
+            print(f"{name}\t{note}")
+        return 0
     elif what == "profiles":
         from .hiding.profiles import HIDER_PROFILES
         from .profiles import PROFILES
@@ -369,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("protect", help="hide secrets in every image of a set (guaranteed budget)")
     pr.add_argument("--data", required=True)
-    pr.add_argument("--hider", required=True, help="a train-hider output directory")
+    pr.add_argument("--hider", required=True, help="a train-hider output directory or a shipped hider's name (`deephide list hiders`)")
     pr.add_argument("--mode", choices=["class", "sample"], default="class")
     pr.add_argument("--eps", default="8/255")
     pr.add_argument("--secrets", help="semantic source or bank dir (default: the hider's own bank)")
@@ -385,7 +433,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     vf = sub.add_parser("verify", help="recompute budget, PSNR and SSIM of a protected set")
     vf.add_argument("--clean", required=True)
-    vf.add_argument("--protected", required=True)
+    vf.add_argument("--protected", help="the protected set to check against --clean")
+    vf.add_argument("--hider", help="instead: the reveal gate of this hider (directory or shipped name) on held-out "
+                                    "covers (--clean's test split); exit 1 when it does not hide")
+    vf.add_argument("--test", help="held-out covers for --hider (default: the loader's test split)")
+    vf.add_argument("--mode", choices=["class", "sample"], help="protection mode for --hider (default: the one it was trained for)")
+    vf.add_argument("--limit", type=int, default=2000, help="held-out covers for --hider")
+    vf.add_argument("--seed", type=int, default=0)
+    vf.add_argument("--device", default="auto")
     vf.add_argument("--eps", default="8/255")
     vf.add_argument("--out", help="write the report (JSON) here")
 
@@ -437,22 +492,39 @@ def build_parser() -> argparse.ArgumentParser:
     _wire_harness()
 
     ls = sub.add_parser("list", help="list registered components")
-    ls.add_argument("what", choices=["datasets", "models", "profiles", "countermeasures", "semantic-sources", "attacks"])
+    ls.add_argument("what", choices=["datasets", "models", "profiles", "countermeasures", "semantic-sources", "attacks", "hiders"])
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's time limit, `kill`) turned into an exception, so that every open output is
+    removed or finished by its context manager exactly as on Ctrl-C, instead of the process vanishing with a
+    hidden temporary output left behind."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="deephide: %(levelname)s: %(message)s")
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread only
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return COMMANDS[args.cmd](args)
     except DeephideError as e:
         print(f"deephide: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("deephide: interrupted (rerun the same command to resume where checkpoints allow)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        what = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"deephide: {what} (rerun the same command to resume where checkpoints allow)", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except BrokenPipeError:  # output piped into `head`: not an error
         sys.stderr.close()
         return 0
@@ -465,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deephide: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
               f"(rerun with -v for the traceback and please report it)", file=sys.stderr)
         return 3
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ from .fsutil import write_json
 # same victim: 25.05 +- 1.54 %, results/reference-fmnist).
 DEMO = {
     "dataset": "fashion-mnist",
+    # the shipped hider this protects with ({mode} = class or sample; `deephide list hiders`, its card:
+    # src/deephide/hiders/NAME/card.md); None = train one here with the settings below (`deephide train-hider`)
+    "hider": None,
     "semantic_source": "sig",
     "mode": "class",
     "hider_profile": "cpu",
@@ -34,7 +38,7 @@ DEMO = {
 
 
 # what a train-hider output directory may hold (`--force` wipes only such a directory)
-HIDER_DIR_ENTRIES = {"checkpoint", "bank", "log.jsonl", "summary.json"}
+HIDER_DIR_ENTRIES = {"checkpoint", "bank", "log.jsonl", "summary.json", "snapshots"}
 
 
 def bank_for(train: ImageSet, secrets: str, mode: str, seed: int, **options: Any):
@@ -72,18 +76,36 @@ def train_hider_job(train: ImageSet, test: ImageSet | None, secrets: str, mode: 
     if loss_weights(profile)["lfc"] > 0:
         if test is None:
             raise DeephideError(f"train-hider: L_LFC needs the clean test set to train its {profile['lfc_model']} (give --test)")
+        lfc_record: dict = {}
         net = feature_model(train, test, profile="cpu", model=profile["lfc_model"], iterations=lfc_iterations,
-                            seed=seed, device=device, progress=progress)
+                            seed=seed, device=device, progress=progress, record=lfc_record)
         from .runtime import pick_device
         feats = features_fn(net.to(pick_device(device)))
-    return train_hider(train, bank, profile, out, mode=mode, seed=seed, features=feats, device=device,
-                       progress=progress, time_limit_s=time_limit_s)
+    summary = train_hider(train, bank, profile, out, mode=mode, seed=seed, features=feats, device=device,
+                          progress=progress, time_limit_s=time_limit_s)
+    if feats is not None and world.is_main:  # how L_LFC's feature network was trained
+        from .fsutil import write_json
+        from .hiding.train import SUMMARY
+
+        summary["lfc_feature_network"] = lfc_record
+        write_json(out / SUMMARY, summary)
+    if test is not None and world.is_main:  # the reveal gate on held-out covers, from stored uint8 images
+        from .fsutil import write_json
+        from .hiding.hiderdir import open_hider
+        from .hiding.train import SUMMARY
+        from .protect import reveal_gate
+
+        hider, _ = open_hider(out, image_size=train.shape[0])
+        summary["reveal_gate"] = reveal_gate(test, hider, bank, mode, levels=round(float(profile["eps"]) * 255),
+                                             seed=seed, device=device)
+        write_json(out / SUMMARY, summary)
+    return summary
 
 
 def run_demo(out: Path, force: bool = False, progress: bool = True, **overrides: Any) -> dict:
     """Protect Fashion-MNIST with a CPU-trained hider and compare victims trained on clean vs protected data."""
     from .evaluation.trainer import result_record, train_victim
-    from .hiding.hiderdir import open_hider
+    from .hiding.hiderdir import open_hider, resolve_hider
     from .hiding.profiles import get_hider_profile
     from .profiles import get_profile
     from .protect import protect, verify
@@ -92,7 +114,7 @@ def run_demo(out: Path, force: bool = False, progress: bool = True, **overrides:
     unknown = sorted(set(overrides) - set(DEMO))
     if unknown:
         raise DeephideError(f"demo: unknown settings {unknown}; known: {', '.join(sorted(DEMO))}")
-    cfg = dict(DEMO, **{k: v for k, v in overrides.items() if v is not None})
+    cfg = dict(DEMO, **{k: v for k, v in overrides.items() if v is not None or k == "hider"})  # hider=null: train
     out = Path(out)
     if force:
         from .fsutil import remove_output_dir
@@ -101,15 +123,25 @@ def run_demo(out: Path, force: bool = False, progress: bool = True, **overrides:
     say = print if progress else (lambda *a, **k: None)
     train = load_dataset(cfg["dataset"], "train")
     test = load_dataset(cfg["dataset"], "test")
-    say(f"[1/4] training the hider ({cfg['hider_profile']} profile, {cfg['mode']}-wise, secrets: {cfg['semantic_source']})")
-    hprof = get_hider_profile(cfg["hider_profile"], **cfg["hider_overrides"])
-    hsum = train_hider_job(train, test, cfg["semantic_source"], cfg["mode"], hprof, out / "hider", seed=cfg["seed"],
-                           lfc_iterations=cfg["lfc_iterations"], progress=progress)
-    if not hsum["finished"]:
-        raise DeephideError(f"{out / 'hider'}: hider training stopped early ({hsum['stopped']}); rerun to resume")
+    if cfg["hider"]:  # a shipped hider: its training is recorded in its card, not repeated here
+        cfg["hider"] = cfg["hider"].format(mode=cfg["mode"])
+        hdir = resolve_hider(cfg["hider"])
+        say(f"[1/4] shipped hider {cfg['hider']} ({hdir})")
+        hsum = json.loads((hdir / "summary.json").read_text()) if (hdir / "summary.json").exists() else {}
+        mode = (hsum.get("run") or {}).get("mode", cfg["mode"])
+        if mode != cfg["mode"]:
+            raise DeephideError(f"demo: hider {cfg['hider']} was trained {mode}-wise, the demo asks for {cfg['mode']}-wise")
+    else:
+        hdir = out / "hider"
+        say(f"[1/4] training the hider ({cfg['hider_profile']} profile, {cfg['mode']}-wise, secrets: {cfg['semantic_source']})")
+        hprof = get_hider_profile(cfg["hider_profile"], **cfg["hider_overrides"])
+        hsum = train_hider_job(train, test, cfg["semantic_source"], cfg["mode"], hprof, hdir, seed=cfg["seed"],
+                               lfc_iterations=cfg["lfc_iterations"], progress=progress)
+        if not hsum["finished"]:
+            raise DeephideError(f"{hdir}: hider training stopped early ({hsum['stopped']}); rerun to resume")
     say(f"[2/4] protecting {len(train)} images (eps {cfg['eps']}/255)")
-    hider, info = open_hider(out / "hider", image_size=train.shape[0])
-    bank = load_bank(out / "hider" / "bank")
+    hider, info = open_hider(hdir, image_size=train.shape[0])
+    bank = load_bank(hdir / "bank")
     prot = protect(train, hider, bank, cfg["mode"], levels=cfg["eps"], seed=cfg["seed"], progress=progress,
                    hider_info=info)
     prot = prot.replace(test_spec=cfg["dataset"])

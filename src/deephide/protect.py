@@ -92,7 +92,7 @@ def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, l
         raise DeephideError(f"{ds.source}: output array {out.shape} {out.dtype} does not match the images {ds.images.shape}")
     t0 = time.perf_counter()
     n = len(ds)
-    linf = 0
+    linf = clipped = 0
     for i in tqdm(range(0, n, batch_size), total=math.ceil(n / batch_size), desc=f"protect ({mode})",
                   disable=not progress, leave=False, dynamic_ncols=True):
         clean = torch.from_numpy(np.array(ds.images[i:i + batch_size])).to(dev).permute(0, 3, 1, 2)
@@ -101,6 +101,8 @@ def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, l
         with autocast(dev, bf16):
             stego, _ = hider.hide(cover, secret)
         q = quantise_within_budget(stego.float(), clean, levels)
+        # how much the hard guarantee had to do: values the clip (eps-ball, 0..255) moved after rounding
+        clipped += int((torch.round(stego.float().clamp(-1.0, 2.0) * 255) != q.float()).sum())
         # checked per batch: a whole-set int16 difference would cost 4x the set's size in memory
         linf = max(linf, int((q.to(torch.int16) - clean.to(torch.int16)).abs().max()))
         out[i:i + batch_size] = q.permute(0, 2, 3, 1).cpu().numpy()
@@ -113,6 +115,7 @@ def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, l
     prov = {
         "protection": {"method": "deep-hiding", "mode": mode, "eps_levels": levels, "eps": f"{levels}/255",
                        "seed": seed, "hider": hider_info or {}, "secrets": bank.meta, "linf_levels": linf,
+                       "clip_share": clipped / max(1, ds.images.size),
                        "seconds": round(elapsed, 3), "images_per_s": round(n / max(elapsed, 1e-9), 1),
                        "bf16": bf16, "assignment": assign.tolist() if n <= 100_000 else None},
     }
@@ -218,3 +221,71 @@ def verify(clean: ImageSet, protected: ImageSet, levels: int = 8, max_listed: in
         "violating": [{"index": int(i), "linf": int(per_img[i])} for i in bad[:max_listed]],
         "ok": bool(bad.size == 0 and labels_equal),
     }
+
+
+#: A hider "hides" when its reveal PSNR beats the best answer that reads nothing from the image by this much.
+GATE_MARGIN_DB = 8.0
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum()) / den if den > 0 else 0.0
+
+
+def reveal_gate(covers: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, levels: int = 8,
+                seed: int = 0, limit: int | None = 2000, device: str = "auto", batch_size: int = 256,
+                progress: bool = False) -> dict[str, Any]:
+    """Does the hider hide? Reveal quality from *stored* uint8 images against answers that read nothing.
+
+    covers: held-out clean images (e.g. the test split: never seen in hider training), uint8 (N, S, S, 3)
+    with labels; the first ``limit`` are protected with ``hider`` exactly as ``protect`` would, revealed
+    from the uint8 result with z = 0 and compared with the secrets they hide.
+    Trivial answers (the best constant guesses in MSE, given what the label alone tells): class mode, the
+    mean of all the bank's secrets; sample mode, the mean of the image's class group.
+    Returns reveal_psnr / reveal_ssim, trivial_psnr / trivial_ssim, margin_db (reveal - trivial), hides
+    (margin >= GATE_MARGIN_DB), corr_own: per class, the Pearson correlation of the class-mean stored
+    perturbation with the mean secret it hides, corr_own_mean, and corr_other_mean (the same against the
+    other classes' secrets: the level a perturbation unrelated to its secret reaches).
+
+    Example (a fresh hider is the identity, so it reveals nothing):
+        reveal_gate(load_dataset("fashion-mnist", "test"), hider, bank, "class")["hides"]  # False
+    """
+    if limit is not None and limit < len(covers):
+        # a stratified-enough prefix: held-out splits are not sorted by class
+        covers = covers.subset(np.arange(limit), note=f"first {limit}")
+    if len(covers) == 0:
+        raise DeephideError(f"{covers.source}: no images for the reveal gate")
+    prot = protect(covers, hider, bank, mode, levels=levels, seed=seed, batch_size=batch_size, device=device,
+                   progress=progress)
+    revealed = reveal(prot, hider, batch_size=batch_size, device=device, progress=progress)
+    assign = bank.assign(covers.labels, mode, seed)
+    truth = bank.images[assign]
+    if mode == "class":
+        guess_per_secret = np.broadcast_to(bank.images.astype(np.float64).mean(axis=0), bank.images.shape)
+    else:
+        guess_per_secret = np.empty(bank.images.shape, np.float64)
+        for k in range(bank.num_classes):
+            members = bank.members(k)
+            guess_per_secret[members] = bank.images[members].astype(np.float64).mean(axis=0)
+    trivial = np.round(guess_per_secret[assign]).astype(np.uint8)
+    r_psnr, t_psnr = psnr(revealed, truth), psnr(trivial, truth)
+    delta = np.asarray(prot.images, np.float64) - np.asarray(covers.images, np.float64)
+    own, other = [], []
+    means = {}
+    for k in range(covers.num_classes):
+        rows = np.flatnonzero(covers.labels == k)
+        if rows.size:
+            means[k] = (delta[rows].mean(axis=0), truth[rows].astype(np.float64).mean(axis=0))
+    for k, (d, s) in means.items():
+        own.append(_corr(d, s))
+        other += [_corr(d, s2) for k2, (_, s2) in means.items() if k2 != k]
+    return {"n": len(covers), "mode": mode, "levels": levels, "covers": covers.source,
+            "reveal_psnr": r_psnr, "reveal_ssim": ssim(revealed, truth),
+            "trivial_psnr": t_psnr, "trivial_ssim": ssim(trivial, truth),
+            "margin_db": r_psnr - t_psnr, "hides": bool(r_psnr - t_psnr >= GATE_MARGIN_DB),
+            "clip_share": prot.provenance["protection"]["clip_share"],
+            "mean_abs_levels": float(np.abs(delta).mean()), "at_bound_share": float((np.abs(delta) == levels).mean()),
+            "gate_margin_db": GATE_MARGIN_DB,
+            "corr_own": [round(c, 4) for c in own], "corr_own_mean": float(np.mean(own)) if own else 0.0,
+            "corr_other_mean": float(np.mean(other)) if other else 0.0}

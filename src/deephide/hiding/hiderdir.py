@@ -11,11 +11,35 @@ from .checkpoint import load_hider, read_checkpoint
 from .inn import Hider
 
 
+#: Hiders shipped with the package (``protect --hider NAME``): one train-hider directory each, with its card.
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "hiders"
+
+
+def shipped_hiders() -> dict[str, Path]:
+    """Name -> directory of every hider shipped with the package (``deephide list hiders``)."""
+    if not SHIPPED_DIR.is_dir():
+        return {}
+    return {d.name: d for d in sorted(SHIPPED_DIR.iterdir()) if (d / "checkpoint").is_dir()}
+
+
+def resolve_hider(path: str | Path) -> Path:
+    """``path`` itself when it exists, else the shipped hider of that name (a one-line error if neither)."""
+    p = Path(path)
+    if p.exists():
+        return p
+    shipped = shipped_hiders()
+    if str(path) in shipped:
+        return shipped[str(path)]
+    names = ", ".join(shipped) or "none"
+    raise DeephideError(f"{path}: no such hider directory, and not the name of a shipped hider ({names})")
+
+
 def open_hider(path: str | Path, image_size: int | None = None, device: str = "cpu") -> tuple[Hider, dict[str, Any]]:
-    """The hider in ``path`` (a train-hider output or a bare checkpoint dir) and a JSON description."""
+    """The hider in ``path`` (a train-hider output, a bare checkpoint dir or a shipped hider's name) and a
+    JSON description."""
     from .train import CHECKPOINT, SUMMARY
 
-    path = Path(path)
+    path = resolve_hider(path)
     ck = path / CHECKPOINT if (path / CHECKPOINT).is_dir() else path
     if not ck.is_dir():
         raise DeephideError(f"{path}: not a hider directory (train one with `deephide train-hider`)")
@@ -35,5 +59,8 @@ def hider_bank_dir(path: str | Path) -> Path | None:
     """The secret bank saved next to a hider, if any."""
     from .train import BANK
 
-    d = Path(path) / BANK
+    try:
+        d = resolve_hider(path) / BANK
+    except DeephideError:
+        return None
     return d if d.is_dir() else None

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import DeephideError
+from .budget import bounded_perturbation
 from .wavelets import dwt, iwt
 
 
@@ -40,6 +41,10 @@ class HiderConfig:
         by its mean over channels, so a grey image stays grey.
     delta_bands: which single-level Haar bands of the perturbation ``hide`` keeps: "all" (HiNet, the
         paper) or "ll" (2x2 block means only: meant to survive shifts, filters and JPEG).
+    eps_levels: the budget the hider keeps by itself, in uint8 levels (8 = 8/255): ``hide`` maps the
+        INN's perturbation smoothly into the eps-ball and the [0, 1] box (budget.bounded_perturbation),
+        so what protect stores is what the hider made and the clip on write changes nothing.
+        None = unbounded (the paper's soft budget, checkpoints made before this setting).
     """
 
     blocks: int
@@ -49,6 +54,7 @@ class HiderConfig:
     channels: int = 3
     grey_covers: str = "rgb"
     delta_bands: str = "all"
+    eps_levels: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("blocks", "growth", "image_size", "channels"):
@@ -69,6 +75,9 @@ class HiderConfig:
         object.__setattr__(self, "clamp", float(self.clamp))
         if self.grey_covers not in GREY_COVERS:
             raise DeephideError(f"hider config: grey_covers must be one of {', '.join(GREY_COVERS)}, got {self.grey_covers!r}")
+        if self.eps_levels is not None and (not isinstance(self.eps_levels, int) or isinstance(self.eps_levels, bool)
+                                            or not 1 <= self.eps_levels <= 255):
+            raise DeephideError(f"hider config: eps_levels must be an integer in 1..255 or null, got {self.eps_levels!r}")
         if self.delta_bands not in DELTA_BANDS:
             raise DeephideError(f"hider config: delta_bands must be one of {', '.join(DELTA_BANDS)}, got {self.delta_bands!r}")
 
@@ -199,8 +208,9 @@ class Hider(nn.Module):
     """The hiding INN: a stack of :class:`CouplingBlock` between Haar DWT and IWT.
 
     ``hide(cover, secret)`` and ``reveal(stego, z)`` take float images (N, C, S, S) in [0, 1]
-    with C = ``config.channels`` and S = ``config.image_size``. Outputs are *not* clipped or
-    projected to the budget: see :mod:`deephide.hiding.budget`.
+    with C = ``config.channels`` and S = ``config.image_size``. With ``config.eps_levels`` set, ``hide``
+    keeps the budget itself (smooth map, :func:`deephide.hiding.budget.bounded_perturbation`); protect
+    still projects and quantises as the hard guarantee.
     """
 
     def __init__(self, config: HiderConfig, init_scale: float | None = 0.01):
@@ -243,12 +253,11 @@ class Hider(nn.Module):
             y = block.inverse(y)
         return y
 
-    def hide(self, cover: torch.Tensor, secret: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hide ``secret`` in ``cover``.
+    def perturbation(self, cover: torch.Tensor, secret: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The INN's perturbation before the budget map: (raw delta, r).
 
-        cover, secret: float (N, C, S, S) in [0, 1], same shape.
-        Returns (stego, r): stego float (N, C, S, S), roughly in [0, 1] (unprojected);
-        r float (N, 4C, S/2, S/2), the lost-information residual in DWT space.
+        cover, secret: float (N, C, S, S) in [0, 1], same shape. raw delta: float (N, C, S, S), any
+        range; r: float (N, 4C, S/2, S/2), the lost-information residual in DWT space.
         """
         self._check_images(cover, "cover")
         self._check_images(secret, "secret")
@@ -257,7 +266,7 @@ class Hider(nn.Module):
         c_dwt = dwt(cover)
         y = self.inn_forward(torch.cat((c_dwt, dwt(secret)), dim=1))
         k = self.dwt_channels
-        # residual form cover + IWT(s - DWT(cover)): equal to IWT(s) in exact arithmetic, but the
+        # residual form IWT(s - DWT(cover)): equal to IWT(s) - cover in exact arithmetic, but the
         # ~8/255 perturbation is not buried in the round-off of a full-image round trip, and an
         # identity INN gives stego == cover bit for bit
         delta = iwt(y[:, :k] - c_dwt)
@@ -265,8 +274,24 @@ class Hider(nn.Module):
             delta = ll_only(delta)
         if self.config.grey_covers == "shared":
             delta = share_on_grey(delta, cover)
-        stego = cover + delta
-        return stego, y[:, k:]
+        return delta, y[:, k:]
+
+    def bound(self, raw: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
+        """``raw`` mapped into the hider's own budget (``config.eps_levels``); unchanged when it has none."""
+        if self.config.eps_levels is None:
+            return raw
+        return bounded_perturbation(raw, cover, self.config.eps_levels / 255.0)
+
+    def hide(self, cover: torch.Tensor, secret: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hide ``secret`` in ``cover``.
+
+        cover, secret: float (N, C, S, S) in [0, 1], same shape.
+        Returns (stego, r): stego float (N, C, S, S) = cover + the bounded perturbation, within
+        ``config.eps_levels`` of the cover and in [0, 1] (unprojected and possibly outside both for a
+        hider without eps_levels); r float (N, 4C, S/2, S/2), the lost-information residual.
+        """
+        raw, r = self.perturbation(cover, secret)
+        return cover + self.bound(raw, cover), r
 
     def reveal(self, stego: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """Recover the hidden image: float (N, C, S, S) -> secret_hat float (N, C, S, S).

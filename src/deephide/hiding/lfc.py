@@ -20,19 +20,47 @@ def cache_root() -> Path:
     return Path(os.environ.get("DEEPHIDE_CACHE", Path.home() / ".cache" / "deephide"))
 
 
+#: epochs of the clean set the feature network sees when the set is small (its class structure is learnt by then)
+SMALL_SET_EPOCHS = 30
+
+
+def sized_schedule(n: int, iterations: int, batch_size: int) -> tuple[int, int]:
+    """(iterations, batch size) of the feature network for a clean set of ``n`` images.
+
+    A large set keeps the victim profile's schedule (Fashion-MNIST: 1,400 steps of 128, 3 epochs). A small
+    one is not trained for hundreds of epochs: the batch shrinks to a quarter of the set (at least 8, so
+    a folder of a few dozen images still trains) and the steps to :data:`SMALL_SET_EPOCHS` epochs.
+    Example: 320 images -> (120, 80); 96 -> (120, 24); 60,000 -> (1400, 128).
+    """
+    if n < 2:
+        raise DeephideError(f"L_LFC: {n} training image(s); the feature network needs at least 2")
+    bs = min(batch_size, max(8, n // 4), n)
+    return min(iterations, max(1, -(-SMALL_SET_EPOCHS * n // bs))), bs
+
+
 def feature_model(train: ImageSet, test: ImageSet, profile: str = "cpu", model: str = "resnet18",
                   iterations: int | None = None, seed: int = 0, device: str = "auto",
-                  cache: Path | None = None, progress: bool = True) -> torch.nn.Module:
+                  cache: Path | None = None, progress: bool = True, record: dict | None = None) -> torch.nn.Module:
     """A frozen ``model`` trained on clean ``train`` (victim ``profile``), loaded from cache when present.
 
     Returns the model in eval mode with gradients disabled for its parameters (gradients still
-    flow to its input, as L_LFC needs). Cache key: data fingerprint, model, profile, iterations, seed.
+    flow to its input, as L_LFC needs). Cache key: data fingerprint, model, profile, iterations, seed
+    (and the batch size where :func:`sized_schedule` shrank it). iterations: None = sized by the set.
+    record: a dict to fill with how the network was trained (model, iterations, batch size, epochs,
+    clean test accuracy, cached or not), for the hider's summary.
     """
     from ..evaluation.trainer import data_fingerprint, result_record, train_victim
     from ..profiles import get_profile
 
     prof = get_profile("victim", profile, iterations=iterations)
-    key = f"{data_fingerprint(train)}-{model}-{profile}-{prof['iterations']}-s{seed}"
+    if iterations is None:
+        prof["iterations"], bs = sized_schedule(len(train), prof["iterations"], prof["batch_size"])
+    else:
+        bs = min(prof["batch_size"], len(train))
+    shrunk = bs != prof["batch_size"]
+    prof["batch_size"] = bs
+    prof["eval_every"] = min(prof["eval_every"], prof["iterations"])
+    key = f"{data_fingerprint(train)}-{model}-{profile}-{prof['iterations']}" + (f"-b{bs}" if shrunk else "") + f"-s{seed}"
     d = (cache or cache_root()) / "lfc" / key
     h, w, c = train.shape
     net = build_model(model, num_classes=train.num_classes, in_channels=c, image_size=h)
@@ -54,6 +82,15 @@ def feature_model(train: ImageSet, test: ImageSet, profile: str = "cpu", model: 
                 f.write(st_save({k: v.contiguous() for k, v in net.state_dict().items()}))
             rec = result_record(res)
             write_json(d / "train.json", {k: rec[k] for k in ("final_acc", "best_acc", "config", "versions", "wall_time_s")})
+    if record is not None:
+        record.update(model=model, profile=profile, iterations=prof["iterations"], batch_size=bs,
+                      epochs=round(prof["iterations"] * bs / len(train), 2), cache=str(d))
+        info = d / "train.json"
+        if info.exists():
+            import json
+
+            rec = json.loads(info.read_text())
+            record.update(final_acc=rec.get("final_acc"), wall_time_s=rec.get("wall_time_s"))
     net = net.float().to(memory_format=torch.contiguous_format).eval()
     for p in net.parameters():
         p.requires_grad_(False)

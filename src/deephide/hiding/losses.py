@@ -79,7 +79,7 @@ def perturbation_to_image(x_pm: torch.Tensor, eps: float) -> torch.Tensor:
 
 def lfc_loss(features_fn: Callable[[torch.Tensor], torch.Tensor], stego: torch.Tensor,
              cover: torch.Tensor, labels: torch.Tensor, eps: float = 8 / 255,
-             to_image: bool = True, reduction: str = "mean") -> torch.Tensor:
+             to_image: bool = True, reduction: str = "mean", repulsion: float = 0.0) -> torch.Tensor:
     """Latent Feature Concentration: same-class perturbations should have aligned features.
 
     stego, cover: float (N, C, H, W); labels: int (N,).
@@ -91,6 +91,10 @@ def lfc_loss(features_fn: Callable[[torch.Tensor], torch.Tensor], stego: torch.T
     L = mean (``reduction="mean"``, in [0, 2]) or sum (``"sum"``, the paper's formula) over ordered
     pairs (i, j), i != j, labels[i] == labels[j], of 1 - cos(f_i, f_j). See the module docstring. A batch with no same-class pair
     gives a zero that still depends on the inputs (so backward() works and adds nothing).
+    repulsion: weight of a between-class term added to it, the same reduction over pairs with
+    labels[i] != labels[j] of max(cos(f_i, f_j), 0): pulling each class together alone lets every class
+    collapse onto one common direction (measured: same-class cosine 0.987, saturated); this pushes the
+    classes apart, which is what makes the hidden content a class shortcut. 0 = the paper's L_LFC.
     """
     _same_shape(stego, cover, "lfc_loss")
     if labels.ndim != 1 or labels.shape[0] != stego.shape[0]:
@@ -109,11 +113,14 @@ def lfc_loss(features_fn: Callable[[torch.Tensor], torch.Tensor], stego: torch.T
     # float32 for the cosine: bf16 norms of long feature vectors lose ~3 digits
     f = F.normalize(feats.reshape(feats.shape[0], -1).float(), dim=1, eps=1e-8)
     cos = f @ f.t()
-    if reduction == "sum":  # the paper's formula: a sum over same-class pairs
-        return (1.0 - cos[same]).sum()
-    if reduction != "mean":
+    if reduction not in ("mean", "sum"):
         raise DeephideError(f"lfc_loss: reduction must be 'mean' or 'sum', got {reduction!r}")
-    return (1.0 - cos[same]).mean()
+    reduce = torch.sum if reduction == "sum" else torch.mean  # sum: the paper's formula over same-class pairs
+    loss = reduce(1.0 - cos[same])
+    diff = labels[:, None] != labels[None, :]
+    if repulsion and bool(diff.any()):
+        loss = loss + repulsion * reduce(cos[diff].clamp(min=0.0))
+    return loss
 
 
 def total_loss(terms: Mapping[str, torch.Tensor], weights: Mapping[str, float] | None = None,

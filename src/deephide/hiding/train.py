@@ -4,7 +4,8 @@ Layout of a hider directory (what ``deephide train-hider --out DIR`` writes, ``p
   DIR/checkpoint/   weights.safetensors + config.json (+ optimizer) -- see hiding.checkpoint
   DIR/bank/         the secret bank the hider was trained with (semantic.store)
   DIR/log.jsonl     one line per ``log_every`` iterations: every loss, PSNR, L-inf, reveal PSNR
-  DIR/summary.json  final numbers, full profile, seed, versions, timing
+  DIR/summary.json  final numbers, full profile, seed, versions, timing (+ the reveal gate, pipeline)
+  DIR/snapshots/N/  weights at the profile's ``snapshot_at`` iterations (learning-curve points)
 
 Under torchrun (``deephide.distributed``) every rank draws the same class-balanced global batch and
 trains on its contiguous shard (whole classes per rank, so L_LFC keeps its same-class pairs); DDP
@@ -42,6 +43,7 @@ CHECKPOINT = "checkpoint"
 BANK = "bank"
 LOG = "log.jsonl"
 SUMMARY = "summary.json"
+SNAPSHOTS = "snapshots"
 
 
 def _mix(seed: int, *parts: int) -> int:
@@ -76,9 +78,35 @@ def straight_through_quantise(stego: torch.Tensor, cover: torch.Tensor, eps: flo
     return p + (torch.round(p * 255.0) / 255.0 - p).detach()
 
 
+def budget_stats(raw: torch.Tensor, delta: torch.Tensor, cover: torch.Tensor, eps: float) -> dict[str, float]:
+    """What the budget looks like this step, in uint8 levels.
+
+    raw: the INN's perturbation before the hider's budget map; delta: after it (= raw for a hider
+    without eps_levels); cover: float in [0, 1]; all (N, C, H, W).
+    pre_bound_linf_levels: max |raw|; linf_levels: max |delta| (the hider's output, before any clip);
+    mean_levels: mean |delta|; clip_share: share of stored values that protect's clip (eps-ball and
+    0..255) changes after rounding; at_bound_share: share of stored values exactly eps away.
+    """
+    levels = round(eps * 255)
+    c = torch.round(cover.float() * 255)
+    q = torch.round((cover + delta).float() * 255)
+    kept = torch.minimum(torch.maximum(q, c - levels), c + levels).clamp(0, 255)
+    return {"pre_bound_linf_levels": float(raw.abs().max()) * 255, "linf_levels": float(delta.abs().max()) * 255,
+            "mean_levels": float(delta.abs().mean()) * 255, "clip_share": float((kept != q).float().mean()),
+            "at_bound_share": float(((kept - c).abs() == levels).float().mean())}
+
+
+def loss_shares(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> dict[str, float]:
+    """Each weighted term's share of the weighted total (``share_hide``, ``share_reveal``, ...)."""
+    w = {k: abs(float(weights.get(k, 0.0))) * abs(float(v.detach())) for k, v in terms.items()}
+    tot = sum(w.values()) or 1.0
+    return {f"share_{k}": v / tot for k, v in w.items()}
+
+
 def psnr_t(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR (dB) of float images in [0, 1]; capped at 100 dB so that averages over steps stay finite."""
     mse = float(torch.mean((a.float() - b.float()) ** 2))
-    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+    return 100.0 if mse <= 1e-10 else 10 * math.log10(1.0 / mse)
 
 
 class HideRevealStep(torch.nn.Module):
@@ -91,17 +119,20 @@ class HideRevealStep(torch.nn.Module):
         self.distortions = distortions
 
     def forward(self, cover: torch.Tensor, secret: torch.Tensor, z: torch.Tensor | None,
-                gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                gen: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
         """cover, secret: float (N, 3, S, S) in [0, 1]; z: (N, 12, S/2, S/2) or None; gen draws the
         distortion (hiding.distortions) applied between storing and revealing, if the profile lists any.
-        Returns (stego float32 (N, 3, S, S) unprojected, secret_hat float32 (N, 3, S, S), reveal target)."""
-        stego, _ = self.hider.hide(cover, secret)
-        stego = stego.float()
+        Returns float32 (N, 3, S, S) each: (raw, stored, secret_hat, target): raw = the INN's perturbation
+        before the hider's budget map; stored = what protect writes (bounded, projected, rounded with a
+        straight-through gradient), the image every loss sees; secret_hat revealed from ``stored``."""
+        raw, _ = self.hider.perturbation(cover, secret)
+        raw = raw.float()
+        stego = cover + self.hider.bound(raw, cover)
         stored = straight_through_quantise(stego, cover, self.eps) if self.from_stored else stego
-        target = secret
+        target, seen = secret, stored
         if self.distortions:
-            stored, target = distort(self.distortions, stored, secret, gen or torch.Generator())
-        return stego, self.hider.reveal(stored, z).float(), target
+            seen, target = distort(self.distortions, stored, secret, gen or torch.Generator())
+        return raw, stored, self.hider.reveal(seen, z).float(), target
 
 
 def _secret_index(bank: SecretBank, labels: np.ndarray, mode: str, rng: np.random.Generator) -> np.ndarray:
@@ -152,7 +183,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     ck = out / CHECKPOINT
     if ck.exists():  # resume
         state = load_training_state(ck)
-        if state.get("run") != json.loads(json.dumps(run_cfg)):
+        if not _same_run(state.get("run"), run_cfg):
             raise DeephideError(f"{out}: holds a hider trained with other settings; use a new --out or --force")
         hider = load_hider(ck, image_size=h, device=dev)
         opt = torch.optim.Adam(hider.parameters(), lr=profile["lr"], betas=tuple(profile["betas"]),
@@ -177,6 +208,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     t0, elapsed0 = time.perf_counter(), 0.0
     if ck.exists():
         elapsed0 = float(read_checkpoint(ck).get("training", {}).get("seconds", 0.0))
+    snap = profile.get("snapshot_at", ())
+    snapshots = {int(snap)} if isinstance(snap, (int, float)) else {int(v) for v in snap}  # `--set snapshot_at=500`
     dist_names = check_distortions(profile.get("reveal_distortions", ()))
     step = distributed.wrap(HideRevealStep(hider, eps, profile.get("reveal_from", "stored") == "stored", dist_names), world)
     bar = tqdm(total=total_it, initial=start, desc="train hider", disable=not progress or not world.is_main,
@@ -207,11 +240,14 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
         with autocast(dev, use_bf16):
             # the same draw on every rank and on resume: seeded by (seed, iteration)
             gd = torch.Generator().manual_seed(_mix(seed, 9, it)) if dist_names else None
-            stego, secret_hat, target = step(cover, secret, z, gd)
-        terms = {"hide": hide_loss(stego, cover, eps), "reveal": reveal_loss(secret_hat, target),
-                 "freq": freq_loss(stego, cover)}
+            raw, stored, secret_hat, target = step(cover, secret, z, gd)
+        # L_hide bounds the INN's own output (before the budget map: it keeps the map out of saturation);
+        # every other term sees exactly what protect stores
+        terms = {"hide": hide_loss(cover + raw, cover, eps), "reveal": reveal_loss(secret_hat, target),
+                 "freq": freq_loss(stored, cover)}
         if use_lfc:
-            terms["lfc"] = lfc_loss(features, stego, cover, y, eps, reduction=profile.get("lfc_reduction", "sum"))
+            terms["lfc"] = lfc_loss(features, stored, cover, y, eps, reduction=profile.get("lfc_reduction", "sum"),
+                                    repulsion=float(profile.get("lfc_repulsion", 0.0)))
             if lfc_scale != 1:  # a per-rank sum over pairs: x world size, so DDP's mean is the global sum
                 terms["lfc"] = terms["lfc"] * lfc_scale
         loss, vals = total_loss(terms, weights)
@@ -230,10 +266,9 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
             continue
         opt.step()
         with torch.no_grad():
-            d = (stego - cover).abs()
-            vals.update(psnr_stego=psnr_t(project_to_budget(stego, cover, eps), cover),
-                        linf_levels=float(d.max()) * 255, mean_levels=float(d.mean()) * 255,
-                        reveal_psnr=psnr_t(secret_hat.clamp(0, 1), target))
+            vals.update(budget_stats(raw, hider.bound(raw, cover), cover, eps))
+            vals.update(loss_shares(terms, weights))
+            vals.update(psnr_stego=psnr_t(stored, cover), reveal_psnr=psnr_t(secret_hat.clamp(0, 1), target))
         for k, v in vals.items():
             acc.setdefault(k, []).append(v)
         bar.update(1)
@@ -251,6 +286,9 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
             good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()))
             if world.is_main:
                 _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0)
+        if done in snapshots and world.is_main:  # learning-curve points: weights only
+            save_hider(out / SNAPSHOTS / str(done), hider, profile=profile.get("profile"), overwrite=True,
+                       training={"iteration": done, "seconds": round(elapsed0 + time.perf_counter() - t0, 1), "run": run_cfg})
     bar.close()
     if stopped is not None:
         done = it
@@ -268,6 +306,22 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     if world.is_main:
         write_json(out / SUMMARY, summary)
     return summary
+
+
+#: profile keys that may change when a training is continued: its length, and when it saves and logs
+RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "snapshot_at")
+
+
+def _same_run(saved: dict | None, run_cfg: dict) -> bool:
+    """Whether a checkpoint's run config matches this one, up to :data:`RESUMABLE_KEYS` (so a finished
+    hider can be trained further: 4,000 steps now, continued to 16,000 in the next working period)."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("profile"), dict):
+        return False
+    a, b = json.loads(json.dumps(saved)), json.loads(json.dumps(run_cfg))
+    for k in RESUMABLE_KEYS:
+        a["profile"].pop(k, None)
+        b["profile"].pop(k, None)
+    return a == b
 
 
 def _rank_share(n_cls: int, per_class: int, present: int, use_lfc: bool, world: distributed.World) -> slice:
