@@ -284,3 +284,23 @@ def test_cli_verify_hider_and_shipped_names(tmp_path, capsys, monkeypatch):
     assert main(["protect", "--data", "synthetic?n=40&size=32&classes=4", "--hider", "nosuch", "--out",
                  str(tmp_path / "q"), "--quiet"]) != 0
     assert "not the name of a shipped hider" in capsys.readouterr().err
+
+
+def test_train_hider_rolls_back_a_loss_spike(train, bank, tmp_path, monkeypatch):
+    """A finite loss far above its running mean (the INN blowing up) is rolled back like a NaN."""
+    from deephide.hiding import train as train_mod
+
+    real = train_mod.reveal_loss
+    calls = {"n": 0}
+
+    def spiking(a, b):
+        calls["n"] += 1
+        v = real(a, b)
+        return v * 1e6 if calls["n"] == train_mod.SPIKE_WARMUP + 5 else v
+
+    monkeypatch.setattr(train_mod, "reveal_loss", spiking)
+    prof = get_hider_profile("tiny", lfc=False, iterations=train_mod.SPIKE_WARMUP + 10, checkpoint_every=10,
+                             log_every=10)
+    s = train_hider(train, bank, prof, tmp_path / "h", mode="class", progress=False)
+    assert s["rollbacks"] == 1 and s["finished"]
+    assert all(torch.isfinite(p).all() for p in open_hider(tmp_path / "h")[0].parameters())

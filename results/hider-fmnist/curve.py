@@ -88,7 +88,10 @@ def cmd_victims(a: argparse.Namespace) -> None:
     sets = {"Clean": "fashion-mnist"}
     for spec in a.points:
         mode, label = spec.split(":")
-        ck = dict(points(mode))[label]
+        known = dict(points(mode))
+        if label not in known:
+            sys.exit(f"curve.py: {mode} hider has no point {label!r} yet (has: {', '.join(known)})")
+        ck = known[label]
         step = step_of(ck)
         path = SETS / f"{mode}-{step}"
         if not (path / "manifest.json").exists():

@@ -180,6 +180,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     run_cfg = {"profile": profile, "mode": mode, "seed": seed, "train": train.source, "n": len(train),
                "bank": bank.meta.get("source"), "lfc": use_lfc}
     start, rollbacks = 0, 0
+    loss_ema: float | None = None  # running mean of the total loss over accepted steps (the spike guard)
     ck = out / CHECKPOINT
     if ck.exists():  # resume
         state = load_training_state(ck)
@@ -190,6 +191,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                                eps=profile["adam_eps"], weight_decay=profile["weight_decay"])
         load_training_state(ck, opt)
         start, rollbacks = int(state["iteration"]), int(state.get("rollbacks", 0))
+        loss_ema = state.get("loss_ema")
     out.mkdir(parents=True, exist_ok=True)
     if world.is_main:
         _trim_log(out / LOG, start)
@@ -216,6 +218,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                leave=False, dynamic_ncols=True)
     it = start
     stopped = None
+    accepted = int(state.get("accepted", 0)) if start else 0  # a resumed run keeps its guard as it was
     for it in range(start, total_it):
         if stop_after is not None and it >= stop_after:
             stopped = "stop_after"
@@ -252,12 +255,14 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                 terms["lfc"] = terms["lfc"] * lfc_scale
         loss, vals = total_loss(terms, weights)
         opt.zero_grad(set_to_none=True)
-        bad = distributed.any_rank(not math.isfinite(vals["total"]), world)  # every rank must skip together
+        spike = loss_ema is not None and accepted >= SPIKE_WARMUP and vals["total"] > SPIKE_FACTOR * loss_ema
+        bad = distributed.any_rank(not math.isfinite(vals["total"]) or spike, world)  # every rank must skip together
         if not bad:
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(hider.parameters(), profile["grad_clip"])
             bad = not bool(torch.isfinite(gnorm))
-        if bad:  # the INN diverges now and then: roll back to the last good state and skip this batch
+        if bad:  # the INN diverges now and then (a NaN, or a loss that jumps far above its running mean, seen
+            # here: 0.006 -> 33,918 within 50 steps at lr 1e-3, raw output 81,808 levels): roll back, skip this batch
             hider.load_state_dict(good[0])
             opt.load_state_dict(good[1])
             rollbacks += 1
@@ -265,6 +270,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                 raise DeephideError(f"{out}: hider training diverged repeatedly (50 rollbacks); lower the lr")
             continue
         opt.step()
+        accepted += 1
+        loss_ema = vals["total"] if loss_ema is None else SPIKE_DECAY * loss_ema + (1 - SPIKE_DECAY) * vals["total"]
         with torch.no_grad():
             vals.update(budget_stats(raw, hider.bound(raw, cover), cover, eps))
             vals.update(loss_shares(terms, weights))
@@ -285,7 +292,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
         if done % profile["checkpoint_every"] == 0 or done == total_it:
             good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()))
             if world.is_main:
-                _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0)
+                _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0, (loss_ema, accepted))
         if done in snapshots and world.is_main:  # learning-curve points: weights only
             save_hider(out / SNAPSHOTS / str(done), hider, profile=profile.get("profile"), overwrite=True,
                        training={"iteration": done, "seconds": round(elapsed0 + time.perf_counter() - t0, 1), "run": run_cfg})
@@ -295,7 +302,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     else:  # the loop ran to its end, or had nothing left to do (a finished hider opened again)
         done = it + 1 if total_it > start else start
     if stopped is not None and done > start and world.is_main:
-        _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0)
+        _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0, (loss_ema, accepted))
     distributed.barrier(world)  # rank 0's last log line and checkpoint are on disk before anyone reads them
     summary = {"iterations_done": done, "iterations": total_it, "finished": done >= total_it, "stopped": stopped,
                "rollbacks": rollbacks, "seconds": round(elapsed0 + time.perf_counter() - t0, 1),
@@ -307,6 +314,10 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
         write_json(out / SUMMARY, summary)
     return summary
 
+
+#: the divergence guard: a step whose total loss exceeds SPIKE_FACTOR x the running mean (decay SPIKE_DECAY per
+#: accepted step, armed after SPIKE_WARMUP of them) is treated like a NaN: roll back to the last checkpoint, skip
+SPIKE_FACTOR, SPIKE_DECAY, SPIKE_WARMUP = 10.0, 0.98, 50
 
 #: profile keys that may change when a training is continued: its length, and when it saves and logs
 RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "snapshot_at")
@@ -349,9 +360,10 @@ def _mean_over_ranks(vals: dict[str, float], world: distributed.World) -> dict[s
 
 
 def _save(ck: Path, hider: Hider, opt: torch.optim.Optimizer, run_cfg: dict, done: int, rollbacks: int,
-          seconds: float) -> None:
+          seconds: float, guard: tuple[float | None, int] = (None, 0)) -> None:
     save_hider(ck, hider, profile=run_cfg["profile"].get("profile"), optimizer=opt, overwrite=True,
-               training={"iteration": done, "rollbacks": rollbacks, "seconds": round(seconds, 1), "run": run_cfg})
+               training={"iteration": done, "rollbacks": rollbacks, "seconds": round(seconds, 1), "run": run_cfg,
+                         "loss_ema": guard[0], "accepted": guard[1]})
 
 
 def _trim_log(path: Path, upto: int) -> None:
