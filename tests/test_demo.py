@@ -23,3 +23,26 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert main(args) == 0  # a second run resumes from what is there (hider finished, set rewritten)
     assert main(args[:3] + ["--set", "nonsense=1"]) == 2
     assert "unknown settings" in capsys.readouterr().err
+
+
+def test_demo_protects_with_a_shipped_hider(tmp_path, capsys, monkeypatch):
+    """The demo's default path: no hider training, the named shipped hider (here a tiny one) protects."""
+    from deephide.hiding import hiderdir
+
+    data = "synthetic?n=160&size=32&classes=4"
+    shipped = tmp_path / "shipped"
+    assert main(["train-hider", "--data", data, "--secrets", "next-class", "--profile", "tiny", "--set", "lfc=false",
+                 "--out", str(shipped / "toy-class"), "--quiet"]) == 0
+    monkeypatch.setattr(hiderdir, "SHIPPED_DIR", shipped)
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--quiet", "--set", f'dataset="{data}"', "--set", 'hider="toy-{mode}"',
+                 "--set", 'victim_profile="tiny"']) == 0
+    text = capsys.readouterr().out
+    assert "hider toy-class" in text and "trained on protected data" in text
+    s = json.loads((out / "summary.json").read_text())
+    assert s["config"]["hider"] == "toy-class" and not (out / "hider").exists()
+    assert s["protected"]["finished"] and s["verify"]["ok"]
+    # a sample-wise demo needs a sample-wise hider: a clear error, not a silent mismatch
+    assert main(["demo", "--out", str(tmp_path / "d2"), "--quiet", "--mode", "sample", "--set", f'dataset="{data}"',
+                 "--set", 'hider="toy-class"', "--set", 'victim_profile="tiny"']) == 2
+    assert "trained class-wise" in capsys.readouterr().err
