@@ -3,7 +3,7 @@
 Importing this package only defines functions and classes (no side effects).
 """
 
-from .budget import project_to_budget, quantise_within_budget
+from .budget import bounded_perturbation, project_to_budget, quantise_within_budget
 from .checkpoint import load_hider, load_training_state, read_checkpoint, save_hider
 from .inn import CouplingBlock, DenseSubnet, Hider, HiderConfig
 from .losses import DEFAULT_WEIGHTS, freq_loss, hide_loss, lfc_loss, perturbation_to_image, reveal_loss, total_loss
@@ -11,7 +11,7 @@ from .profiles import HIDER_PROFILES, get_hider_profile, hider_config, loss_weig
 from .wavelets import SUBBANDS, dwt, iwt, lowpass
 
 __all__ = [
-    "CouplingBlock", "DEFAULT_WEIGHTS", "DenseSubnet", "HIDER_PROFILES", "Hider", "HiderConfig",
+    "CouplingBlock", "DEFAULT_WEIGHTS", "bounded_perturbation", "DenseSubnet", "HIDER_PROFILES", "Hider", "HiderConfig",
     "SUBBANDS", "dwt", "freq_loss", "get_hider_profile", "hide_loss", "hider_config", "iwt",
     "lfc_loss", "load_hider", "load_training_state", "loss_weights", "lowpass",
     "perturbation_to_image", "project_to_budget", "quantise_within_budget", "read_checkpoint",

@@ -289,8 +289,10 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                     f.write(json.dumps(rec) + "\n")
             bar.set_postfix(rev=f"{rec['reveal_psnr']:.1f}dB", lv=f"{rec['mean_levels']:.2f}")
             acc = {}
-        if done % profile["checkpoint_every"] == 0 or done == total_it:
+        if done % GOOD_EVERY == 0 or done % profile["checkpoint_every"] == 0:
+            # the state a rollback returns to: kept in memory often, so a spike costs tens of steps, not hundreds
             good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()))
+        if done % profile["checkpoint_every"] == 0 or done == total_it:
             if world.is_main:
                 _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0, (loss_ema, accepted))
         if done in snapshots and world.is_main:  # learning-curve points: weights only
@@ -318,6 +320,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
 #: the divergence guard: a step whose total loss exceeds SPIKE_FACTOR x the running mean (decay SPIKE_DECAY per
 #: accepted step, armed after SPIKE_WARMUP of them) is treated like a NaN: roll back to the last checkpoint, skip
 SPIKE_FACTOR, SPIKE_DECAY, SPIKE_WARMUP = 10.0, 0.98, 50
+#: how often (steps) the in-memory state a rollback returns to is refreshed (and at every checkpoint)
+GOOD_EVERY = 25
 
 #: profile keys that may change when a training is continued: its length, and when it saves and logs
 RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "snapshot_at")
