@@ -167,6 +167,34 @@ def test_train_hider_killed_resumes_to_identical_weights(tmp_path):
     assert litter(tmp_path / "run") == []
 
 
+def test_train_hider_terminated_keeps_its_last_good_state(tmp_path):
+    """SIGTERM between checkpoints: the last good in-memory state (<= 25 steps old) is saved, not lost."""
+    import signal
+
+    args = ["train-hider", "--data", DATA, "--secrets", "next-class", "--profile", "tiny", "--set", "lfc=false",
+            "--set", "checkpoint_every=1000", "--iterations", "400", "--seed", "2"]
+    run_inproc(args + ["--out", tmp_path / "ref", "--quiet"])
+    out = tmp_path / "run" / "hider"
+    log = tmp_path / "err.log"
+    with open(log, "wb") as err:
+        p = subprocess.Popen([DEEPHIDE, *map(str, args + ["--out", out, "--quiet"])], env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=err)
+        t0 = time.monotonic()
+        while not (out / "log.jsonl").exists() or len((out / "log.jsonl").read_text().splitlines()) < 60:
+            assert p.poll() is None and time.monotonic() - t0 < 120, log.read_text()[-2000:]
+            time.sleep(0.02)
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=60)
+    assert p.returncode == 143, log.read_text()[-2000:]
+    state = json.loads((out / "checkpoint" / "config.json").read_text())["training"]
+    assert 50 <= state["iteration"] < 400 and state["iteration"] % 25 == 0  # no checkpoint was due: the good state
+    run_inproc(args + ["--out", out, "--quiet"])
+    ref, got = _hider_tensors(tmp_path / "ref"), _hider_tensors(out)
+    assert all(np.array_equal(ref[k], got[k]) for k in ref)
+    assert _log(out) == _log(tmp_path / "ref")
+    assert litter(tmp_path / "run") == []
+
+
 # ---------------------------------------------------------------- evaluate --checkpoint
 
 

@@ -204,7 +204,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     n_cls = max(1, int(profile["batch_size"]) // per_class)
     part = _rank_share(n_cls, per_class, sum(idx.size > 0 for idx in by_class), use_lfc, world)
     lfc_scale = world.world_size if profile.get("lfc_reduction", "sum") == "sum" else 1  # DDP averages; a sum adds
-    good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()))
+    # (weights, optimizer, iteration, spike-guard state): where a rollback or an interrupt returns to
+    good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()), start, (loss_ema, 0))
     acc: dict[str, list[float]] = {}
     total_it = int(profile["iterations"])
     t0, elapsed0 = time.perf_counter(), 0.0
@@ -219,85 +220,95 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     it = start
     stopped = None
     accepted = int(state.get("accepted", 0)) if start else 0  # a resumed run keeps its guard as it was
-    for it in range(start, total_it):
-        if stop_after is not None and it >= stop_after:
-            stopped = "stop_after"
-            break
-        if time_limit_s is not None and distributed.any_rank(time.perf_counter() - t0 > time_limit_s, world):
-            stopped = "time_limit"
-            break
-        rng = np.random.default_rng(_mix(seed, 7, it))
-        idx = balanced_batch(by_class, per_class, n_cls, rng)  # the global batch: the same on every rank
-        sidx = _secret_index(bank, train.labels[idx], mode, rng)
-        z = None
-        if profile.get("z_noise") == "gauss":  # drawn for the whole global batch: each rank keeps its rows
-            gz = torch.Generator().manual_seed(_mix(seed, 8, it))
-            z = torch.randn((idx.size, hider.dwt_channels, h // 2, w // 2), generator=gz)[part].to(dev)
-        idx, sidx = idx[part], sidx[part]
-        labels = train.labels[idx]
-        cover = covers[torch.from_numpy(idx).to(dev)].float().div_(255)
-        secret = secrets[torch.from_numpy(sidx).to(dev)].float().div_(255)
-        y = torch.from_numpy(labels).to(dev)
-        for g in opt.param_groups:
-            g["lr"] = profile["lr"] * profile["lr_gamma"] ** (it // profile["lr_step_every"])
-        with autocast(dev, use_bf16):
-            # the same draw on every rank and on resume: seeded by (seed, iteration)
-            gd = torch.Generator().manual_seed(_mix(seed, 9, it)) if dist_names else None
-            raw, stored, secret_hat, target = step(cover, secret, z, gd)
-        # L_hide bounds the INN's own output (before the budget map: it keeps the map out of saturation);
-        # every other term sees exactly what protect stores
-        terms = {"hide": hide_loss(cover + raw, cover, eps), "reveal": reveal_loss(secret_hat, target),
-                 "freq": freq_loss(stored, cover)}
-        if use_lfc:
-            terms["lfc"] = lfc_loss(features, stored, cover, y, eps, reduction=profile.get("lfc_reduction", "sum"),
-                                    repulsion=float(profile.get("lfc_repulsion", 0.0)))
-            if lfc_scale != 1:  # a per-rank sum over pairs: x world size, so DDP's mean is the global sum
-                terms["lfc"] = terms["lfc"] * lfc_scale
-        loss, vals = total_loss(terms, weights)
-        opt.zero_grad(set_to_none=True)
-        spike = loss_ema is not None and accepted >= SPIKE_WARMUP and vals["total"] > SPIKE_FACTOR * loss_ema
-        bad = distributed.any_rank(not math.isfinite(vals["total"]) or spike, world)  # every rank must skip together
-        if not bad:
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(hider.parameters(), profile["grad_clip"])
-            bad = not bool(torch.isfinite(gnorm))
-        if bad:  # the INN diverges now and then (a NaN, or a loss that jumps far above its running mean, seen
-            # here: 0.006 -> 33,918 within 50 steps at lr 1e-3, raw output 81,808 levels): roll back, skip this batch
+    try:
+        for it in range(start, total_it):
+            if stop_after is not None and it >= stop_after:
+                stopped = "stop_after"
+                break
+            if time_limit_s is not None and distributed.any_rank(time.perf_counter() - t0 > time_limit_s, world):
+                stopped = "time_limit"
+                break
+            rng = np.random.default_rng(_mix(seed, 7, it))
+            idx = balanced_batch(by_class, per_class, n_cls, rng)  # the global batch: the same on every rank
+            sidx = _secret_index(bank, train.labels[idx], mode, rng)
+            z = None
+            if profile.get("z_noise") == "gauss":  # drawn for the whole global batch: each rank keeps its rows
+                gz = torch.Generator().manual_seed(_mix(seed, 8, it))
+                z = torch.randn((idx.size, hider.dwt_channels, h // 2, w // 2), generator=gz)[part].to(dev)
+            idx, sidx = idx[part], sidx[part]
+            labels = train.labels[idx]
+            cover = covers[torch.from_numpy(idx).to(dev)].float().div_(255)
+            secret = secrets[torch.from_numpy(sidx).to(dev)].float().div_(255)
+            y = torch.from_numpy(labels).to(dev)
+            for g in opt.param_groups:
+                g["lr"] = profile["lr"] * profile["lr_gamma"] ** (it // profile["lr_step_every"])
+            with autocast(dev, use_bf16):
+                # the same draw on every rank and on resume: seeded by (seed, iteration)
+                gd = torch.Generator().manual_seed(_mix(seed, 9, it)) if dist_names else None
+                raw, stored, secret_hat, target = step(cover, secret, z, gd)
+            # L_hide bounds the INN's own output (before the budget map: it keeps the map out of saturation);
+            # every other term sees exactly what protect stores
+            terms = {"hide": hide_loss(cover + raw, cover, eps), "reveal": reveal_loss(secret_hat, target),
+                     "freq": freq_loss(stored, cover)}
+            if use_lfc:
+                terms["lfc"] = lfc_loss(features, stored, cover, y, eps, reduction=profile.get("lfc_reduction", "sum"),
+                                        repulsion=float(profile.get("lfc_repulsion", 0.0)))
+                if lfc_scale != 1:  # a per-rank sum over pairs: x world size, so DDP's mean is the global sum
+                    terms["lfc"] = terms["lfc"] * lfc_scale
+            loss, vals = total_loss(terms, weights)
+            opt.zero_grad(set_to_none=True)
+            spike = loss_ema is not None and accepted >= SPIKE_WARMUP and vals["total"] > SPIKE_FACTOR * loss_ema
+            bad = distributed.any_rank(not math.isfinite(vals["total"]) or spike, world)  # every rank must skip together
+            if not bad:
+                loss.backward()
+                gnorm = torch.nn.utils.clip_grad_norm_(hider.parameters(), profile["grad_clip"])
+                bad = not bool(torch.isfinite(gnorm))
+            if bad:  # the INN diverges now and then (a NaN, or a loss that jumps far above its running mean, seen
+                # here: 0.006 -> 33,918 within 50 steps at lr 1e-3, raw output 81,808 levels): roll back, skip this batch
+                hider.load_state_dict(good[0])
+                opt.load_state_dict(good[1])
+                rollbacks += 1
+                if rollbacks > 50:
+                    raise DeephideError(f"{out}: hider training diverged repeatedly (50 rollbacks); lower the lr")
+                continue
+            opt.step()
+            accepted += 1
+            loss_ema = vals["total"] if loss_ema is None else SPIKE_DECAY * loss_ema + (1 - SPIKE_DECAY) * vals["total"]
+            with torch.no_grad():
+                vals.update(budget_stats(raw, hider.bound(raw, cover), cover, eps))
+                vals.update(loss_shares(terms, weights))
+                vals.update(psnr_stego=psnr_t(stored, cover), reveal_psnr=psnr_t(secret_hat.clamp(0, 1), target))
+            for k, v in vals.items():
+                acc.setdefault(k, []).append(v)
+            bar.update(1)
+            done = it + 1
+            if done % profile["log_every"] == 0 or done == total_it:
+                rec = {"iteration": done, "lr": opt.param_groups[0]["lr"], "rollbacks": rollbacks,
+                       "seconds": round(elapsed0 + time.perf_counter() - t0, 1),
+                       **_mean_over_ranks({k: float(np.mean(v)) for k, v in acc.items()}, world)}
+                if world.is_main:
+                    with open(out / LOG, "a") as f:
+                        f.write(json.dumps(rec) + "\n")
+                bar.set_postfix(rev=f"{rec['reveal_psnr']:.1f}dB", lv=f"{rec['mean_levels']:.2f}")
+                acc = {}
+            healthy = loss_ema is None or vals["total"] <= GOOD_FACTOR * loss_ema
+            if (done % GOOD_EVERY == 0 and healthy) or done % profile["checkpoint_every"] == 0:
+                # the state a rollback returns to: kept in memory often, so a spike costs tens of steps, not hundreds,
+                # but only from a step whose loss is near its running mean (not from a blow-up under way: that made
+                # every later step a rollback to the same bad state, 50 in a row)
+                good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()), done, (loss_ema, accepted))
+            if done % profile["checkpoint_every"] == 0 or done == total_it:
+                if world.is_main:
+                    _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0, (loss_ema, accepted))
+            if done in snapshots and world.is_main:  # learning-curve points: weights only
+                save_hider(out / SNAPSHOTS / str(done), hider, profile=profile.get("profile"), overwrite=True,
+                           training={"iteration": done, "seconds": round(elapsed0 + time.perf_counter() - t0, 1), "run": run_cfg})
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (a scheduler's limit): keep the last good state, then stop
+        if world.is_main and good[2] > start:
             hider.load_state_dict(good[0])
             opt.load_state_dict(good[1])
-            rollbacks += 1
-            if rollbacks > 50:
-                raise DeephideError(f"{out}: hider training diverged repeatedly (50 rollbacks); lower the lr")
-            continue
-        opt.step()
-        accepted += 1
-        loss_ema = vals["total"] if loss_ema is None else SPIKE_DECAY * loss_ema + (1 - SPIKE_DECAY) * vals["total"]
-        with torch.no_grad():
-            vals.update(budget_stats(raw, hider.bound(raw, cover), cover, eps))
-            vals.update(loss_shares(terms, weights))
-            vals.update(psnr_stego=psnr_t(stored, cover), reveal_psnr=psnr_t(secret_hat.clamp(0, 1), target))
-        for k, v in vals.items():
-            acc.setdefault(k, []).append(v)
-        bar.update(1)
-        done = it + 1
-        if done % profile["log_every"] == 0 or done == total_it:
-            rec = {"iteration": done, "lr": opt.param_groups[0]["lr"], "rollbacks": rollbacks,
-                   "seconds": round(elapsed0 + time.perf_counter() - t0, 1),
-                   **_mean_over_ranks({k: float(np.mean(v)) for k, v in acc.items()}, world)}
-            if world.is_main:
-                with open(out / LOG, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
-            bar.set_postfix(rev=f"{rec['reveal_psnr']:.1f}dB", lv=f"{rec['mean_levels']:.2f}")
-            acc = {}
-        if done % GOOD_EVERY == 0 or done % profile["checkpoint_every"] == 0:
-            # the state a rollback returns to: kept in memory often, so a spike costs tens of steps, not hundreds
-            good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()))
-        if done % profile["checkpoint_every"] == 0 or done == total_it:
-            if world.is_main:
-                _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0, (loss_ema, accepted))
-        if done in snapshots and world.is_main:  # learning-curve points: weights only
-            save_hider(out / SNAPSHOTS / str(done), hider, profile=profile.get("profile"), overwrite=True,
-                       training={"iteration": done, "seconds": round(elapsed0 + time.perf_counter() - t0, 1), "run": run_cfg})
+            _save(ck, hider, opt, run_cfg, good[2], rollbacks, elapsed0 + time.perf_counter() - t0, good[3])
+        raise
     bar.close()
     if stopped is not None:
         done = it
@@ -321,7 +332,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
 #: accepted step, armed after SPIKE_WARMUP of them) is treated like a NaN: roll back to the last checkpoint, skip
 SPIKE_FACTOR, SPIKE_DECAY, SPIKE_WARMUP = 10.0, 0.98, 50
 #: how often (steps) the in-memory state a rollback returns to is refreshed (and at every checkpoint)
-GOOD_EVERY = 25
+GOOD_EVERY, GOOD_FACTOR = 25, 2.0
 
 #: profile keys that may change when a training is continued: its length, and when it saves and logs
 RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "snapshot_at")
