@@ -252,7 +252,7 @@ def test_train_hider_continues_past_its_length(train, bank, tmp_path):
     a, b = open_hider(tmp_path / "once")[0].state_dict(), open_hider(tmp_path / "twice")[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(DeephideError, match="other settings"):
-        train_hider(train, bank, dict(prof, lr=1e-2), tmp_path / "twice", mode="class", seed=2, progress=False)
+        train_hider(train, bank, dict(prof, w_reveal=2.0), tmp_path / "twice", mode="class", seed=2, progress=False)
 
 
 def test_train_hider_logs_the_budget_and_loss_shares(train, bank, tmp_path):
@@ -304,3 +304,13 @@ def test_train_hider_rolls_back_a_loss_spike(train, bank, tmp_path, monkeypatch)
     s = train_hider(train, bank, prof, tmp_path / "h", mode="class", progress=False)
     assert s["rollbacks"] == 1 and s["finished"]
     assert all(torch.isfinite(p).all() for p in open_hider(tmp_path / "h")[0].parameters())
+
+
+def test_train_hider_continues_with_a_new_lr_schedule_recorded(train, bank, tmp_path):
+    prof = get_hider_profile("tiny", lfc=False, iterations=4, checkpoint_every=2, log_every=1)
+    train_hider(train, bank, prof, tmp_path / "h", mode="class", progress=False)
+    s = train_hider(train, bank, dict(prof, iterations=6, lr=1e-5), tmp_path / "h", mode="class", progress=False)
+    assert s["finished"] and s["iterations_done"] == 6
+    assert [r["from_iteration"] for r in s["schedule"]] == [0, 4] and s["schedule"][1]["lr"] == 1e-5
+    log = [json.loads(x) for x in (tmp_path / "h" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["lr"] == pytest.approx(1e-5) and log[0]["lr"] == pytest.approx(prof["lr"])

@@ -180,6 +180,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     run_cfg = {"profile": profile, "mode": mode, "seed": seed, "train": train.source, "n": len(train),
                "bank": bank.meta.get("source"), "lfc": use_lfc}
     start, rollbacks = 0, 0
+    schedule: list[dict] = []  # lr schedules by the iteration they took over from (when changed on a resume)
     loss_ema: float | None = None  # running mean of the total loss over accepted steps (the spike guard)
     ck = out / CHECKPOINT
     if ck.exists():  # resume
@@ -192,6 +193,12 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
         load_training_state(ck, opt)
         start, rollbacks = int(state["iteration"]), int(state.get("rollbacks", 0))
         loss_ema = state.get("loss_ema")
+        schedule = list(state.get("schedule") or [])
+        before = {k: (schedule[-1] if schedule else state["run"]["profile"])[k] for k in SCHEDULE_KEYS}
+        now = json.loads(json.dumps({k: profile[k] for k in SCHEDULE_KEYS}))
+        if before != now:  # continued with another lr schedule: recorded; the spike guard learns the new level afresh
+            schedule = (schedule or [{"from_iteration": 0, **before}]) + [{"from_iteration": start, **now}]
+            loss_ema, state["accepted"] = None, 0
     out.mkdir(parents=True, exist_ok=True)
     if world.is_main:
         _trim_log(out / LOG, start)
@@ -296,10 +303,10 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                 # the state a rollback returns to: kept in memory often, so a spike costs tens of steps, not hundreds,
                 # but only from a step whose loss is near its running mean (not from a blow-up under way: that made
                 # every later step a rollback to the same bad state, 50 in a row)
-                good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()), done, (loss_ema, accepted))
+                good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()), done, (loss_ema, accepted), schedule)
             if done % profile["checkpoint_every"] == 0 or done == total_it:
                 if world.is_main:
-                    _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0, (loss_ema, accepted))
+                    _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0, (loss_ema, accepted), schedule)
             if done in snapshots and world.is_main:  # learning-curve points: weights only
                 save_hider(out / SNAPSHOTS / str(done), hider, profile=profile.get("profile"), overwrite=True,
                            training={"iteration": done, "seconds": round(elapsed0 + time.perf_counter() - t0, 1), "run": run_cfg})
@@ -307,7 +314,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
         if world.is_main and good[2] > start:
             hider.load_state_dict(good[0])
             opt.load_state_dict(good[1])
-            _save(ck, hider, opt, run_cfg, good[2], rollbacks, elapsed0 + time.perf_counter() - t0, good[3])
+            _save(ck, hider, opt, run_cfg, good[2], rollbacks, elapsed0 + time.perf_counter() - t0, good[3], schedule)
         raise
     bar.close()
     if stopped is not None:
@@ -315,9 +322,10 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     else:  # the loop ran to its end, or had nothing left to do (a finished hider opened again)
         done = it + 1 if total_it > start else start
     if stopped is not None and done > start and world.is_main:
-        _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0, (loss_ema, accepted))
+        _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0, (loss_ema, accepted), schedule)
     distributed.barrier(world)  # rank 0's last log line and checkpoint are on disk before anyone reads them
     summary = {"iterations_done": done, "iterations": total_it, "finished": done >= total_it, "stopped": stopped,
+               "schedule": schedule,
                "rollbacks": rollbacks, "seconds": round(elapsed0 + time.perf_counter() - t0, 1),
                "run": run_cfg, "bf16": use_bf16, "device": str(dev), "versions": versions(),
                "parameters": hider.num_parameters(), "last_log": _last_log(out / LOG)}
@@ -335,7 +343,10 @@ SPIKE_FACTOR, SPIKE_DECAY, SPIKE_WARMUP = 10.0, 0.98, 50
 GOOD_EVERY, GOOD_FACTOR = 25, 2.0
 
 #: profile keys that may change when a training is continued: its length, and when it saves and logs
-RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "snapshot_at")
+RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "snapshot_at", "lr", "lr_step_every", "lr_gamma")
+#: the lr schedule: may change when a training is continued (e.g. a lower lr once 10^-3 turns unstable); every
+#: change is recorded in the checkpoint and the summary (``schedule``), and the log states each step's lr
+SCHEDULE_KEYS = ("lr", "lr_step_every", "lr_gamma")
 
 
 def _same_run(saved: dict | None, run_cfg: dict) -> bool:
@@ -375,10 +386,10 @@ def _mean_over_ranks(vals: dict[str, float], world: distributed.World) -> dict[s
 
 
 def _save(ck: Path, hider: Hider, opt: torch.optim.Optimizer, run_cfg: dict, done: int, rollbacks: int,
-          seconds: float, guard: tuple[float | None, int] = (None, 0)) -> None:
+          seconds: float, guard: tuple[float | None, int] = (None, 0), schedule: list | None = None) -> None:
     save_hider(ck, hider, profile=run_cfg["profile"].get("profile"), optimizer=opt, overwrite=True,
                training={"iteration": done, "rollbacks": rollbacks, "seconds": round(seconds, 1), "run": run_cfg,
-                         "loss_ema": guard[0], "accepted": guard[1]})
+                         "loss_ema": guard[0], "accepted": guard[1], "schedule": schedule or []})
 
 
 def _trim_log(path: Path, upto: int) -> None:
