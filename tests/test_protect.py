@@ -314,3 +314,20 @@ def test_train_hider_continues_with_a_new_lr_schedule_recorded(train, bank, tmp_
     assert [r["from_iteration"] for r in s["schedule"]] == [0, 4] and s["schedule"][1]["lr"] == 1e-5
     log = [json.loads(x) for x in (tmp_path / "h" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["lr"] == pytest.approx(1e-5) and log[0]["lr"] == pytest.approx(prof["lr"])
+
+
+def test_lfc_feature_network_is_sized_by_the_set(tmp_path):
+    """A data owner's folder of 96 images trains its L_LFC network (no 'fewer than one batch' stop) in a few
+    dozen steps, not 1,400 steps of 128; the hider's summary says how it was trained."""
+    from deephide.hiding.lfc import feature_model, sized_schedule
+
+    assert sized_schedule(60_000, 1_400, 128) == (1_400, 128)  # the full set keeps the victim profile's schedule
+    assert sized_schedule(320, 1_400, 128) == (120, 80) and sized_schedule(96, 1_400, 128) == (120, 24)
+    with pytest.raises(DeephideError, match="at least 2"):
+        sized_schedule(1, 1_400, 128)
+    small = load_dataset("synthetic?n=96&size=32&classes=4", "train")
+    test = load_dataset("synthetic?n=32&size=32&classes=4", "test")
+    record: dict = {}
+    net = feature_model(small, test, profile="tiny", model="resnet20", cache=tmp_path, progress=False, record=record)
+    assert record["batch_size"] == 24 and record["iterations"] == 12 and record["epochs"] == 3.0  # tiny: 12 steps
+    assert "final_acc" in record and net(torch.rand(2, 3, 32, 32)).shape[0] == 2

@@ -86,7 +86,7 @@ def cmd_gate(a: argparse.Namespace) -> None:
 
 def cmd_victims(a: argparse.Namespace) -> None:
     train = load_dataset("fashion-mnist", "train")
-    sets = {"Clean": "fashion-mnist"}
+    sets = {"Clean": "fashion-mnist"} if a.clean else {}
     for spec in a.points:
         mode, label = spec.split(":")
         known = dict(points(mode))
@@ -281,6 +281,7 @@ def main() -> None:
     v.add_argument("--models", nargs="+", default=["fastcnn", "resnet20"])
     v.add_argument("--countermeasures", nargs="+", default=["Vanilla"])
     v.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    v.add_argument("--no-clean", dest="clean", action="store_false", help="leave out the Clean row's victims")
     sub.add_parser("summarise")
     fg = sub.add_parser("figure")
     fg.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))

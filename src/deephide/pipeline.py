@@ -13,9 +13,9 @@ from .errors import DeephideError
 from .fsutil import write_json
 
 # One hyperparameter dict for the demo, sized for any 2-core CPU: one without native bf16 (AVX2 only) trains
-# victims and hiders ~7-10x slower than one with AVX512-BF16/AMX. Measured there: 33.5 min; victim seeds 0-2:
-# 89.89 +- 0.24 % clean vs 29.70 +- 0.07 % protected (results/demo-fmnist; the full cpu profile's DH-C row on the
-# same victim: 25.05 +- 1.54 %, results/reference-fmnist).
+# victims ~7-10x slower than one with AVX512-BF16/AMX. The demo protects with a shipped hider instead of training
+# one (the previous demo trained 300 steps, 14.4 of its 33.5 min there, and that hider did not hide); its sets
+# under 3 victim seeds: results/hider-fmnist/README.md.
 DEMO = {
     "dataset": "fashion-mnist",
     # the shipped hider this protects with ({mode} = class or sample; `deephide list hiders`, its card:
@@ -24,8 +24,8 @@ DEMO = {
     "semantic_source": "sig",
     "mode": "class",
     "hider_profile": "cpu",
-    # L_LFC through fastcnn features instead of ResNet-18 (a ResNet-18 step is ~20x a fastcnn step without
-    # bf16), and 300 instead of 500 hider steps (the cpu profile's first lr step is at 250)
+    # when a hider is trained here (hider None): L_LFC through fastcnn features instead of ResNet-18 (a ResNet-18
+    # step is ~20x a fastcnn step without bf16), and 300 instead of 500 hider steps
     "hider_overrides": {"lfc_model": "fastcnn", "iterations": 300},
     "lfc_iterations": 469,       # one epoch of clean training: enough for the feature network's class structure
     # the reference tables' victim and schedule (results/reference-fmnist): 2 epochs, ~90% clean
