@@ -227,6 +227,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     it = start
     stopped = None
     accepted = int(state.get("accepted", 0)) if start else 0  # a resumed run keeps its guard as it was
+    in_a_row = 0  # rollbacks since the last accepted step
     try:
         for it in range(start, total_it):
             if stop_after is not None and it >= stop_after:
@@ -275,11 +276,13 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                 hider.load_state_dict(good[0])
                 opt.load_state_dict(good[1])
                 rollbacks += 1
-                if rollbacks > 50:
-                    raise DeephideError(f"{out}: hider training diverged repeatedly (50 rollbacks); lower the lr")
+                in_a_row += 1
+                if in_a_row > MAX_ROLLBACKS_IN_A_ROW:
+                    raise DeephideError(f"{out}: hider training diverged repeatedly ({in_a_row} rollbacks in a row at "
+                                        f"step {it}); continue it with a lower lr (--set lr=...)")
                 continue
             opt.step()
-            accepted += 1
+            accepted, in_a_row = accepted + 1, 0
             loss_ema = vals["total"] if loss_ema is None else SPIKE_DECAY * loss_ema + (1 - SPIKE_DECAY) * vals["total"]
             with torch.no_grad():
                 vals.update(budget_stats(raw, hider.bound(raw, cover), cover, eps))
@@ -341,6 +344,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
 SPIKE_FACTOR, SPIKE_DECAY, SPIKE_WARMUP = 10.0, 0.98, 50
 #: how often (steps) the in-memory state a rollback returns to is refreshed (and at every checkpoint)
 GOOD_EVERY, GOOD_FACTOR = 25, 2.0
+#: rollbacks in a row (no step accepted between them) after which training stops with an error
+MAX_ROLLBACKS_IN_A_ROW = 50
 
 #: profile keys that may change when a training is continued: its length, and when it saves and logs
 RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "snapshot_at", "lr", "lr_step_every", "lr_gamma")
