@@ -20,7 +20,7 @@ DEMO = {
     "dataset": "fashion-mnist",
     # the shipped hider this protects with ({mode} = class or sample; `deephide list hiders`, its card:
     # src/deephide/hiders/NAME/card.md); None = train one here with the settings below (`deephide train-hider`)
-    "hider": None,
+    "hider": "fmnist-{mode}",
     "semantic_source": "sig",
     "mode": "class",
     "hider_profile": "cpu",
