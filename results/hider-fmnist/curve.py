@@ -210,7 +210,8 @@ def write_cards(curve: list[dict]) -> None:
         mine = [r for r in curve if r["mode"] == mode]
         if d is None or not mine:
             continue
-        ck = read_checkpoint(d / "checkpoint")
+        ck = dict(read_checkpoint(d / "checkpoint"))
+        ck["hider"] = ck["hider"].to_dict() if hasattr(ck["hider"], "to_dict") else ck["hider"]
         last = max(mine, key=lambda r: r["step"])
         if last["step"] != ck["training"]["iteration"]:
             print(f"{name}: the curve's last point (step {last['step']}) is not the checkpoint's "
@@ -221,7 +222,7 @@ def write_cards(curve: list[dict]) -> None:
         card = {"name": name, "mode": mode, "steps": ck["training"]["iteration"],
                 "wall_time_h": round(ck["training"]["seconds"] / 3600, 2), "hider": ck["hider"],
                 "profile": ck["training"]["run"]["profile"], "machine": summ.get("versions") or last["versions"],
-                "reveal_gate": g, "band_energy": last["band_energy"],
+                "reveal_gate": g, "band_energy": last["band_energy"], "schedule": summ.get("schedule"),
                 "lfc_feature_network": summ.get("lfc_feature_network"),
                 "command": f"bash results/hider-fmnist/run.sh  (= deephide train-hider --data fashion-mnist --secrets sig "
                            f"--mode {mode} --profile long --out src/deephide/hiders/{name})"}
@@ -234,7 +235,10 @@ def write_cards(curve: list[dict]) -> None:
             f"hider itself (eps_levels {ck['hider'].get('eps_levels')}).",
             f"- Architecture: {ck['hider']['blocks']} coupling blocks, growth {ck['hider']['growth']}, clamp {ck['hider']['clamp']}.",
             f"- Training: {card['steps']} steps, {card['wall_time_h']:.2f} h wall time on {m.get('cpu_model', '?')} "
-            f"(native bf16: {m.get('cpu_bf16', '?')}), one thread; profile `long` (src/deephide/hiding/profiles.py).",
+            f"(native bf16: {m.get('cpu_bf16', '?')}), one thread beside other jobs on 2 cores; profile `long` (src/deephide/hiding/profiles.py).",
+            "- lr schedule (changed when training was continued; the log states each step's lr): " + "; ".join(
+                f"from step {r['from_iteration']}: {r['lr']:g} x{r['lr_gamma']:g} every {r['lr_step_every']}"
+                for r in (summ.get("schedule") or ck["training"].get("schedule") or [])) + ".",
             f"- Reveal gate (2,000 held-out covers, stored uint8): PSNR {g['reveal_psnr']:.2f} dB, SSIM {g['reveal_ssim']:.3f}; "
             f"trivial answer {g['trivial_psnr']:.2f} dB; margin {g['margin_db']:+.2f} dB: "
             f"**{'hides' if g['hides'] else 'does not hide yet (needs +8 dB)'}**.",

@@ -1,0 +1,55 @@
+"""The hiders shipped with the package (src/deephide/hiders): loadable by name, budget kept by the hider itself,
+and their cards reproducible: the reveal gate measured here agrees with the one the card states."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from deephide.cli import main
+from deephide.data import load_dataset
+from deephide.hiding.checkpoint import load_training_state
+from deephide.hiding.hiderdir import open_hider, shipped_hiders
+from deephide.protect import reveal_gate
+from deephide.semantic import load_bank
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+SHIPPED = shipped_hiders()
+needs_data = pytest.mark.skipif(not (FMNIST / "t10k-images-idx3-ubyte.gz").exists(), reason="dataset-fashion-mnist not installed")
+
+
+def test_the_demo_hiders_are_shipped():
+    assert {"fmnist-class", "fmnist-sample"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_hider_loads_keeps_its_budget_and_can_continue(name):
+    hider, info = open_hider(name, image_size=32)
+    assert hider.config.eps_levels == 8  # the budget is the hider's own, not the clip's
+    state = load_training_state(SHIPPED[name] / "checkpoint")  # optimizer state: training continues from here
+    assert state["iteration"] == info["training"]["iteration"] > 0
+    card = json.loads((SHIPPED[name] / "card.json").read_text())
+    assert card["steps"] == state["iteration"] and (SHIPPED[name] / "card.md").exists()
+    assert card["reveal_gate"]["clip_share"] < 0.01
+    for f in SHIPPED[name].rglob("*"):
+        assert not f.is_file() or f.stat().st_size <= 20 * 2**20, f  # every committed file <= 20 MB
+
+
+@needs_data
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_hider_card_is_reproducible(name):
+    card = json.loads((SHIPPED[name] / "card.json").read_text())
+    hider, _ = open_hider(name, image_size=32)
+    g = reveal_gate(load_dataset("fashion-mnist", "test"), hider, load_bank(SHIPPED[name] / "bank"), card["mode"],
+                    limit=300)
+    assert g["trivial_psnr"] == pytest.approx(card["reveal_gate"]["trivial_psnr"], abs=0.5)
+    assert g["reveal_psnr"] == pytest.approx(card["reveal_gate"]["reveal_psnr"], abs=1.0)  # 300 of its 2,000 covers
+    assert g["clip_share"] < 0.01
+
+
+@needs_data
+def test_verify_hider_by_name(capsys):
+    rc = main(["verify", "--clean", "fashion-mnist", "--hider", "fmnist-class", "--limit", "100"])
+    text = capsys.readouterr().out
+    assert rc in (0, 1) and "class-wise reveal from stored uint8 on 100 held-out covers" in text
+    assert ("HIDES" in text) == (rc == 0)
