@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .data import ImageSet
 from .data.storage import release_rows
 from .errors import DeephideError
-from .hiding.budget import quantise_within_budget
+from .hiding.budget import clipped_count, quantise_within_budget
 from .runtime import autocast, pick_device
 from .semantic import SecretBank
 
@@ -102,7 +102,7 @@ def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, l
             stego, _ = hider.hide(cover, secret)
         q = quantise_within_budget(stego.float(), clean, levels)
         # how much the hard guarantee had to do: values the clip (eps-ball, 0..255) moved after rounding
-        clipped += int((torch.round(stego.float().clamp(-1.0, 2.0) * 255) != q.float()).sum())
+        clipped += clipped_count(stego, q)
         # checked per batch: a whole-set int16 difference would cost 4x the set's size in memory
         linf = max(linf, int((q.to(torch.int16) - clean.to(torch.int16)).abs().max()))
         out[i:i + batch_size] = q.permute(0, 2, 3, 1).cpu().numpy()
@@ -227,12 +227,6 @@ def verify(clean: ImageSet, protected: ImageSet, levels: int = 8, max_listed: in
 GATE_MARGIN_DB = 8.0
 
 
-def _corr(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
-    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum()) / den if den > 0 else 0.0
-
-
 def reveal_gate(covers: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, levels: int = 8,
                 seed: int = 0, limit: int | None = 2000, device: str = "auto", batch_size: int = 256,
                 progress: bool = False) -> dict[str, Any]:
@@ -251,6 +245,8 @@ def reveal_gate(covers: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode
     Example (a fresh hider is the identity, so it reveals nothing):
         reveal_gate(load_dataset("fashion-mnist", "test"), hider, bank, "class")["hides"]  # False
     """
+    from .trace import correlation
+
     if limit is not None and limit < len(covers):
         # a stratified-enough prefix: held-out splits are not sorted by class
         covers = covers.subset(np.arange(limit), note=f"first {limit}")
@@ -271,15 +267,12 @@ def reveal_gate(covers: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode
     trivial = np.round(guess_per_secret[assign]).astype(np.uint8)
     r_psnr, t_psnr = psnr(revealed, truth), psnr(trivial, truth)
     delta = np.asarray(prot.images, np.float64) - np.asarray(covers.images, np.float64)
-    own, other = [], []
-    means = {}
-    for k in range(covers.num_classes):
-        rows = np.flatnonzero(covers.labels == k)
-        if rows.size:
-            means[k] = (delta[rows].mean(axis=0), truth[rows].astype(np.float64).mean(axis=0))
-    for k, (d, s) in means.items():
-        own.append(_corr(d, s))
-        other += [_corr(d, s2) for k2, (_, s2) in means.items() if k2 != k]
+    present = [k for k in range(covers.num_classes) if (covers.labels == k).any()]
+    d_means = np.stack([delta[covers.labels == k].mean(axis=0) for k in present])
+    cors = np.stack([correlation(d_means, truth[covers.labels == k].astype(np.float64).mean(axis=0))
+                     for k in present], axis=1)  # [i, j]: class i's mean perturbation vs class j's mean secret
+    own = [float(c) for c in np.diag(cors)]
+    other = [float(c) for c in cors[~np.eye(len(present), dtype=bool)]]
     return {"n": len(covers), "mode": mode, "levels": levels, "covers": covers.source,
             "reveal_psnr": r_psnr, "reveal_ssim": ssim(revealed, truth),
             "trivial_psnr": t_psnr, "trivial_ssim": ssim(trivial, truth),

@@ -49,6 +49,12 @@ def quantise_within_budget(stego_float: torch.Tensor, cover_uint8: torch.Tensor,
     return q.to(torch.uint8)
 
 
+def clipped_count(stego_float: torch.Tensor, stored: torch.Tensor) -> int:
+    """How many values the clip of :func:`quantise_within_budget` moved: ``stored`` (its uint8 result for
+    ``stego_float``) against the plain rounding of ``stego_float``. 0 when the hider kept the budget itself."""
+    return int((torch.round(stego_float.float().clamp(-1.0, 2.0) * 255.0) != stored.float()).sum())
+
+
 def bounded_perturbation(raw: torch.Tensor, cover: torch.Tensor, eps: float) -> torch.Tensor:
     """Map an unbounded perturbation into the budget smoothly: the hider keeps the budget itself.
 

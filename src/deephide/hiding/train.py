@@ -32,7 +32,7 @@ from ..errors import DeephideError
 from ..fsutil import write_json
 from ..runtime import amp_dtype, autocast, pick_device, seed_everything, tune_for, versions
 from ..semantic import SecretBank
-from .budget import project_to_budget
+from .budget import clipped_count, project_to_budget, quantise_within_budget
 from .checkpoint import load_hider, load_training_state, read_checkpoint, save_hider
 from .distortions import check_distortions, distort
 from .inn import Hider
@@ -88,12 +88,12 @@ def budget_stats(raw: torch.Tensor, delta: torch.Tensor, cover: torch.Tensor, ep
     0..255) changes after rounding; at_bound_share: share of stored values exactly eps away.
     """
     levels = round(eps * 255)
-    c = torch.round(cover.float() * 255)
-    q = torch.round((cover + delta).float() * 255)
-    kept = torch.minimum(torch.maximum(q, c - levels), c + levels).clamp(0, 255)
+    clean = torch.round(cover.float() * 255).to(torch.uint8)
+    stego = (cover + delta).float()
+    kept = quantise_within_budget(stego, clean, levels)  # what protect stores
     return {"pre_bound_linf_levels": float(raw.abs().max()) * 255, "linf_levels": float(delta.abs().max()) * 255,
-            "mean_levels": float(delta.abs().mean()) * 255, "clip_share": float((kept != q).float().mean()),
-            "at_bound_share": float(((kept - c).abs() == levels).float().mean())}
+            "mean_levels": float(delta.abs().mean()) * 255, "clip_share": clipped_count(stego, kept) / stego.numel(),
+            "at_bound_share": float(((kept.to(torch.int16) - clean.to(torch.int16)).abs() == levels).float().mean())}
 
 
 def loss_shares(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> dict[str, float]:
@@ -182,6 +182,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     start, rollbacks = 0, 0
     schedule: list[dict] = []  # lr schedules by the iteration they took over from (when changed on a resume)
     loss_ema: float | None = None  # running mean of the total loss over accepted steps (the spike guard)
+    accepted = 0  # steps accepted so far (the guard arms after SPIKE_WARMUP of them)
     ck = out / CHECKPOINT
     if ck.exists():  # resume
         state = load_training_state(ck)
@@ -196,9 +197,10 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
         schedule = list(state.get("schedule") or [])
         before = {k: (schedule[-1] if schedule else state["run"]["profile"])[k] for k in SCHEDULE_KEYS}
         now = json.loads(json.dumps({k: profile[k] for k in SCHEDULE_KEYS}))
-        if before != now:  # continued with another lr schedule: recorded; the spike guard learns the new level afresh
+        accepted = int(state.get("accepted", 0))  # a resumed run keeps its guard as it was ...
+        if before != now:  # ... unless continued with another lr schedule: recorded; the guard learns the new level
             schedule = (schedule or [{"from_iteration": 0, **before}]) + [{"from_iteration": start, **now}]
-            loss_ema, state["accepted"] = None, 0
+            loss_ema, accepted = None, 0
     out.mkdir(parents=True, exist_ok=True)
     if world.is_main:
         _trim_log(out / LOG, start)
@@ -212,7 +214,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     part = _rank_share(n_cls, per_class, sum(idx.size > 0 for idx in by_class), use_lfc, world)
     lfc_scale = world.world_size if profile.get("lfc_reduction", "sum") == "sum" else 1  # DDP averages; a sum adds
     # (weights, optimizer, iteration, spike-guard state): where a rollback or an interrupt returns to
-    good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()), start, (loss_ema, 0))
+    good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()), start, (loss_ema, accepted))
     acc: dict[str, list[float]] = {}
     total_it = int(profile["iterations"])
     t0, elapsed0 = time.perf_counter(), 0.0
@@ -226,7 +228,6 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                leave=False, dynamic_ncols=True)
     it = start
     stopped = None
-    accepted = int(state.get("accepted", 0)) if start else 0  # a resumed run keeps its guard as it was
     in_a_row = 0  # rollbacks since the last accepted step
     try:
         for it in range(start, total_it):
@@ -306,7 +307,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                 # the state a rollback returns to: kept in memory often, so a spike costs tens of steps, not hundreds,
                 # but only from a step whose loss is near its running mean (not from a blow-up under way: that made
                 # every later step a rollback to the same bad state, 50 in a row)
-                good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()), done, (loss_ema, accepted), schedule)
+                good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()), done, (loss_ema, accepted))
             if done % profile["checkpoint_every"] == 0 or done == total_it:
                 if world.is_main:
                     _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0, (loss_ema, accepted), schedule)
@@ -340,7 +341,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
 
 
 #: the divergence guard: a step whose total loss exceeds SPIKE_FACTOR x the running mean (decay SPIKE_DECAY per
-#: accepted step, armed after SPIKE_WARMUP of them) is treated like a NaN: roll back to the last checkpoint, skip
+#: accepted step, armed after SPIKE_WARMUP of them) is treated like a NaN: roll back to the last healthy state, skip
 SPIKE_FACTOR, SPIKE_DECAY, SPIKE_WARMUP = 10.0, 0.98, 50
 #: how often (steps) the in-memory state a rollback returns to is refreshed (and at every checkpoint)
 GOOD_EVERY, GOOD_FACTOR = 25, 2.0
