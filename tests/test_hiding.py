@@ -614,3 +614,21 @@ def test_lfc_repulsion_pushes_classes_apart() -> None:
     cos01 = float(torch.nn.functional.cosine_similarity(feats[0:1], feats[2:3]))
     assert float(plain) == pytest.approx(0.0, abs=1e-6)
     assert float(rep) == pytest.approx(0.5 * cos01, abs=1e-5)
+
+
+def test_use_loss_pulls_small_perturbations_up_to_the_target_only() -> None:
+    from deephide.hiding import use_loss
+
+    eps = 8 / 255
+    cover = torch.full((2, 3, 4, 4), 0.5)
+    half = cover + torch.tensor([0.5 * eps, -0.9 * eps]).view(2, 1, 1, 1)  # image 0 uses 50%, image 1 90%
+    # only image 0 falls short of 75%: (0.75 - 0.5)^2 / 2 images
+    assert float(use_loss(half, cover, eps, 0.75)) == pytest.approx(0.25 ** 2 / 2, rel=1e-5)
+    assert float(use_loss(half, cover, eps, 0.5)) == pytest.approx(0.0, abs=1e-7)
+    x = half.clone().requires_grad_(True)
+    use_loss(x, cover, eps, 0.75).backward()
+    assert float(x.grad[0].abs().sum()) > 0 and float(x.grad[1].abs().sum()) == 0.0
+    with pytest.raises(DeephideError, match="target"):
+        use_loss(half, cover, eps, 1.5)
+    total, vals = total_loss({"reveal": torch.tensor(1.0), "use": torch.tensor(2.0)}, {"use": 0.5})
+    assert float(total) == pytest.approx(2.0) and vals["use"] == 2.0

@@ -331,3 +331,37 @@ def test_lfc_feature_network_is_sized_by_the_set(tmp_path):
     net = feature_model(small, test, profile="tiny", model="resnet20", cache=tmp_path, progress=False, record=record)
     assert record["batch_size"] == 24 and record["iterations"] == 12 and record["epochs"] == 3.0  # tiny: 12 steps
     assert "final_acc" in record and net(torch.rand(2, 3, 32, 32)).shape[0] == 2
+
+
+def test_train_hider_warm_start_from_another_hider(train, bank, tmp_path):
+    """--init: a new objective from another hider's weights; the run records where it came from, resumes as
+    itself, and an architecture that differs is refused in one line."""
+    prof = get_hider_profile("tiny", lfc=False, iterations=3, checkpoint_every=1, log_every=1)
+    train_hider(train, bank, prof, tmp_path / "base", mode="class", progress=False)
+    base = open_hider(tmp_path / "base")[0].state_dict()
+    tuned = dict(prof, w_use=1.0, use_target=0.9, iterations=2)
+    s = train_hider(train, bank, tuned, tmp_path / "ft", mode="class", progress=False, stop_after=0,
+                    init=tmp_path / "base" / "checkpoint")
+    assert s["iterations_done"] == 0 and s["run"]["init"]["iteration"] == 3
+    s = train_hider(train, bank, tuned, tmp_path / "ft", mode="class", progress=False,
+                    init=tmp_path / "base" / "checkpoint")
+    assert s["finished"] and s["run"]["init"]["from"].endswith("checkpoint")
+    log = [json.loads(x) for x in (tmp_path / "ft" / "log.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in log] == [1, 2] and "use" in log[0] and log[0]["share_use"] > 0
+    moved = open_hider(tmp_path / "ft")[0].state_dict()
+    assert any(not torch.equal(base[k], moved[k]) for k in base)  # it trained on from the base weights ...
+    # ... and a resume of it (without --init) continues the same run
+    s = train_hider(train, bank, dict(tuned, iterations=3), tmp_path / "ft", mode="class", progress=False)
+    assert s["iterations_done"] == 3 and s["run"]["init"]["iteration"] == 3
+    with pytest.raises(DeephideError, match="architecture differs.*blocks"):
+        train_hider(train, bank, dict(prof, blocks=2), tmp_path / "other", mode="class", progress=False,
+                    init=tmp_path / "base" / "checkpoint")
+
+
+def test_snapshot_steps_parse_cli_forms():
+    from deephide.hiding.train import snapshot_steps
+
+    assert snapshot_steps("250,500") == {250, 500} == snapshot_steps([250, 500]) and snapshot_steps(7) == {7}
+    assert snapshot_steps(()) == set()
+    with pytest.raises(DeephideError, match="snapshot_at"):
+        snapshot_steps("250;500")

@@ -99,7 +99,7 @@ def cmd_train_hider(a: argparse.Namespace) -> int:
     elif out.is_dir() and any(out.iterdir()) and not (out / "checkpoint").is_dir() and not (out / "bank").is_dir():
         raise DeephideError(f"{out}: exists and is not a hider directory; choose another --out")
     s = train_hider_job(train, test, a.secrets, a.mode, prof, out, seed=a.seed, lfc_iterations=a.lfc_iterations,
-                        device=a.device, progress=not a.quiet, time_limit_s=a.time_limit,
+                        device=a.device, progress=not a.quiet, time_limit_s=a.time_limit, init=a.init,
                         **_kv(a.secret_option, "--secret-option"))
     last = s.get("last_log") or {}
     print(f"hider in {out}: {s['iterations_done']}/{s['iterations']} iterations, {s['seconds']:.0f} s; "
@@ -413,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--device", default="auto")
     th.add_argument("--out", required=True, help="hider directory (resumed when it exists)")
     th.add_argument("--force", action="store_true", help="start over instead of resuming")
+    th.add_argument("--init", metavar="HIDER", help="start from this hider's weights and secret bank (a directory, "
+                    "checkpoint or shipped name), with this profile's objective and a fresh optimizer")
     th.add_argument("--quiet", action="store_true")
 
     pr = sub.add_parser("protect", help="hide secrets in every image of a set (guaranteed budget)")

@@ -55,8 +55,11 @@ def bank_for(train: ImageSet, secrets: str, mode: str, seed: int, **options: Any
 
 def train_hider_job(train: ImageSet, test: ImageSet | None, secrets: str, mode: str, profile: dict, out: Path,
                     seed: int = 0, lfc_iterations: int | None = None, device: str = "auto",
-                    progress: bool = True, time_limit_s: float | None = None, **secret_options: Any) -> dict:
-    """Bank + (cached) LFC feature network + hider training, all recorded in ``out``."""
+                    progress: bool = True, time_limit_s: float | None = None, init: str | None = None,
+                    **secret_options: Any) -> dict:
+    """Bank + (cached) LFC feature network + hider training, all recorded in ``out``.
+
+    init: a hider (directory, checkpoint or shipped name) whose weights and secret bank a new training starts from."""
     from .distributed import barrier, current
     from .hiding.lfc import feature_model, features_fn
     from .hiding.profiles import loss_weights
@@ -66,6 +69,17 @@ def train_hider_job(train: ImageSet, test: ImageSet | None, secrets: str, mode: 
     world = current()  # under torchrun: rank 0 makes and saves the bank, the others then read it
     out.mkdir(parents=True, exist_ok=True)
     bank = None
+    init_ck = None
+    if init is not None:
+        from .hiding.hiderdir import hider_bank_dir, resolve_hider
+        from .hiding.train import CHECKPOINT
+
+        d = resolve_hider(init)
+        init_ck = d / CHECKPOINT if (d / CHECKPOINT).is_dir() else d
+        src_bank = hider_bank_dir(init)
+        if world.is_main and src_bank is not None and not (out / BANK).is_dir():  # the secrets it learnt to hide
+            bank = load_bank(src_bank)
+            save_bank(bank, out / BANK)
     if world.is_main and not (out / BANK).is_dir():
         bank = bank_for(train, secrets, mode, seed, **secret_options)
         save_bank(bank, out / BANK)
@@ -82,7 +96,7 @@ def train_hider_job(train: ImageSet, test: ImageSet | None, secrets: str, mode: 
         from .runtime import pick_device
         feats = features_fn(net.to(pick_device(device)))
     summary = train_hider(train, bank, profile, out, mode=mode, seed=seed, features=feats, device=device,
-                          progress=progress, time_limit_s=time_limit_s)
+                          progress=progress, time_limit_s=time_limit_s, init=init_ck)
     if feats is not None and world.is_main:  # how L_LFC's feature network was trained
         from .fsutil import write_json
         from .hiding.train import SUMMARY

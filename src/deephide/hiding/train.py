@@ -36,7 +36,7 @@ from .budget import clipped_count, project_to_budget, quantise_within_budget
 from .checkpoint import load_hider, load_training_state, read_checkpoint, save_hider
 from .distortions import check_distortions, distort
 from .inn import Hider
-from .losses import freq_loss, hide_loss, lfc_loss, reveal_loss, total_loss
+from .losses import freq_loss, hide_loss, lfc_loss, reveal_loss, total_loss, use_loss
 from .profiles import hider_config, loss_weights
 
 CHECKPOINT = "checkpoint"
@@ -145,12 +145,14 @@ def _secret_index(bank: SecretBank, labels: np.ndarray, mode: str, rng: np.rando
 def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out: str | Path, mode: str = "class",
                 seed: int = 0, features: Callable[[torch.Tensor], torch.Tensor] | None = None,
                 device: str = "auto", progress: bool = True, time_limit_s: float | None = None,
-                stop_after: int | None = None) -> dict[str, Any]:
+                stop_after: int | None = None, init: str | Path | None = None) -> dict[str, Any]:
     """Train a hider on ``train`` covers and ``bank`` secrets; checkpoints and resumes in ``out``.
 
     train: RGB uint8 images (N, S, S, 3); bank: secrets (M, S, S, 3) grouped by class.
     profile: a hider profile (``hiding.profiles.get_hider_profile``). features: the frozen LFC
     feature network (``hiding.lfc``), required when the profile's ``lfc`` is on.
+    init: a checkpoint directory to start from (a warm start: its weights, with this profile's objective, a
+    fresh optimizer and step count; recorded as ``run.init``); ignored when ``out`` already holds a checkpoint.
     Returns the summary dict (also written to ``out/summary.json`` when training finishes).
     """
     out = Path(out)
@@ -179,6 +181,13 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                            eps=profile["adam_eps"], weight_decay=profile["weight_decay"])
     run_cfg = {"profile": profile, "mode": mode, "seed": seed, "train": train.source, "n": len(train),
                "bank": bank.meta.get("source"), "lfc": use_lfc}
+    if init is not None and not (out / CHECKPOINT).exists():
+        src = load_hider(init, image_size=h, device=dev)
+        if src.config.to_dict() != hider.config.to_dict():
+            diff = sorted(k for k, v in hider.config.to_dict().items() if src.config.to_dict().get(k) != v)
+            raise DeephideError(f"{init}: cannot start from this hider, its architecture differs from the profile's ({', '.join(diff)})")
+        hider.load_state_dict(src.state_dict())
+        run_cfg["init"] = {"from": str(init), "iteration": read_checkpoint(init).get("training", {}).get("iteration")}
     start, rollbacks = 0, 0
     schedule: list[dict] = []  # lr schedules by the iteration they took over from (when changed on a resume)
     loss_ema: float | None = None  # running mean of the total loss over accepted steps (the spike guard)
@@ -188,6 +197,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
         state = load_training_state(ck)
         if not _same_run(state.get("run"), run_cfg):
             raise DeephideError(f"{out}: holds a hider trained with other settings; use a new --out or --force")
+        if (state.get("run") or {}).get("init"):  # a warm-started run stays one
+            run_cfg["init"] = state["run"]["init"]
         hider = load_hider(ck, image_size=h, device=dev)
         opt = torch.optim.Adam(hider.parameters(), lr=profile["lr"], betas=tuple(profile["betas"]),
                                eps=profile["adam_eps"], weight_decay=profile["weight_decay"])
@@ -221,7 +232,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     if ck.exists():
         elapsed0 = float(read_checkpoint(ck).get("training", {}).get("seconds", 0.0))
     snap = profile.get("snapshot_at", ())
-    snapshots = {int(snap)} if isinstance(snap, (int, float)) else {int(v) for v in snap}  # `--set snapshot_at=500`
+    snapshots = snapshot_steps(snap)
     dist_names = check_distortions(profile.get("reveal_distortions", ()))
     step = distributed.wrap(HideRevealStep(hider, eps, profile.get("reveal_from", "stored") == "stored", dist_names), world)
     bar = tqdm(total=total_it, initial=start, desc="train hider", disable=not progress or not world.is_main,
@@ -264,6 +275,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                                         repulsion=float(profile.get("lfc_repulsion", 0.0)))
                 if lfc_scale != 1:  # a per-rank sum over pairs: x world size, so DDP's mean is the global sum
                     terms["lfc"] = terms["lfc"] * lfc_scale
+            if weights["use"] > 0:
+                terms["use"] = use_loss(stored, cover, eps, float(profile["use_target"]))
             loss, vals = total_loss(terms, weights)
             opt.zero_grad(set_to_none=True)
             spike = loss_ema is not None and accepted >= SPIKE_WARMUP and vals["total"] > SPIKE_FACTOR * loss_ema
@@ -350,9 +363,21 @@ MAX_ROLLBACKS_IN_A_ROW = 50
 
 #: profile keys that may change when a training is continued: its length, and when it saves and logs
 RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "snapshot_at", "lr", "lr_step_every", "lr_gamma")
+#: profile keys added after hiders were shipped, with the value that reproduces what ran before them
+ADDED_KEYS = {"w_use": 0.0, "use_target": 0.75}
 #: the lr schedule: may change when a training is continued (e.g. a lower lr once 10^-3 turns unstable); every
 #: change is recorded in the checkpoint and the summary (``schedule``), and the log states each step's lr
 SCHEDULE_KEYS = ("lr", "lr_step_every", "lr_gamma")
+
+
+def snapshot_steps(snap: Any) -> set[int]:
+    """The profile's ``snapshot_at`` as steps: a number, a list of numbers, or a comma-separated string
+    (`--set snapshot_at=500`, `--set snapshot_at=[500,2000]`, `--set snapshot_at=500,2000`)."""
+    items = snap.split(",") if isinstance(snap, str) else [snap] if isinstance(snap, (int, float)) else list(snap)
+    try:
+        return {int(str(v).strip()) for v in items if str(v).strip()}
+    except ValueError:
+        raise DeephideError(f"hider profile: snapshot_at must be steps such as 500,2000; got {snap!r}") from None
 
 
 def _same_run(saved: dict | None, run_cfg: dict) -> bool:
@@ -361,6 +386,10 @@ def _same_run(saved: dict | None, run_cfg: dict) -> bool:
     if not isinstance(saved, dict) or not isinstance(saved.get("profile"), dict):
         return False
     a, b = json.loads(json.dumps(saved)), json.loads(json.dumps(run_cfg))
+    a.pop("init", None)  # where a warm start came from is a record, not a setting (given again or not)
+    b.pop("init", None)
+    for k, v in ADDED_KEYS.items():  # a checkpoint older than a setting ran with the setting's neutral value
+        a["profile"].setdefault(k, v)
     for k in RESUMABLE_KEYS:
         a["profile"].pop(k, None)
         b["profile"].pop(k, None)
