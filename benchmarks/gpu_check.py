@@ -53,7 +53,7 @@ def synthetic(n: int, split: str = "train"):
 
 def victim_rate(model: str, iters: int, warm: int, n: int, dev: torch.device, fp16: bool = False) -> dict[str, Any]:
     """Steady-state images/s of ``train_victim`` (evaluations excluded) and the final accuracy."""
-    from deephide.evaluation import trainer
+    from deephide.training import trainer
     from deephide.profiles import get_profile
 
     batch = min(128, n // 4)
@@ -110,7 +110,8 @@ def protect_rate(n: int, blocks: int, batch: int, dev: torch.device) -> dict[str
 def hider_rate(profile: str, iters: int, warm: int, dev: torch.device, tmp: Path) -> dict[str, Any]:
     """``train_hider`` (``paper``: 16-block INN, batch 32) with L_LFC through random ResNet-18 features, bf16."""
     from deephide.hiding import get_hider_profile
-    from deephide.hiding.train import LOG, train_hider
+    from deephide.hiding.hiderdir import LOG
+    from deephide.hiding.train import train_hider
     from deephide.models import build_model
 
     train = synthetic(2_000)

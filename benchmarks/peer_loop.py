@@ -50,7 +50,7 @@ def train_reference(images: np.ndarray, labels: np.ndarray, model_name: str, pro
     Returns images/s over the timed steps (loader waits included, as a user experiences them),
     the trained model (for an accuracy check) and the last loss.
     """
-    from deephide.evaluation.trainer import lr_at
+    from deephide.training.trainer import lr_at
     from deephide.models import build_model
 
     torch.manual_seed(seed)

@@ -135,7 +135,7 @@ def fraction(images_per_s: float, flops_per_image: int, gflops: float) -> float:
 
 def bench_victim(sz: Sizes, dev: torch.device) -> dict[str, Any]:
     """Our trainer vs the peer-style loop: images/s (steady state, median of repeats) per model."""
-    from deephide.evaluation.trainer import train_victim
+    from deephide.training.trainer import train_victim
     from peer_loop import train_reference
 
     train = synthetic(sz.victim_n)
@@ -176,7 +176,7 @@ def bench_accuracy(models: tuple[str, ...], epochs: float, data: str, train_n: i
                    workers: int, dev: torch.device, seeds: int = 3) -> dict[str, Any]:
     """Test accuracy of both loops after the same number of epochs on real data, ``seeds`` seeds each (long)."""
     from deephide.data import load_dataset
-    from deephide.evaluation.trainer import evaluate_accuracy, train_victim
+    from deephide.training.trainer import evaluate_accuracy, train_victim
     from peer_loop import train_reference
 
     train, test = load_dataset(data, "train"), load_dataset(data, "test")
@@ -235,7 +235,8 @@ def budget_linf(clean: np.ndarray, prot: np.ndarray) -> int:
 
 def reveal_psnr(prot: Any, hider: torch.nn.Module, bank: Any, n: int, dev: torch.device) -> float:
     """PSNR (dB) of the fp32 INN reveal of the first ``n`` stored images against the secrets they hide."""
-    from deephide.protect import psnr, reveal
+    from deephide.ops.metrics import psnr
+    from deephide.protect import reveal
 
     sub = prot.subset(np.arange(min(n, len(prot))))
     hidden = bank.images[np.asarray(prot.provenance["protection"]["assignment"])[: len(sub)]]
@@ -343,7 +344,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 def hider_training(spec: dict[str, Any], dev: torch.device) -> dict[str, Any]:
     """Train the profile's hider (with L_LFC through a random ResNet-18) for a few iterations."""
     from deephide.hiding import get_hider_profile
-    from deephide.hiding.train import LOG, train_hider
+    from deephide.hiding.hiderdir import LOG
+    from deephide.hiding.train import train_hider
     from deephide.models import build_model
 
     warm, iters = spec["iters"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from deephide.attacks import ATTACKS, attack_profile, run_attack
-from deephide.attacks.commands import add_attack_parser, cmd_attack
+from deephide.cli.attack import add_attack_parser, cmd_attack
 from deephide.attacks.synthetic import (
     _stable_coefficients,
     ar_generate,

@@ -263,7 +263,7 @@ def test_grid_killed_resumes_to_the_same_results(tmp_path):
 def test_evaluate_kill_between_the_two_checkpoint_files(tmp_path):
     from unittest import mock
 
-    from deephide.evaluation import trainer
+    from deephide.training import trainer
 
     args = ["evaluate", "--train", DATA, "--model", "resnet20", "--profile", "tiny", "--iterations", "12", "--seed", "1"]
     run_inproc(args + ["--out", tmp_path / "ref.json", "--quiet"])

@@ -1,4 +1,4 @@
-"""Multi-process training: `torchrun -m deephide.distributed` on 2 CPU processes (gloo) vs one process.
+"""Multi-process training: `torchrun -m deephide.launch` on 2 CPU processes (gloo) vs one process.
 
 Tolerances, and why:
 - Nets without BatchNorm (the INN hider, the ViT) see exactly the single-process batches, sample
@@ -23,10 +23,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from deephide import distributed
+from deephide import launch
+from deephide.training import distributed
 from deephide.data import load_dataset
 from deephide.errors import DeephideError
-from deephide.evaluation.trainer import train_victim
+from deephide.training.trainer import train_victim
 from deephide.hiding.hiderdir import open_hider
 from deephide.profiles import get_profile
 
@@ -35,10 +36,10 @@ TEST = "synthetic?n=64&size=32&classes=4"  # the test split: 64 images keep the 
 
 
 def _torchrun(args: list[str], tmp: Path) -> subprocess.CompletedProcess:
-    """Run ``deephide.distributed`` on 2 local CPU processes (a free port is picked by --standalone)."""
+    """Run ``deephide.launch`` on 2 local CPU processes (a free port is picked by --standalone)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", DEEPHIDE_CACHE=os.environ.get("DEEPHIDE_CACHE", str(tmp / "cache")))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "deephide.distributed", *args, "--device", "cpu", "--quiet"]
+           "-m", "deephide.launch", *args, "--device", "cpu", "--quiet"]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return res
@@ -92,7 +93,7 @@ def _cache_random_lfc_net(iterations: int, seed: int) -> None:
     """
     from safetensors.torch import save_file
 
-    from deephide.evaluation.trainer import data_fingerprint
+    from deephide.training.trainer import data_fingerprint
     from deephide.hiding.lfc import cache_root
     from deephide.models import build_model
 
@@ -161,5 +162,5 @@ def test_shards_cover_the_batch_and_errors_are_one_line(monkeypatch):
 
 def test_entry_point_refuses_other_commands(capsys):
     with pytest.raises(SystemExit):
-        distributed.main(["verify", "--clean", "x", "--protected", "y"])
+        launch.main(["verify", "--clean", "x", "--protected", "y"])
     assert "does not run distributed" in capsys.readouterr().err

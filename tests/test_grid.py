@@ -65,7 +65,7 @@ def one_thread():
 @pytest.fixture
 def fake(monkeypatch):
     calls: list = []
-    monkeypatch.setattr("deephide.evaluation.trainer.train_victim", fake_trainer(calls))
+    monkeypatch.setattr("deephide.training.trainer.train_victim", fake_trainer(calls))
     G._DATA_CACHE.clear()
     return calls
 
@@ -167,7 +167,7 @@ def test_local_grid_trains_once_then_resumes(tmp_path, monkeypatch, one_thread):
     assert side["name"] == "t" and len(side["cell_keys"]) == 2
 
     calls: list = []
-    monkeypatch.setattr("deephide.evaluation.trainer.train_victim", fake_trainer(calls))
+    monkeypatch.setattr("deephide.training.trainer.train_victim", fake_trainer(calls))
     s2 = G.run_grid(p, progress=False)
     assert (s2.ran, s2.skipped) == (0, 2) and calls == []
 
@@ -211,7 +211,7 @@ def test_failed_cell_is_left_out_and_reported(tmp_path, monkeypatch):
             raise DeephideError("synthetic failure")
         return fake_trainer()(train, test, model, profile, countermeasure=countermeasure, **kw)
 
-    monkeypatch.setattr("deephide.evaluation.trainer.train_victim", boom)
+    monkeypatch.setattr("deephide.training.trainer.train_victim", boom)
     with pytest.raises(DeephideError, match="1 of 2 cells failed.*synthetic failure"):
         G.run_grid(write_config(tmp_path), progress=False)
     assert [r["countermeasure"] for r in G.read_results(tmp_path / "res.jsonl")] == ["Vanilla"]

@@ -222,7 +222,8 @@ class _OracleHider(torch.nn.Module):
 
 
 def test_reveal_gate_on_a_hand_made_hider(train, bank):
-    from deephide.protect import psnr, reveal_gate
+    from deephide.ops.metrics import psnr
+    from deephide.protect import reveal_gate
 
     covers = train.replace(images=np.array(train.images))
     covers.images[:, 0, 0, 0] = 0  # the oracle's carrier pixel starts at 0 on every cover

@@ -266,7 +266,8 @@ def test_shipped_configs_parse_and_map_paper_rows(path):
 def test_cli_handlers(tmp_path, capsys, monkeypatch):
     import argparse
 
-    from deephide.evaluation.commands import add_grid_parser, add_report_parser
+    from deephide.cli import COMMANDS
+    from deephide.cli.harness import add_grid_parser, add_report_parser
 
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd")
@@ -276,12 +277,12 @@ def test_cli_handlers(tmp_path, capsys, monkeypatch):
     cfg.write_text(f"out: {tmp_path / 'r.jsonl'}\ntest: synthetic\ntrain_sets: {{A: synthetic}}\n"
                    "models: [resnet20]\ncountermeasures: [Vanilla, Gray]\nseeds: [0, 1]\nprofile: tiny\n")
     a = p.parse_args(["grid", str(cfg), "--dry-run"])
-    assert a.handler(a) == 0
+    assert COMMANDS[a.cmd](a) == 0
     out = capsys.readouterr()
     assert out.out.count("\ttodo\t") == 4 and "0 of 4 cells done" in out.err
     write_results(tmp_path / "r.jsonl", [rec("A", "Vanilla", 0, [1, 2, 3])])
     a = p.parse_args(["report", str(tmp_path / "r.jsonl"), "--no-figures"])
-    assert a.handler(a) == 0 and (tmp_path / "r-report" / "index.html").is_file()
+    assert COMMANDS[a.cmd](a) == 0 and (tmp_path / "r-report" / "index.html").is_file()
     a = p.parse_args(["report", str(tmp_path / "r.jsonl"), "--samples", "a"])
     with pytest.raises(DeephideError, match="--samples"):
-        a.handler(a)
+        COMMANDS[a.cmd](a)

@@ -8,7 +8,8 @@ from deephide.cli import main
 from deephide.data import load_dataset
 from deephide.errors import DeephideError
 from deephide.semantic import make_bank
-from deephide.trace import calibrate, correlation
+from deephide.ops.metrics import correlation
+from deephide.trace import calibrate
 
 
 def test_correlation_by_hand():

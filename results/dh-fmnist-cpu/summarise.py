@@ -12,7 +12,7 @@ from pathlib import Path
 from deephide.data import load_imageset
 from deephide.evaluation.grid import read_results
 from deephide.evaluation.stats import aggregate
-from deephide.evaluation.trainer import data_fingerprint
+from deephide.training.trainer import data_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = ROOT / "runs" / "fmnist"

@@ -37,8 +37,6 @@ DEMO = {
 }
 
 
-# what a train-hider output directory may hold (`--force` wipes only such a directory)
-HIDER_DIR_ENTRIES = {"checkpoint", "bank", "log.jsonl", "summary.json", "snapshots"}
 
 
 def bank_for(train: ImageSet, secrets: str, mode: str, seed: int, **options: Any):
@@ -60,10 +58,11 @@ def train_hider_job(train: ImageSet, test: ImageSet | None, secrets: str, mode: 
     """Bank + (cached) LFC feature network + hider training, all recorded in ``out``.
 
     init: a hider (directory, checkpoint or shipped name) whose weights and secret bank a new training starts from."""
-    from .distributed import barrier, current
+    from .training.distributed import barrier, current
     from .hiding.lfc import feature_model, features_fn
     from .hiding.profiles import loss_weights
-    from .hiding.train import BANK, train_hider
+    from .hiding.hiderdir import BANK
+    from .hiding.train import train_hider
     from .semantic import load_bank, save_bank
 
     world = current()  # under torchrun: rank 0 makes and saves the bank, the others then read it
@@ -72,7 +71,7 @@ def train_hider_job(train: ImageSet, test: ImageSet | None, secrets: str, mode: 
     init_ck = None
     if init is not None:
         from .hiding.hiderdir import hider_bank_dir, resolve_hider
-        from .hiding.train import CHECKPOINT
+        from .hiding.hiderdir import CHECKPOINT
 
         d = resolve_hider(init)
         init_ck = d / CHECKPOINT if (d / CHECKPOINT).is_dir() else d
@@ -99,14 +98,14 @@ def train_hider_job(train: ImageSet, test: ImageSet | None, secrets: str, mode: 
                           progress=progress, time_limit_s=time_limit_s, init=init_ck)
     if feats is not None and world.is_main:  # how L_LFC's feature network was trained
         from .fsutil import write_json
-        from .hiding.train import SUMMARY
+        from .hiding.hiderdir import SUMMARY
 
         summary["lfc_feature_network"] = lfc_record
         write_json(out / SUMMARY, summary)
     if test is not None and world.is_main:  # the reveal gate on held-out covers, from stored uint8 images
         from .fsutil import write_json
         from .hiding.hiderdir import open_hider
-        from .hiding.train import SUMMARY
+        from .hiding.hiderdir import SUMMARY
         from .protect import reveal_gate
 
         hider, _ = open_hider(out, image_size=train.shape[0])
@@ -118,7 +117,7 @@ def train_hider_job(train: ImageSet, test: ImageSet | None, secrets: str, mode: 
 
 def run_demo(out: Path, force: bool = False, progress: bool = True, **overrides: Any) -> dict:
     """Protect Fashion-MNIST with a CPU-trained hider and compare victims trained on clean vs protected data."""
-    from .evaluation.trainer import result_record, train_victim
+    from .training.trainer import result_record, train_victim
     from .hiding.hiderdir import open_hider, resolve_hider
     from .hiding.profiles import get_hider_profile
     from .profiles import get_profile

@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 from .data import ImageSet
 from .data.storage import release_rows
 from .errors import DeephideError
-from .hiding.budget import clipped_count, quantise_within_budget
+from .ops.budget import clipped_count, quantise_within_budget
+from .ops.metrics import correlation, mse_psnr, psnr, ssim_uint8
 from .runtime import autocast, pick_device
 from .semantic import SecretBank
 
@@ -139,25 +140,14 @@ def reveal(ds: ImageSet, hider: torch.nn.Module, batch_size: int = 256, device: 
     return out
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR (dB) between uint8 arrays of equal shape, over all pixels (inf when identical)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
-
-
 def ssim(a: np.ndarray, b: np.ndarray, batch: int = 1024) -> float:
-    """Mean SSIM (11x11 Gaussian window, kornia) between uint8 (N, H, W, C) arrays."""
-    import kornia
+    """Mean SSIM (11x11 Gaussian window, kornia) between uint8 (N, H, W, C) arrays; a mapped set's pages are
+    released as it goes."""
+    def release(i: int, j: int) -> None:
+        release_rows(a, i, j)
+        release_rows(b, i, j)
 
-    vals = []
-    for i in range(0, a.shape[0], batch):
-        ta = torch.from_numpy(np.array(a[i:i + batch])).permute(0, 3, 1, 2).float().div(255)
-        tb = torch.from_numpy(np.array(b[i:i + batch])).permute(0, 3, 1, 2).float().div(255)
-        win = min(11, ta.shape[-1] - (1 - ta.shape[-1] % 2))
-        vals.append(kornia.metrics.ssim(ta, tb, window_size=win).mean(dim=(1, 2, 3)))
-        release_rows(a, i, i + batch)
-        release_rows(b, i, i + batch)
-    return float(torch.cat(vals).mean())
+    return ssim_uint8(a, b, batch, after_batch=release)
 
 
 def _l0_budget(protected: ImageSet) -> int | None:
@@ -214,7 +204,7 @@ def verify(clean: ImageSet, protected: ImageSet, levels: int = 8, max_listed: in
         "mean_abs_levels": abs_sum / size,
         "frac_at_bound": at_bound / size,
         "l2_mean": float(l2.mean()),
-        "psnr": float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse),
+        "psnr": mse_psnr(mse, 255.0),
         "ssim": ssim(clean.images, protected.images),
         "labels_equal": labels_equal,
         "violations": int(bad.size),
@@ -245,7 +235,6 @@ def reveal_gate(covers: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode
     Example (a fresh hider is the identity, so it reveals nothing):
         reveal_gate(load_dataset("fashion-mnist", "test"), hider, bank, "class")["hides"]  # False
     """
-    from .trace import correlation
 
     if limit is not None and limit < len(covers):
         # a stratified-enough prefix: held-out splits are not sorted by class

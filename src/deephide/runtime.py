@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import platform
 import random
@@ -117,3 +118,23 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+#: the random streams drawn from one run seed, each by its own id (ids are part of every result: never renumber)
+SEED_STREAMS: dict[str, int] = {
+    "epoch_order": 1,      # victim trainer: the sample order of an epoch
+    "data_train": 2,       # victim trainer: a countermeasure's one-off change of the training images
+    "data_test": 3,        # ... and of the test images
+    "augment": 4,          # victim trainer: a step's augmentation draw
+    "global": 5,           # victim trainer: the global RNG at a step (AT's random start)
+    "hider_batch": 7,      # hider training: a step's class-balanced batch and secrets
+    "hider_z": 8,          # hider training: a step's reveal-side z
+    "hider_distortion": 9,  # hider training: a step's distortion between storing and revealing
+}
+
+
+def derive_seed(seed: int, stream: str, *parts: int) -> int:
+    """A 63-bit seed for ``stream`` (a :data:`SEED_STREAMS` name) at ``parts`` (an epoch, a step) of a run seeded
+    ``seed``: stable across runs, processes and platforms, independent between streams and steps."""
+    h = hashlib.blake2b(repr((seed, SEED_STREAMS[stream]) + parts).encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") & ((1 << 63) - 1)

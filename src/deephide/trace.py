@@ -14,16 +14,7 @@ import numpy as np
 import torch
 
 from .errors import DeephideError
-
-
-def correlation(revealed: np.ndarray, logo: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each revealed image (N, H, W, 3) with the logo (H, W, 3): (N,) in [-1, 1]."""
-    r = revealed.reshape(revealed.shape[0], -1).astype(np.float64)
-    g = logo.reshape(-1).astype(np.float64)
-    r = r - r.mean(1, keepdims=True)
-    g = g - g.mean()
-    den = np.linalg.norm(r, axis=1) * np.linalg.norm(g)
-    return np.where(den > 0, r @ g / np.maximum(den, 1e-12), 0.0)
+from .ops.metrics import correlation
 
 
 def trace_scores(images: np.ndarray, hider: torch.nn.Module, logo: np.ndarray, batch_size: int = 256,

@@ -19,11 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..data import ImageSet
-from ..registry import Registry
-
-ATTACKS: Registry = Registry("attack")
-
-# attacks register themselves on import (ATTACKS above must exist first)
+# attacks register themselves in ATTACKS when imported
 from . import isgan as _isgan  # noqa: F401
 from . import minmin as _minmin  # noqa: F401
 from . import ops as _ops  # noqa: F401
@@ -31,6 +27,7 @@ from . import semantic_added as _semantic_added  # noqa: F401
 from . import synthetic as _synthetic  # noqa: F401
 from .base import finish_attack, start_attack
 from .profiles import ATTACK_PROFILES, attack_profile
+from .registry import ATTACKS
 
 
 def run_attack(name: str, train: ImageSet, **kw: Any) -> ImageSet:

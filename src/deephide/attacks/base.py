@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..data import ImageSet
 from ..errors import DeephideError
-from ..hiding.budget import quantise_within_budget
+from ..ops.budget import quantise_within_budget
 from ..runtime import bf16_supported, pick_device, seed_everything, versions
 from .profiles import attack_profile
 

@@ -20,15 +20,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..data import ImageSet
 from ..errors import DeephideError
+from ..ops.metrics import mse_psnr, ssim_map
 from ..runtime import autocast
-from . import ATTACKS
+from .registry import ATTACKS
 from .base import AttackRun, finish_attack, start_attack
 from .semantic_added import LUMA, secret_bank
 
@@ -95,10 +95,7 @@ class ISGANDecoder(nn.Module):
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mean SSIM (Gaussian window, 11 px or the largest odd size that fits), differentiable; (N, 1, H, W)."""
-    import kornia
-
-    win = min(11, a.shape[-1] - (1 - a.shape[-1] % 2), a.shape[-2] - (1 - a.shape[-2] % 2))
-    return kornia.metrics.ssim(a, b, window_size=max(3, win)).mean()
+    return ssim_map(a, b).mean()
 
 
 def mixed_loss(a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -173,13 +170,13 @@ def train_isgan(run: AttackRun, secrets_y: torch.Tensor, assign: torch.Tensor) -
 def reveal_psnr_after_budget(run: AttackRun, enc: ISGANEncoder, dec: ISGANDecoder, secrets_y: torch.Tensor,
                              assign: torch.Tensor, n: int = 256) -> float:
     """PSNR (dB) of secrets revealed from the first ``n`` *projected, quantised* protected images."""
-    from ..hiding.budget import quantise_within_budget
+    from ..ops.budget import quantise_within_budget
 
     c = run.train.tensor(run.device)[:n]
     sec = secrets_y[assign[:c.shape[0]]]
     q = quantise_within_budget(_stego(enc, c.float().div(255), sec, run), c, run.levels).float().div(255)
     mse = float(F.mse_loss(_reveal(dec, q, run), sec))
-    return float("inf") if mse == 0 else round(float(10 * np.log10(1.0 / mse)), 3)
+    return round(mse_psnr(mse), 3)
 
 
 @ATTACKS.register("ISGAN", help="ISGAN hider (Y-channel steganography, Zhang et al. 2019) instead of the INN (Table H)")

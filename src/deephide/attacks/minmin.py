@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from ..data import ImageSet
-from ..evaluation.augment import random_crop_flip
-from . import ATTACKS
+from ..training.augment import random_crop_flip
+from .registry import ATTACKS
 from .base import (
     AttackRun,
     classwise,

@@ -19,7 +19,7 @@ import torch
 
 from ..data import ImageSet
 from ..errors import DeephideError
-from . import ATTACKS
+from .registry import ATTACKS
 from .base import AttackRun, finish_attack, start_attack
 
 

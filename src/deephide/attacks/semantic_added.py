@@ -18,7 +18,7 @@ import torch
 
 from ..data import ImageSet
 from ..errors import DeephideError
-from . import ATTACKS
+from .registry import ATTACKS
 from .base import AttackRun, finish_attack, start_attack
 
 LUMA = (0.299, 0.587, 0.114)

@@ -14,7 +14,7 @@ import torch
 
 from ..data import ImageSet
 from ..errors import DeephideError
-from . import ATTACKS
+from .registry import ATTACKS
 from .base import AttackRun, classwise, finish_attack, samplewise, start_attack
 
 

@@ -7,7 +7,8 @@ Importing this package registers every entry (and does nothing else). Build one 
 from __future__ import annotations
 
 from . import adversarial, augment, pixel  # noqa: F401  (registration)
-from .base import COUNTERMEASURES, STAGES, Countermeasure, build_countermeasure
+from .base import STAGES, Countermeasure, build_countermeasure
+from .registry import COUNTERMEASURES
 
 # The paper's 13 columns (Table 1 ff.), in the paper's order, names exactly as registered.
 PAPER_COLUMNS: list[str] = ["Vanilla", "Cutout", "CutMix", "Mixup", "MeanF", "MedianF", "BDR", "Gray",

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DeephideError
-from .base import COUNTERMEASURES, Countermeasure
+from .base import Countermeasure
+from .registry import COUNTERMEASURES
 
 
 def pgd_linf(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,

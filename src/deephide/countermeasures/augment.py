@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DeephideError
-from .base import (COUNTERMEASURES, Countermeasure, box_mask, centred_box, cpu_randint,
+from .base import (Countermeasure, box_mask, centred_box, cpu_randint,
                    register_variant, seeded_global_rng)
+from .registry import COUNTERMEASURES
 
 # ---------------------------------------------------------------------------------------------
 # Cutout (DeVries & Taylor 2017)

@@ -7,7 +7,7 @@ where it acts (``stage``):
 - ``"batch"``: on every training batch, after the standard crop/flip (Cutout, CutMix, Mixup, noise).
 - ``"step"``: inside the training step, with access to the model (adversarial training).
 
-The victim trainer (``deephide.evaluation.trainer``) calls exactly the methods below.
+The victim trainer (``deephide.training.trainer``) calls exactly the methods below.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import DeephideError
-from ..registry import Registry
+from .registry import COUNTERMEASURES
 
 STAGES = ("data", "batch", "step")
 
@@ -73,9 +73,6 @@ class Countermeasure:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{self.name}({args})"
-
-
-COUNTERMEASURES: Registry[Callable[..., Countermeasure]] = Registry("countermeasure")
 
 
 def build_countermeasure(name: str, test_transform: bool | None = None, **params: Any) -> Countermeasure:

@@ -18,8 +18,9 @@ import torch
 from PIL import Image
 
 from ..errors import DeephideError
-from .base import (COUNTERMEASURES, Countermeasure, check_images, chunk_slices, map_uint8_chunks,
+from .base import (Countermeasure, check_images, chunk_slices, map_uint8_chunks,
                    register_variant, safe_border, to_uint8)
+from .registry import COUNTERMEASURES
 
 
 @COUNTERMEASURES.register("Vanilla")

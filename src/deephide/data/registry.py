@@ -139,3 +139,16 @@ def load_dataset(spec: str, split: str = "train", mmap: bool = False) -> ImageSe
     prov = {"loader": name, "path": path, "split": split, "options": options, "spec": spec}
     prov.update(ds.provenance)  # loader-specific details (files, skipped, ...) win
     return _dc_replace(ds, provenance=prov, source=spec)
+
+
+def test_spec_for(train_spec: str, train: ImageSet | None = None) -> str | None:
+    """The test set that goes with the training set ``train_spec``: the spec itself when it names a registered
+    loader (its test split; not the ``file`` loader, and not a path that exists on disk), else the ``test_spec``
+    the stored set recorded (``train``'s provenance), else None."""
+    try:
+        loader, _, _ = parse_spec(train_spec)
+    except DeephideError:
+        loader = None
+    if loader is not None and loader != PATH_LOADER and not os.path.exists(train_spec):
+        return train_spec
+    return train.provenance.get("test_spec") if train is not None else None

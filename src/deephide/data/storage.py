@@ -32,7 +32,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DeephideError
+from ..errors import DeephideError, error_line
 from ..fsutil import atomic_dir, atomic_file, check_new_output, write_json
 from .imageset import ImageSet
 
@@ -145,9 +145,9 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
             raise DeephideError(f"{path}: contains object arrays (refused: they need pickle to load)") from None
         if "pickle" in text:
             raise DeephideError(f"{path}: is a pickle, not an .npz archive (refused)") from None
-        raise DeephideError(f"{path}: not a readable .npz archive ({_first_line(e)})") from None
+        raise DeephideError(f"{path}: not a readable .npz archive ({error_line(e, 120)})") from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise DeephideError(f"{path}: not a readable .npz archive ({_first_line(e)})") from None
+        raise DeephideError(f"{path}: not a readable .npz archive ({error_line(e, 120)})") from None
 
 
 def _memory_bytes() -> int | None:
@@ -247,11 +247,6 @@ def default_class_names(labels: np.ndarray) -> tuple[str, ...]:
     return tuple(f"class_{i}" for i in range(k))
 
 
-def _first_line(e: BaseException, limit: int = 120) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:limit]
-
-
 def _json_safe(obj: Any, where: str) -> Any:
     """Round-trip ``obj`` through JSON now, so a bad provenance fails before anything is written."""
     from ..fsutil import _json_default
@@ -259,7 +254,7 @@ def _json_safe(obj: Any, where: str) -> Any:
     try:
         return json.loads(json.dumps(obj, default=_json_default))
     except (TypeError, ValueError) as e:
-        raise DeephideError(f"{where}: provenance is not JSON-serialisable ({_first_line(e)})") from None
+        raise DeephideError(f"{where}: provenance is not JSON-serialisable ({error_line(e, 120)})") from None
 
 
 # ---------------------------------------------------------------- stored ImageSet
@@ -357,7 +352,7 @@ def _read_manifest(mpath: Path) -> dict[str, Any]:
     try:
         m = json.loads(mpath.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as e:
-        raise DeephideError(f"{mpath}: cannot read ({_first_line(e)})") from None
+        raise DeephideError(f"{mpath}: cannot read ({error_line(e, 120)})") from None
     except json.JSONDecodeError as e:
         raise DeephideError(f"{mpath}: not valid JSON (line {e.lineno}: {e.msg})") from None
     if not isinstance(m, dict):
@@ -415,7 +410,7 @@ def _read_npy(path: Path, mmap: bool = False) -> np.ndarray:
         shape, fortran, dtype, header_len, declared = header
         held = path.stat().st_size - header_len
     except (OSError, ValueError, EOFError, SyntaxError, TypeError) as e:
-        raise DeephideError(f"{path}: not a readable .npy file ({_first_line(e)})") from None
+        raise DeephideError(f"{path}: not a readable .npy file ({error_line(e, 120)})") from None
     if dtype.hasobject:
         raise DeephideError(f"{path}: object array (refused: it needs pickle to load)")
     if fortran:
@@ -428,7 +423,7 @@ def _read_npy(path: Path, mmap: bool = False) -> np.ndarray:
             return np.load(path, mmap_mode="r", allow_pickle=False)
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise DeephideError(f"{path}: not a readable .npy file ({_first_line(e)})") from None
+        raise DeephideError(f"{path}: not a readable .npy file ({error_line(e, 120)})") from None
 
 
 def _require(m: dict[str, Any], key: str, ok: Any, what: str, mpath: Path) -> None:
@@ -512,10 +507,10 @@ def _read_label_file(root: Path) -> tuple[np.ndarray, Path]:
     except DeephideError:
         raise
     except ValueError as e:
-        msg = "contains object arrays (refused)" if "pickle" in str(e).lower() else f"not readable ({_first_line(e)})"
+        msg = "contains object arrays (refused)" if "pickle" in str(e).lower() else f"not readable ({error_line(e, 120)})"
         raise DeephideError(f"{p}: {msg}") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise DeephideError(f"{p}: not readable ({_first_line(e)})") from None
+        raise DeephideError(f"{p}: not readable ({error_line(e, 120)})") from None
     return a, p
 
 
@@ -581,7 +576,7 @@ def _png_array(p: Path) -> tuple[np.ndarray, str]:
         raise
     except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as e:
-        raise DeephideError(f"{p}: unreadable image ({_first_line(e)})") from None
+        raise DeephideError(f"{p}: unreadable image ({error_line(e, 120)})") from None
     return (a[..., None] if a.ndim == 2 else a), mode
 
 
@@ -648,7 +643,7 @@ def _read_classes(root: Path) -> tuple[str, ...] | None:
     try:
         lines = p.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
-        raise DeephideError(f"{p}: not readable ({_first_line(e)})") from None
+        raise DeephideError(f"{p}: not readable ({error_line(e, 120)})") from None
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:

@@ -45,7 +45,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import DeephideError
+from ..errors import DeephideError, error_line
 from ..fsutil import _json_default, write_json
 
 log = logging.getLogger(__name__)
@@ -465,7 +465,7 @@ def run_cell(cell: dict[str, Any], progress: bool = False,
              trainer: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
     """Train the victim of one cell and return its results line (a JSON-able dict)."""
     from ..countermeasures import build_countermeasure
-    from .trainer import result_record, train_victim
+    from ..training.trainer import result_record, train_victim
 
     trainer = trainer or train_victim
     specs = cell.get("resolved") or {"train": cell["train"], "test": cell["test"], "clean": cell["clean"]}
@@ -622,11 +622,6 @@ def _say(progress: bool, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[-1] if text else ''}"[:300]
-
-
 def _run_local(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSummary, progress: bool) -> None:
     for i, cell in enumerate(cells, 1):
         t0 = time.perf_counter()
@@ -718,7 +713,7 @@ def _run_ray(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSu
             ray.init(**kw)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise DeephideError(f"ray: cannot connect to cluster at {address or '(new local cluster)'}: "
-                                f"{_first_line(e)}") from None
+                                f"{error_line(e, 300, with_type=True)}") from None
     try:
         res = cfg.resources
         opts: dict[str, Any] = {"num_cpus": res["cpus"], "max_retries": 1}
@@ -736,8 +731,8 @@ def _run_ray(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSu
                     try:
                         line = ray.get(ref)
                     except Exception as e:  # a task's error arrives wrapped; record it, keep the others going
-                        summary.failed.append((cell["key"], _first_line(e)))
-                        _say(progress, f"[{done_n}/{len(cells)}] {_describe(cell)}: FAILED: {_first_line(e)}")
+                        summary.failed.append((cell["key"], error_line(e, 300, with_type=True)))
+                        _say(progress, f"[{done_n}/{len(cells)}] {_describe(cell)}: FAILED: {error_line(e, 300, with_type=True)}")
                         continue
                     writer.append(line)
                     summary.ran += 1

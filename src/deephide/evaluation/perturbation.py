@@ -21,7 +21,7 @@ import torch
 
 from ..data import ImageSet
 from ..errors import DeephideError
-from ..hiding.wavelets import SUBBANDS, dwt
+from ..ops.wavelets import SUBBANDS, dwt
 
 
 def _delta(clean: ImageSet, protected: ImageSet, sl: slice) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..errors import DeephideError
+from ..errors import DeephideError, error_line
 from ..fsutil import atomic_dir, write_json
 from .inn import Hider, HiderConfig
 
@@ -111,7 +111,7 @@ def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(file), device="cpu")
     except Exception as e:  # safetensors raises its own error types for corrupt headers
-        raise DeephideError(f"{file}: unreadable safetensors ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise DeephideError(f"{file}: unreadable safetensors ({error_line(e)})") from None
 
 
 def load_hider(path: str | os.PathLike, image_size: int | None = None,

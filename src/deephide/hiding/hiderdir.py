@@ -1,4 +1,5 @@
-"""Open a trained hider directory (``train-hider --out``): the hider, its bank and its record."""
+"""A hider directory (``train-hider --out``, or a shipped hider): its layout, and opening it (the hider, its bank
+and its record)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,16 @@ from ..errors import DeephideError
 from .checkpoint import load_hider, read_checkpoint
 from .inn import Hider
 
+
+# the layout of a hider directory, the one place it is defined
+CHECKPOINT = "checkpoint"      # weights + optimizer + training state (hiding.checkpoint)
+BANK = "bank"                  # the secret bank it hides (semantic.store)
+LOG = "log.jsonl"              # one line per logged training step
+SUMMARY = "summary.json"       # the training summary and the reveal gate
+SNAPSHOTS = "snapshots"        # snapshots/N: weights at step N (learning-curve points)
+CARD = "card.json"             # a shipped hider's card (card.md beside it)
+#: what a train-hider output directory may hold (`--force` wipes only such a directory)
+HIDER_DIR_ENTRIES = {CHECKPOINT, BANK, LOG, SUMMARY, SNAPSHOTS}
 
 #: Hiders shipped with the package (``protect --hider NAME``): one train-hider directory each, with its card.
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "hiders"
@@ -37,7 +48,6 @@ def resolve_hider(path: str | Path) -> Path:
 def open_hider(path: str | Path, image_size: int | None = None, device: str = "cpu") -> tuple[Hider, dict[str, Any]]:
     """The hider in ``path`` (a train-hider output, a bare checkpoint dir or a shipped hider's name) and a
     JSON description."""
-    from .train import CHECKPOINT, SUMMARY
 
     path = resolve_hider(path)
     ck = path / CHECKPOINT if (path / CHECKPOINT).is_dir() else path
@@ -57,7 +67,6 @@ def open_hider(path: str | Path, image_size: int | None = None, device: str = "c
 
 def hider_bank_dir(path: str | Path) -> Path | None:
     """The secret bank saved next to a hider, if any."""
-    from .train import BANK
 
     try:
         d = resolve_hider(path) / BANK

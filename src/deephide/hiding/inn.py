@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from ..errors import DeephideError
-from .budget import bounded_perturbation
-from .wavelets import dwt, iwt
+from ..ops.budget import bounded_perturbation
+from ..ops.wavelets import dwt, iwt
 
 
 GREY_COVERS = ("rgb", "shared")
@@ -209,7 +209,7 @@ class Hider(nn.Module):
 
     ``hide(cover, secret)`` and ``reveal(stego, z)`` take float images (N, C, S, S) in [0, 1]
     with C = ``config.channels`` and S = ``config.image_size``. With ``config.eps_levels`` set, ``hide``
-    keeps the budget itself (smooth map, :func:`deephide.hiding.budget.bounded_perturbation`); protect
+    keeps the budget itself (smooth map, :func:`deephide.ops.budget.bounded_perturbation`); protect
     still projects and quantises as the hard guarantee.
     """
 

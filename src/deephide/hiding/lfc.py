@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..data import ImageSet
-from ..errors import DeephideError
+from ..errors import DeephideError, error_line
 from ..fsutil import atomic_file, write_json
 from ..models import build_model
 
@@ -49,7 +49,7 @@ def feature_model(train: ImageSet, test: ImageSet, profile: str = "cpu", model: 
     record: a dict to fill with how the network was trained (model, iterations, batch size, epochs,
     clean test accuracy, cached or not), for the hider's summary.
     """
-    from ..evaluation.trainer import data_fingerprint, result_record, train_victim
+    from ..training.trainer import data_fingerprint, result_record, train_victim
     from ..profiles import get_profile
 
     prof = get_profile("victim", profile, iterations=iterations)
@@ -69,9 +69,9 @@ def feature_model(train: ImageSet, test: ImageSet, profile: str = "cpu", model: 
         try:
             net.load_state_dict(load_file(str(wfile)))
         except Exception as e:  # corrupt or foreign file: a one-line error, not a traceback
-            raise DeephideError(f"{wfile}: cached feature model unusable ({str(e).splitlines()[0]}); delete it to retrain") from None
+            raise DeephideError(f"{wfile}: cached feature model unusable ({error_line(e)}); delete it to retrain") from None
     else:
-        from ..distributed import current
+        from ..training.distributed import current
 
         res = train_victim(train, test, model, prof, seed=seed, device=device, progress=progress)
         net = res["model_state"].cpu()

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DeephideError
-from .wavelets import lowpass
+from ..ops.wavelets import lowpass
 
 #: Loss terms known to :func:`total_loss`, in logging order.
 TERMS: tuple[str, ...] = ("hide", "reveal", "freq", "lfc", "use")

@@ -7,7 +7,7 @@ Layout of a hider directory (what ``deephide train-hider --out DIR`` writes, ``p
   DIR/summary.json  final numbers, full profile, seed, versions, timing (+ the reveal gate, pipeline)
   DIR/snapshots/N/  weights at the profile's ``snapshot_at`` iterations (learning-curve points)
 
-Under torchrun (``deephide.distributed``) every rank draws the same class-balanced global batch and
+Under torchrun (``deephide.launch``) every rank draws the same class-balanced global batch and
 trains on its contiguous shard (whole classes per rank, so L_LFC keeps its same-class pairs); DDP
 averages the gradients, rank 0 alone writes the directory. One process runs exactly as before.
 On a GPU covers and secrets are moved to the device once and stay there.
@@ -26,31 +26,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import distributed
+from ..training import distributed
 from ..data import ImageSet
 from ..errors import DeephideError
 from ..fsutil import write_json
-from ..runtime import amp_dtype, autocast, pick_device, seed_everything, tune_for, versions
+from ..runtime import amp_dtype, autocast, derive_seed, pick_device, seed_everything, tune_for, versions
 from ..semantic import SecretBank
-from .budget import clipped_count, project_to_budget, quantise_within_budget
+from ..ops.metrics import psnr
+from ..ops.budget import clipped_count, project_to_budget, quantise_within_budget
 from .checkpoint import load_hider, load_training_state, read_checkpoint, save_hider
 from .distortions import check_distortions, distort
 from .inn import Hider
 from .losses import freq_loss, hide_loss, lfc_loss, reveal_loss, total_loss, use_loss
+from .hiderdir import CHECKPOINT, LOG, SNAPSHOTS, SUMMARY
 from .profiles import hider_config, loss_weights
-
-CHECKPOINT = "checkpoint"
-BANK = "bank"
-LOG = "log.jsonl"
-SUMMARY = "summary.json"
-SNAPSHOTS = "snapshots"
-
-
-def _mix(seed: int, *parts: int) -> int:
-    import hashlib
-
-    h = hashlib.blake2b(repr((seed,) + parts).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") & ((1 << 63) - 1)
 
 
 def balanced_batch(labels_by_class: list[np.ndarray], per_class: int, n_classes_batch: int,
@@ -101,12 +90,6 @@ def loss_shares(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> di
     w = {k: abs(float(weights.get(k, 0.0))) * abs(float(v.detach())) for k, v in terms.items()}
     tot = sum(w.values()) or 1.0
     return {f"share_{k}": v / tot for k, v in w.items()}
-
-
-def psnr_t(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR (dB) of float images in [0, 1]; capped at 100 dB so that averages over steps stay finite."""
-    mse = float(torch.mean((a.float() - b.float()) ** 2))
-    return 100.0 if mse <= 1e-10 else 10 * math.log10(1.0 / mse)
 
 
 class HideRevealStep(torch.nn.Module):
@@ -248,12 +231,12 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
             if time_limit_s is not None and distributed.any_rank(time.perf_counter() - t0 > time_limit_s, world):
                 stopped = "time_limit"
                 break
-            rng = np.random.default_rng(_mix(seed, 7, it))
+            rng = np.random.default_rng(derive_seed(seed, "hider_batch", it))
             idx = balanced_batch(by_class, per_class, n_cls, rng)  # the global batch: the same on every rank
             sidx = _secret_index(bank, train.labels[idx], mode, rng)
             z = None
             if profile.get("z_noise") == "gauss":  # drawn for the whole global batch: each rank keeps its rows
-                gz = torch.Generator().manual_seed(_mix(seed, 8, it))
+                gz = torch.Generator().manual_seed(derive_seed(seed, "hider_z", it))
                 z = torch.randn((idx.size, hider.dwt_channels, h // 2, w // 2), generator=gz)[part].to(dev)
             idx, sidx = idx[part], sidx[part]
             labels = train.labels[idx]
@@ -264,7 +247,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                 g["lr"] = profile["lr"] * profile["lr_gamma"] ** (it // profile["lr_step_every"])
             with autocast(dev, use_bf16):
                 # the same draw on every rank and on resume: seeded by (seed, iteration)
-                gd = torch.Generator().manual_seed(_mix(seed, 9, it)) if dist_names else None
+                gd = torch.Generator().manual_seed(derive_seed(seed, "hider_distortion", it)) if dist_names else None
                 raw, stored, secret_hat, target = step(cover, secret, z, gd)
             # L_hide bounds the INN's own output (before the budget map: it keeps the map out of saturation);
             # every other term sees exactly what protect stores
@@ -301,7 +284,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
             with torch.no_grad():
                 vals.update(budget_stats(raw, hider.bound(raw, cover), cover, eps))
                 vals.update(loss_shares(terms, weights))
-                vals.update(psnr_stego=psnr_t(stored, cover), reveal_psnr=psnr_t(secret_hat.clamp(0, 1), target))
+                vals.update(psnr_stego=psnr(stored, cover, cap=100.0), reveal_psnr=psnr(secret_hat.clamp(0, 1), target, cap=100.0))
             for k, v in vals.items():
                 acc.setdefault(k, []).append(v)
             bar.update(1)

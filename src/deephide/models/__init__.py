@@ -19,20 +19,15 @@ from __future__ import annotations
 import operator
 
 from ..errors import DeephideError
-from ..registry import Registry
-from .airbench import airbench
+# model files register their factories in MODELS when imported
+from . import airbench as _airbench  # noqa: F401
+from . import densenet as _densenet  # noqa: F401
+from . import fastcnn as _fastcnn  # noqa: F401
+from . import resnet as _resnet  # noqa: F401
+from . import vgg as _vgg  # noqa: F401
+from . import vit as _vit  # noqa: F401
 from .base import IMAGENET_STEM_MIN_SIZE, VictimNet, count_parameters, uses_imagenet_stem
-from .densenet import densenet121
-from .fastcnn import fastcnn
-from .resnet import resnet18, resnet20, resnet50
-from .vgg import vgg19
-from .vit import vit
-
-MODELS: Registry = Registry("model")
-
-for _fn in (resnet18, resnet50, vgg19, densenet121, vit, resnet20, airbench, fastcnn):
-    MODELS.register(_fn.__name__)(_fn)
-del _fn
+from .registry import MODELS
 
 # Below this, a CIFAR-style net's feature map would shrink under one pixel (ResNet-18: /8, airbench: /~10).
 MIN_IMAGE_SIZE = 16

@@ -14,6 +14,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .base import VictimNet, uses_imagenet_stem
+from .registry import MODELS
 
 
 class ConvGroup(nn.Module):
@@ -81,6 +82,7 @@ class AirbenchNet(VictimNet):
         return self.layers(self.stem(x))
 
 
+@MODELS.register("airbench")
 def airbench(num_classes: int, in_channels: int, image_size: int) -> AirbenchNet:
     """airbench94-style net (conv-BN-GELU groups 64/256/256, max-pools, 1/9-scaled head); 2.0M params, fast on CPU."""
     return AirbenchNet(num_classes, in_channels, image_size)

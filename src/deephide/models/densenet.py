@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import VictimNet, uses_imagenet_stem
+from .registry import MODELS
 
 
 class DenseLayer(nn.Module):
@@ -84,6 +85,7 @@ class DenseNet(VictimNet):
         return F.relu(self.bn(self.layers(self.stem(x))))
 
 
+@MODELS.register("densenet121")
 def densenet121(num_classes: int, in_channels: int, image_size: int) -> DenseNet:
     """DenseNet-121, CIFAR variant (pytorch-cifar/REM; growth 32, ImageNet stem at >=128 px); 7.0M params."""
     return DenseNet((6, 12, 24, 16), 32, num_classes, in_channels, image_size)

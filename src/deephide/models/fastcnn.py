@@ -16,6 +16,7 @@ from torch import nn
 
 from .airbench import AirbenchNet
 from .base import uses_imagenet_stem
+from .registry import MODELS
 
 
 class FastCNN(AirbenchNet):
@@ -29,6 +30,7 @@ class FastCNN(AirbenchNet):
         super().__init__(num_classes, in_channels, image_size, widths, stem_width, stem=stem)
 
 
+@MODELS.register("fastcnn")
 def fastcnn(num_classes: int, in_channels: int, image_size: int) -> FastCNN:
     """CPU-scale grid victim: 2x2 stride-2 stem + conv groups 64/128 (airbench-style); 0.28M params."""
     return FastCNN(num_classes, in_channels, image_size)

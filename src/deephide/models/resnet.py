@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import VictimNet, uses_imagenet_stem
+from .registry import MODELS
 
 
 def _stem(in_channels: int, width: int, image_size: int) -> nn.Sequential:
@@ -157,16 +158,19 @@ class CifarResNet(VictimNet):
         return self.layers(self.stem(x))
 
 
+@MODELS.register("resnet18")
 def resnet18(num_classes: int, in_channels: int, image_size: int) -> ResNet:
     """ResNet-18, CIFAR-style (pytorch-cifar/REM; ImageNet stem at >=128 px); 11.2M params."""
     return ResNet(BasicBlock, (2, 2, 2, 2), num_classes, in_channels, image_size)
 
 
+@MODELS.register("resnet50")
 def resnet50(num_classes: int, in_channels: int, image_size: int) -> ResNet:
     """ResNet-50 (bottleneck), CIFAR-style (pytorch-cifar/REM; ImageNet stem at >=128 px); 23.5M params."""
     return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, in_channels, image_size)
 
 
+@MODELS.register("resnet20")
 def resnet20(num_classes: int, in_channels: int, image_size: int) -> CifarResNet:
     """ResNet-20 (He et al. CIFAR, 16/32/64 widths, option-A shortcuts); 0.27M params, fast on CPU."""
     return CifarResNet(3, num_classes, in_channels, image_size)

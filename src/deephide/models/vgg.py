@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .base import VictimNet
+from .registry import MODELS
 
 # Conv widths; "M" is a 2x2 max-pool. The final "M" lives in ``pool`` so ``features`` keeps the map.
 VGG19_CFG: tuple[int | str, ...] = (
@@ -42,6 +43,7 @@ class VGG(VictimNet):
         return self.layers(x)
 
 
+@MODELS.register("vgg19")
 def vgg19(num_classes: int, in_channels: int, image_size: int) -> VGG:
     """VGG-19 with BatchNorm (pytorch-cifar/REM; one linear head); 20.0M params."""
     return VGG(VGG19_CFG, num_classes, in_channels, image_size)

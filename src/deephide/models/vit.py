@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ..errors import DeephideError
 from .base import VictimNet, uses_imagenet_stem
+from .registry import MODELS
 
 
 class Attention(nn.Module):
@@ -98,6 +99,7 @@ class ViT(VictimNet):
         return tokens.transpose(1, 2).reshape(n, dim, self.grid, self.grid)
 
 
+@MODELS.register("vit")
 def vit(num_classes: int, in_channels: int, image_size: int) -> ViT:
     """Small ViT (dim 384, depth 7, 8 heads, patch 4 at 32 / 16 at 224, mean-token head); 8.3M params."""
     return ViT(num_classes, in_channels, image_size)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import DeephideError
-from . import SEMANTIC_SOURCES
+from .registry import SEMANTIC_SOURCES
 from .bank import SecretBank
 from .options import Options
 from .pool import emoji_rgba, load_pool

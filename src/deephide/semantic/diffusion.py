@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..errors import DeephideError
+from ..errors import DeephideError, error_line
 from .render import render_member
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def load_pipeline(model_dir: str | None, controlnet_dir: str | None, device: str
                 str(root), controlnet=controlnet, safety_checker=None, feature_extractor=None,
                 requires_safety_checker=False, torch_dtype=dtype, local_files_only=True)
     except (OSError, ValueError, TypeError) as e:
-        raise DeephideError(f"model_dir={root}: cannot load the pipeline ({str(e).splitlines()[0][:200]})") from None
+        raise DeephideError(f"model_dir={root}: cannot load the pipeline ({error_line(e)})") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(dev)
 
@@ -86,7 +86,7 @@ def generate_diffusion(plan: "Plan", size: int, count: int, seed: int, prompts: 
     import torch
     from PIL import Image
 
-    from .sig import background_for
+    from .render import background_for
 
     pipe = load_pipeline(model_dir, controlnet_dir, device)
     # SD latents are 1/8 of the image side (smaller test VAEs divide less; 8 suits both)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import DeephideError
-from . import SEMANTIC_SOURCES
+from .registry import SEMANTIC_SOURCES
 from .bank import SecretBank
 
 if TYPE_CHECKING:

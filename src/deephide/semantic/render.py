@@ -135,3 +135,13 @@ def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     g = np.choose(i, [t, v, v, q, p, p])
     b = np.choose(i, [p, p, t, v, v, q])
     return np.stack([r, g, b], axis=-1)
+
+
+def background_for(background: str, k: int, seed: int, rng: np.random.Generator) -> tuple[int, int, int]:
+    """The background of a member of class ``k``: ``class`` fixed per class, ``white``, or ``varied`` (a random
+    light colour per member, drawn from ``rng``)."""
+    if background == "white":
+        return (255, 255, 255)
+    if background == "varied":
+        return class_background(int(rng.integers(1 << 30)), seed)
+    return class_background(k, seed)

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ..errors import DeephideError
-from . import SEMANTIC_SOURCES
+from .registry import SEMANTIC_SOURCES
 from .assign import Assignment, assign_classes
 from .bank import SecretBank
 from .options import Options
 from .pool import EmojiPool, emoji_rgba, load_pool
-from .render import class_background, render_member
+from .render import background_for, render_member
 from .text import DEFAULT_ENCODER, encode_texts
 
 if TYPE_CHECKING:  # type only: importing deephide.data pulls in every loader
@@ -144,15 +144,6 @@ def _render_one(plan: Plan, k: int, j: int, size: int, mseed: int, variation: fl
     rng = np.random.default_rng(mseed)
     bg = background_for(background, k, seed, rng)
     return render_member(plan.anchor_rgba(k), size, bg, rng if j > 0 else None, variation, outline)
-
-
-def background_for(background: str, k: int, seed: int, rng: np.random.Generator) -> tuple[int, int, int]:
-    """class: fixed per class; white; varied: a random light colour per member."""
-    if background == "white":
-        return (255, 255, 255)
-    if background == "varied":
-        return class_background(int(rng.integers(1 << 30)), seed)
-    return class_background(k, seed)
 
 
 def _diffusion_options(o: Options) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DeephideError
+from ..errors import DeephideError, error_line
 from ..fsutil import atomic_dir, write_json
 from .bank import SecretBank
 
@@ -55,7 +55,7 @@ def load_bank(in_dir: str | Path) -> SecretBank:
         with np.load(arr_path, allow_pickle=False) as z:
             images, group = z["images"], z["group"]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
-        raise DeephideError(f"{arr_path}: unreadable secret arrays ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise DeephideError(f"{arr_path}: unreadable secret arrays ({error_line(e)})") from None
     if group.dtype.kind not in "iu":
         raise DeephideError(f"{arr_path}: group ids must be integers, got {group.dtype}")
     if images.shape[0] != man.get("count") or list(images.shape[1:]) != man.get("shape"):

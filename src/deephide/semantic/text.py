@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import DeephideError
+from ..errors import DeephideError, error_line
 
 DEFAULT_ENCODER = "minilm"
 
@@ -260,5 +260,5 @@ def _load_clip(path: str):
         model = CLIPModel.from_pretrained(path, local_files_only=True).eval()
         tok = CLIPTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as e:
-        raise DeephideError(f"encoder=clip:{path}: cannot load a CLIP model there ({str(e).splitlines()[0]})") from None
+        raise DeephideError(f"encoder=clip:{path}: cannot load a CLIP model there ({error_line(e)})") from None
     return model, tok

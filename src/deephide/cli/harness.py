@@ -1,4 +1,4 @@
-"""CLI handlers for ``deephide grid`` and ``deephide report`` (wired into deephide.cli).
+"""``deephide grid`` and ``deephide report``: the evaluation harness's commands.
 
 Importing this module is cheap: the grid and report machinery (torch, ray, matplotlib) loads
 inside the handlers.
@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from ..errors import DeephideError
+from .dispatch import command
 
 
 def add_grid_parser(sub: Any) -> argparse.ArgumentParser:
@@ -24,7 +25,6 @@ def add_grid_parser(sub: Any) -> argparse.ArgumentParser:
     g.add_argument("--address", help="Ray cluster address (e.g. 127.0.0.1:6379 or auto); default: a new local cluster")
     g.add_argument("--dry-run", action="store_true", help="list the cells and whether each is done; train nothing")
     g.add_argument("--quiet", action="store_true", help="no progress output")
-    g.set_defaults(handler=cmd_grid)
     return g
 
 
@@ -43,13 +43,13 @@ def add_report_parser(sub: Any) -> argparse.ArgumentParser:
     r.add_argument("--samples", nargs="+", metavar="SPEC",
                    help="CLEAN_SPEC PROTECTED_SPEC [HIDER_DIR]: add a figure of sample images")
     r.add_argument("--force", action="store_true", help="replace an existing output directory")
-    r.set_defaults(handler=cmd_report)
     return r
 
 
+@command("grid")
 def cmd_grid(args: argparse.Namespace) -> int:
     """``deephide grid``: run (or with --dry-run, list) the grid's cells."""
-    from .grid import grid_status, run_grid
+    from ..evaluation.grid import grid_status, run_grid
 
     if args.dry_run:
         cells = grid_status(args.config)
@@ -68,9 +68,10 @@ def _default_report_dir(results: str) -> str:
     return (results[:-6] if results.endswith(".jsonl") else results) + "-report"
 
 
+@command("report")
 def cmd_report(args: argparse.Namespace) -> int:
     """``deephide report``: write the report directory and print where index.html is."""
-    from .report import make_report
+    from ..evaluation.report import make_report
 
     if args.samples is not None and not 2 <= len(args.samples) <= 3:
         raise DeephideError("--samples: give CLEAN_SPEC PROTECTED_SPEC [HIDER_DIR]")

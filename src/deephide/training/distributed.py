@@ -1,9 +1,8 @@
-"""Multi-process training under ``torchrun``: DistributedDataParallel, gloo on CPU, NCCL on GPU.
+"""Multi-process training under ``torchrun``: the collective helpers (DistributedDataParallel, gloo on CPU,
+NCCL on GPU) that the victim trainer and hider training call. The entry point is ``deephide.launch``:
 
-Run the victim trainer or hider training on several processes (GPUs, or CPU sockets/cores):
-
-    torchrun --nproc_per_node 2 -m deephide.distributed evaluate --train ... (as `deephide evaluate`)
-    torchrun --nproc_per_node 2 -m deephide.distributed train-hider --data ... (as `deephide train-hider`)
+    torchrun --nproc_per_node 2 -m deephide.launch evaluate --train ... (as `deephide evaluate`)
+    torchrun --nproc_per_node 2 -m deephide.launch train-hider --data ... (as `deephide train-hider`)
 
 Semantics (the contract the trainers keep):
 - Every process computes the same global batch indices from the seed (and, for the victim trainer,
@@ -21,30 +20,22 @@ Semantics (the contract the trainers keep):
 
 A plain process (no torchrun variables, or ``WORLD_SIZE=1``) never touches torch.distributed: every
 helper below is then a no-op and single-process results stay bit-identical. Importing this module
-has no side effects; only :func:`init_from_env` (called by the entry point) joins a process group.
+has no side effects; only :func:`init_from_env` (called by ``deephide.launch``) joins a process group.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import gc
 import inspect
-import io
 import os
-import sys
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 import torch.distributed as dist
 
-from .errors import DeephideError
-from .runtime import pick_device
-
-#: The subcommands that run distributed (the others gain nothing from several processes).
-COMMANDS = ("evaluate", "train-hider")
-
+from ..errors import DeephideError
+from ..runtime import pick_device
 
 @dataclass(frozen=True)
 class World:
@@ -199,66 +190,3 @@ def barrier(world: World) -> None:
     """Wait for every rank (e.g. until rank 0 has written a file the others read)."""
     if world.active:
         dist.barrier()
-
-
-# ------------------------------------------------------------------ entry point
-
-
-@contextlib.contextmanager
-def _silent(on: bool) -> Iterator[None]:
-    """Swallow stdout on ranks other than 0 (each rank would print the same summary line)."""
-    if not on:
-        yield
-        return
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield
-
-
-def prepare_args(args: argparse.Namespace, world: World) -> None:
-    """Make a parsed ``deephide`` command line safe to run on every rank.
-
-    Ranks other than 0 show no progress and write no ``--out`` record (``evaluate``); for
-    ``train-hider --force`` rank 0 alone wipes the old hider directory before anyone starts.
-    """
-    if not world.is_main:
-        args.quiet = True
-        if args.cmd == "evaluate":
-            args.out = None
-    if args.cmd == "train-hider" and args.force:
-        if world.is_main:
-            from .fsutil import remove_output_dir
-            from .pipeline import HIDER_DIR_ENTRIES
-
-            remove_output_dir(args.out, HIDER_DIR_ENTRIES, "hider")
-        barrier(world)
-        args.force = False  # done once, above; a second wipe would race rank 0's new files
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``torchrun ... -m deephide.distributed COMMAND ARGS``: the ``deephide`` command on every rank."""
-    from . import cli
-
-    parser = cli.build_parser()
-    parser.prog = "torchrun ... -m deephide.distributed"
-    args = parser.parse_args(argv)
-    if args.cmd not in COMMANDS:
-        parser.error(f"{args.cmd} does not run distributed; choose one of: {', '.join(COMMANDS)}")
-    world = World()
-    try:
-        world = init_from_env(args.device)
-        try:
-            prepare_args(args, world)
-            with _silent(not world.is_main):
-                rc = cli.COMMANDS[args.cmd](args)
-            barrier(world)  # no rank tears the group down while another still talks to it
-            return rc
-        finally:
-            shutdown()
-    except DeephideError as e:
-        where = f" (rank {world.rank})" if world.active else ""
-        print(f"deephide: error{where}: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

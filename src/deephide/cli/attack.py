@@ -1,6 +1,6 @@
 """``deephide attack <name> --data <set> --out <dir>``: make a protected set with a baseline attack.
 
-Wired into ``cli.py`` (``add_attack_parser`` in ``build_parser``, ``cmd_attack`` in ``COMMANDS``);
+``add_attack_parser`` is called by ``cli.main.build_parser``; ``cmd_attack`` is registered as ``attack``;
 ``deephide list attacks`` lists the registry.
 """
 
@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from ..errors import DeephideError
+from .dispatch import command
 
 
 def add_attack_parser(sub: Any) -> argparse.ArgumentParser:
@@ -43,21 +44,12 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def loader_test_spec(spec: str) -> str | None:
-    """The spec itself when it names a registered loader (its test split exists), else None."""
-    from ..data.registry import PATH_LOADER, parse_spec
-
-    try:
-        loader, _, _ = parse_spec(spec)
-    except DeephideError:
-        return None
-    return spec if loader != PATH_LOADER else None
-
-
+@command("attack")
 def cmd_attack(args: argparse.Namespace) -> int:
     """Run the attack and save the protected set atomically; refuses an existing --out without --force."""
     from ..attacks import ATTACKS, run_attack
     from ..data import load_dataset
+    from ..data.registry import test_spec_for
     from ..data.storage import save_imageset
     from ..fsutil import check_new_output
     from ..protect import parse_eps
@@ -69,7 +61,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     train = load_dataset(args.data, "train")
     prot = run_attack(args.name, train, eps_levels=levels, profile=args.profile, seed=args.seed,
                       device=args.device, progress=not args.quiet, **options)
-    test_spec = loader_test_spec(args.data) or train.provenance.get("test_spec")
+    test_spec = test_spec_for(args.data, train)
     if test_spec:  # lets `deephide evaluate --train <out>` find the matching test set
         prot = prot.replace(test_spec=test_spec)
     save_imageset(prot, args.out, force=args.force)

@@ -1,4 +1,5 @@
-"""Command line: parses arguments and calls library functions; errors become one line, never a traceback."""
+"""The ``deephide`` command line: the parser, the core commands (evaluate, semantic, train-hider, protect, reveal,
+verify, trace, list, ...) and ``main``, which turns every error into one line, never a traceback."""
 
 from __future__ import annotations
 
@@ -9,45 +10,30 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .errors import DeephideError
-
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
-
-
-def command(name: str):
-    def deco(fn):
-        COMMANDS[name] = fn
-        return fn
-    return deco
-
-
-def _default_test_spec(train_spec: str, train_ds) -> str:
-    """The test set that goes with ``train_spec``: same loader (test split) or recorded provenance."""
-    from .data import DATASETS
-
-    loader = train_spec.split("?", 1)[0].split(":", 1)[0]
-    if loader in DATASETS and not Path(train_spec).exists():
-        return train_spec
-    spec = train_ds.provenance.get("test_spec")
-    if spec:
-        return spec
-    raise DeephideError(f"{train_spec}: cannot tell which test set goes with this data; give --test")
+from ..errors import DeephideError, error_line
+from .attack import add_attack_parser
+from .dispatch import COMMANDS, Terminated, command
+from .harness import add_grid_parser, add_report_parser
 
 
 @command("evaluate")
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from .data import load_dataset
-    from .evaluation.trainer import result_record, train_victim
-    from .fsutil import check_new_output, write_json
-    from .profiles import get_profile
+    from ..data.registry import test_spec_for
+    from ..data import load_dataset
+    from ..training.trainer import result_record, train_victim
+    from ..fsutil import check_new_output, write_json
+    from ..profiles import get_profile
 
     out = check_new_output(a.out, a.force) if a.out else None
     train = load_dataset(a.train, "train")
-    test = load_dataset(a.test or _default_test_spec(a.train, train), "test")
+    test_spec = a.test or test_spec_for(a.train, train)
+    if not test_spec:
+        raise DeephideError(f"{a.train}: cannot tell which test set goes with this data; give --test")
+    test = load_dataset(test_spec, "test")
     prof = get_profile("victim", a.profile, iterations=a.iterations, batch_size=a.batch_size)
     cm = None
     if a.countermeasure and a.countermeasure != "Vanilla":
-        from .countermeasures import build_countermeasure
+        from ..countermeasures import build_countermeasure
         cm = build_countermeasure(a.countermeasure)
     res = result_record(train_victim(train, test, a.model, prof, seed=a.seed, countermeasure=cm,
                                      device=a.device, checkpoint=a.checkpoint, progress=not a.quiet))
@@ -73,23 +59,18 @@ def _kv(items: list[str] | None, what: str) -> dict:
     return out
 
 
-def _loader_test_spec(spec: str) -> str | None:
-    from .data import DATASETS
-
-    loader = spec.split("?", 1)[0].split(":", 1)[0]
-    return spec if loader in DATASETS and loader != "file" and not Path(spec).exists() else None
-
-
 @command("train-hider")
 def cmd_train_hider(a: argparse.Namespace) -> int:
-    from .data import load_dataset
-    from .fsutil import remove_output_dir
-    from .hiding.profiles import get_hider_profile
-    from .pipeline import HIDER_DIR_ENTRIES, train_hider_job
+    from ..data.registry import test_spec_for
+    from ..data import load_dataset
+    from ..fsutil import remove_output_dir
+    from ..hiding.profiles import get_hider_profile
+    from ..hiding.hiderdir import HIDER_DIR_ENTRIES
+    from ..pipeline import train_hider_job
 
     out = Path(a.out)
     train = load_dataset(a.data, "train")
-    test_spec = a.test or _loader_test_spec(a.data)
+    test_spec = a.test or test_spec_for(a.data)
     test = load_dataset(test_spec, "test") if test_spec else None
     prof = get_hider_profile(a.profile, **_kv(a.set, "--set"))
     if a.iterations:
@@ -110,12 +91,13 @@ def cmd_train_hider(a: argparse.Namespace) -> int:
 
 @command("protect")
 def cmd_protect(a: argparse.Namespace) -> int:
-    from .data import load_dataset
-    from .data.storage import export_class_folders, export_png_folder, imageset_writer
-    from .fsutil import check_new_output, outputs_or_nothing
-    from .hiding.hiderdir import hider_bank_dir, open_hider
-    from .pipeline import bank_for
-    from .protect import parse_eps, protect, verify
+    from ..data.registry import test_spec_for
+    from ..data import load_dataset
+    from ..data.storage import export_class_folders, export_png_folder, imageset_writer
+    from ..fsutil import check_new_output, outputs_or_nothing
+    from ..hiding.hiderdir import hider_bank_dir, open_hider
+    from ..pipeline import bank_for
+    from ..protect import parse_eps, protect, verify
 
     levels = parse_eps(a.eps)
     check_new_output(a.out, a.force)
@@ -128,7 +110,7 @@ def cmd_protect(a: argparse.Namespace) -> int:
     if secrets is None:
         raise DeephideError(f"{a.hider}: no secret bank saved with this hider; give --secrets")
     bank = bank_for(ds, secrets, a.mode, a.seed)
-    test_spec = _loader_test_spec(a.data) or ds.provenance.get("test_spec")
+    test_spec = test_spec_for(a.data, ds)
     with outputs_or_nothing([a.out, a.export_png, a.export_folder]):  # all outputs or none
         # protected batches go straight into the output file: memory does not grow with the set
         with imageset_writer(a.out, len(ds), ds.shape, force=a.force) as w:
@@ -151,9 +133,10 @@ def cmd_protect(a: argparse.Namespace) -> int:
 
 @command("verify")
 def cmd_verify(a: argparse.Namespace) -> int:
-    from .data import load_dataset
-    from .fsutil import write_json
-    from .protect import parse_eps, verify
+    from ..data.registry import test_spec_for
+    from ..data import load_dataset
+    from ..fsutil import write_json
+    from ..protect import parse_eps, verify
 
     levels = parse_eps(a.eps)
     if a.hider:
@@ -164,7 +147,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
     prot = load_dataset(a.protected, "train", mmap=True)
     v = verify(clean, prot, levels=levels)
     if v["labels_equal"] and clean.shape[0] % 2 == 0 and clean.shape[1] % 2 == 0:
-        from .evaluation.perturbation import perturbation_stats
+        from ..evaluation.perturbation import perturbation_stats
 
         v["perturbation"] = perturbation_stats(clean, prot)  # what a victim can see in it (first 20k images)
     if a.out:
@@ -187,13 +170,14 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 def _verify_hider(a: argparse.Namespace, levels: int) -> int:
     """verify --hider: the reveal gate on held-out covers (the clean loader's test split), from stored uint8."""
-    from .data import load_dataset
-    from .fsutil import write_json
-    from .hiding.hiderdir import hider_bank_dir, open_hider
-    from .protect import reveal_gate
-    from .semantic import load_bank
+    from ..data.registry import test_spec_for
+    from ..data import load_dataset
+    from ..fsutil import write_json
+    from ..hiding.hiderdir import hider_bank_dir, open_hider
+    from ..protect import reveal_gate
+    from ..semantic import load_bank
 
-    test_spec = a.test or _loader_test_spec(a.clean)
+    test_spec = a.test or test_spec_for(a.clean)
     if not test_spec:
         raise DeephideError(f"{a.clean}: cannot tell which held-out covers go with it; give --test")
     covers = load_dataset(test_spec, "test")
@@ -220,12 +204,13 @@ def _verify_hider(a: argparse.Namespace, levels: int) -> int:
 def cmd_reveal(a: argparse.Namespace) -> int:
     import numpy as np
 
-    from .data import load_dataset
-    from .data.storage import save_imageset
-    from .fsutil import check_new_output
-    from .hiding.hiderdir import hider_bank_dir, open_hider
-    from .protect import psnr, reveal, ssim
-    from .semantic import load_bank
+    from ..data import load_dataset
+    from ..data.storage import save_imageset
+    from ..fsutil import check_new_output
+    from ..hiding.hiderdir import hider_bank_dir, open_hider
+    from ..ops.metrics import psnr
+    from ..protect import reveal, ssim
+    from ..semantic import load_bank
 
     check_new_output(a.out, a.force)
     ds = load_dataset(a.data, "train")
@@ -248,7 +233,7 @@ def cmd_reveal(a: argparse.Namespace) -> int:
 
 @command("demo")
 def cmd_demo(a: argparse.Namespace) -> int:
-    from .pipeline import run_demo
+    from ..pipeline import run_demo
 
     s = run_demo(Path(a.out), force=a.force, progress=not a.quiet, mode=a.mode, **_kv(a.set, "--set"))
     c, p = s["clean"], s["protected"]
@@ -269,7 +254,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 @command("semantic")
 def cmd_semantic(a: argparse.Namespace) -> int:
-    from .semantic.api import make_secrets, parse_source_options
+    from ..semantic.api import make_secrets, parse_source_options
 
     s = make_secrets(a.dataset, a.out, source=a.source, mode=a.mode, size=a.size, seed=a.seed,
                      options=parse_source_options(a.option or []), force=a.force,
@@ -285,7 +270,7 @@ def _read_images(items: list[str]) -> tuple[list[str], "object"]:
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
-    from .data import load_dataset
+    from ..data import load_dataset
 
     if len(items) == 1 and not items[0].lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".webp")):
         ds = load_dataset(items[0], "train").to_rgb()
@@ -307,10 +292,10 @@ def _read_images(items: list[str]) -> tuple[list[str], "object"]:
 
 @command("trace")
 def cmd_trace(a: argparse.Namespace) -> int:
-    from .data import load_dataset
-    from .hiding.hiderdir import open_hider
-    from .semantic.logo import read_logo
-    from .trace import calibrate, trace_scores
+    from ..data import load_dataset
+    from ..hiding.hiderdir import open_hider
+    from ..semantic.logo import read_logo
+    from ..trace import calibrate, trace_scores
 
     names, imgs = _read_images(a.images)
     hider, _ = open_hider(a.hider, image_size=imgs.shape[1])
@@ -335,19 +320,19 @@ def cmd_trace(a: argparse.Namespace) -> int:
 def cmd_list(a: argparse.Namespace) -> int:
     what = a.what
     if what == "datasets":
-        from .data import DATASETS as reg
+        from ..data import DATASETS as reg
     elif what == "models":
-        from .models import MODELS as reg
+        from ..models import MODELS as reg
     elif what == "countermeasures":
-        from .countermeasures import COUNTERMEASURES as reg
+        from ..countermeasures import COUNTERMEASURES as reg
     elif what == "semantic-sources":
-        from .semantic import SEMANTIC_SOURCES as reg
+        from ..semantic import SEMANTIC_SOURCES as reg
     elif what == "attacks":
-        from .attacks import ATTACKS as reg
+        from ..attacks import ATTACKS as reg
     elif what == "hiders":
         import json as _json
 
-        from .hiding.hiderdir import shipped_hiders
+        from ..hiding.hiderdir import shipped_hiders
         for name, d in shipped_hiders().items():
             card = d / "card.json"
             g = _json.loads(card.read_text()).get("reveal_gate", {}) if card.exists() else {}
@@ -355,8 +340,8 @@ def cmd_list(a: argparse.Namespace) -> int:
             print(f"{name}\t{note}")
         return 0
     elif what == "profiles":
-        from .hiding.profiles import HIDER_PROFILES
-        from .profiles import PROFILES
+        from ..hiding.profiles import HIDER_PROFILES
+        from ..profiles import PROFILES
         for stage, table in sorted({**PROFILES, "hider": HIDER_PROFILES}.items()):
             for name in sorted(table):
                 print(f"{stage}/{name}")
@@ -366,16 +351,6 @@ def cmd_list(a: argparse.Namespace) -> int:
     for name in reg.names():
         print(f"{name}\t{reg.help(name)}")
     return 0
-
-
-def _wire_harness() -> None:
-    """The harness's grid and report commands live with the harness (light imports only)."""
-    from .attacks.commands import cmd_attack
-    from .evaluation.commands import cmd_grid, cmd_report
-
-    COMMANDS.setdefault("grid", cmd_grid)
-    COMMANDS.setdefault("report", cmd_report)
-    COMMANDS.setdefault("attack", cmd_attack)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -486,22 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--out", required=True)
     se.add_argument("--force", action="store_true")
 
-    from .attacks.commands import add_attack_parser
-    from .evaluation.commands import add_grid_parser, add_report_parser
     add_grid_parser(sub)
     add_report_parser(sub)
     add_attack_parser(sub)
-    _wire_harness()
 
     ls = sub.add_parser("list", help="list registered components")
     ls.add_argument("what", choices=["datasets", "models", "profiles", "countermeasures", "semantic-sources", "attacks", "hiders"])
     return p
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler's time limit, `kill`) turned into an exception, so that every open output is
-    removed or finished by its context manager exactly as on Ctrl-C, instead of the process vanishing with a
-    hidden temporary output left behind."""
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -536,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # last resort: a bug must still be one line for the user (-v shows the traceback)
         if args.verbose:
             raise
-        print(f"deephide: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+        print(f"deephide: internal error: {error_line(e, with_type=True)} "
               f"(rerun with -v for the traceback and please report it)", file=sys.stderr)
         return 3
     finally:

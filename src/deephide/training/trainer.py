@@ -4,7 +4,7 @@ Speed tricks (each matters on a CPU): the whole set lives as one uint8 tensor on
 augmentation runs on whole batches, bf16 autocast + channels_last where the hardware has native bf16.
 The same code is the GPU path: data stays on the GPU, augmentation runs there, AMP is bf16 (fp16 with
 a loss scaler on GPUs without bf16), and running loss/accuracy are summed on the device (no per-step sync).
-Multi-process (torchrun): see ``deephide.distributed``; with one process nothing of it runs.
+Multi-process (torchrun): see ``deephide.training.distributed``; with one process nothing of it runs.
 Determinism: every random draw comes from generators seeded by (seed, epoch) or (seed, iteration),
 so a run resumed from a checkpoint makes exactly the draws of an uninterrupted one.
 """
@@ -24,12 +24,12 @@ import torch.nn.functional as F
 from safetensors.torch import save as st_save
 from tqdm.auto import tqdm
 
-from .. import distributed
+from . import distributed
 from ..data import ImageSet
-from ..errors import DeephideError
+from ..errors import DeephideError, error_line
 from ..fsutil import atomic_file, write_json
 from ..models import build_model
-from ..runtime import amp_dtype, autocast, grad_scaler, pick_device, seed_everything, synchronize, tune_for
+from ..runtime import amp_dtype, autocast, derive_seed, grad_scaler, pick_device, seed_everything, synchronize, tune_for
 from ..runtime import versions
 from .augment import augment_batch
 
@@ -62,15 +62,9 @@ def lr_at(it: int, prof: dict[str, Any]) -> float:
     raise DeephideError(f"unknown learning-rate schedule '{prof['schedule']}'")
 
 
-def _mix(seed: int, *parts: int) -> int:
-    """A 63-bit seed derived from ``seed`` and ``parts`` (stable across runs and platforms)."""
-    h = hashlib.blake2b(repr((seed,) + parts).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") & ((1 << 63) - 1)
-
-
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The sample order of ``epoch``: a permutation depending only on (seed, epoch)."""
-    g = torch.Generator().manual_seed(_mix(seed, 1, epoch))
+    g = torch.Generator().manual_seed(derive_seed(seed, "epoch_order", epoch))
     return torch.randperm(n, generator=g)
 
 
@@ -150,7 +144,7 @@ def _load_checkpoint(ckpt: Path, model: torch.nn.Module, opt: torch.optim.Optimi
             state = json.loads((f.metadata() or {})["state"])
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (OSError, ValueError, KeyError, Exception) as e:  # safetensors raises its own error types
-        raise DeephideError(f"{wfile}: unreadable checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise DeephideError(f"{wfile}: unreadable checkpoint ({error_line(e)})") from None
     if state.get("config") != json.loads(json.dumps(config)):
         raise DeephideError(f"{ckpt}: checkpoint belongs to another run (different config); use a new --checkpoint dir")
     dev = next(model.parameters()).device
@@ -158,7 +152,7 @@ def _load_checkpoint(ckpt: Path, model: torch.nn.Module, opt: torch.optim.Optimi
     try:
         model.load_state_dict(msd, strict=True)
     except RuntimeError as e:
-        raise DeephideError(f"{wfile}: weights do not fit the model ({str(e).splitlines()[0]})") from None
+        raise DeephideError(f"{wfile}: weights do not fit the model ({error_line(e)})") from None
     for i, p in enumerate(opt.param_groups[0]["params"]):
         key = f"opt.{i}.momentum_buffer"
         if key in tensors:
@@ -201,9 +195,9 @@ def train_victim(train: ImageSet, test: ImageSet, model_name: str, profile: dict
     # countermeasures acting once on the data run before training (training data only unless flagged)
     tr_images, te_images = train.images, test.images
     if cm is not None and cm.stage == "data":
-        tr_images = cm.apply_data(tr_images, seed=_mix(seed, 2) % (2**31))
+        tr_images = cm.apply_data(tr_images, seed=derive_seed(seed, "data_train") % (2**31))
         if getattr(cm, "test_transform", False):
-            te_images = cm.apply_data(te_images, seed=_mix(seed, 3) % (2**31))
+            te_images = cm.apply_data(te_images, seed=derive_seed(seed, "data_test") % (2**31))
     x_train = torch.from_numpy(np.ascontiguousarray(tr_images)).permute(0, 3, 1, 2).contiguous().to(dev)
     y_train = torch.from_numpy(train.labels).to(dev)
     x_test = torch.from_numpy(np.ascontiguousarray(te_images)).permute(0, 3, 1, 2).contiguous().to(dev)
@@ -248,8 +242,8 @@ def train_victim(train: ImageSet, test: ImageSet, model_name: str, profile: dict
         if stop_after is not None and it >= stop_after:
             break
         idx = batch_indices(it, n, bs, seed, order_cache).to(dev)
-        gen = torch.Generator().manual_seed(_mix(seed, 4, it))
-        torch.manual_seed(_mix(seed, 5, it))  # for anything drawing from the global RNG (AT random start)
+        gen = torch.Generator().manual_seed(derive_seed(seed, "augment", it))
+        torch.manual_seed(derive_seed(seed, "global", it))  # for anything drawing from the global RNG (AT random start)
         x = augment_batch(x_train[idx].float().div_(255), profile["augment"], gen)
         y: torch.Tensor = y_train[idx]
         target: torch.Tensor = y

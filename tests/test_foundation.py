@@ -1,0 +1,67 @@
+"""The one-of-each helpers below every layer: error lines, derived seeds, image metrics, a training spec's test set."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from deephide.errors import error_line
+from deephide.ops.metrics import correlation, mse_psnr, psnr, ssim_t, ssim_uint8, ssim_window
+from deephide.runtime import SEED_STREAMS, derive_seed
+
+
+def test_error_line_is_the_first_line_of_the_original_error():
+    assert error_line(ValueError("bad header\n  at byte 12\n")) == "bad header"
+    assert error_line(ValueError("")) == "ValueError" and error_line(KeyError()) == "KeyError"
+    assert error_line(ValueError("\n\n  second\n")) == "second"
+    assert error_line(OSError("x" * 500), limit=10) == "x" * 10
+    assert error_line(ValueError("bad"), with_type=True) == "ValueError: bad"
+
+    class TaskError(Exception):  # Ray's task errors: a traceback text, the original error in .cause
+        def __init__(self, cause):
+            super().__init__("Traceback (most recent call last):\n  File ...\nValueError: boom")
+            self.cause = cause
+
+    assert error_line(TaskError(ValueError("boom")), with_type=True) == "ValueError: boom"
+
+
+def test_derive_seed_is_stable_and_separates_streams():
+    # the exact values the trainers drew before the helper existed (a stream id, then the step): results stay comparable
+    old = int.from_bytes(hashlib.blake2b(repr((3, 1, 5)).encode(), digest_size=8).digest(), "little") & ((1 << 63) - 1)
+    assert derive_seed(3, "epoch_order", 5) == old
+    assert len(set(SEED_STREAMS.values())) == len(SEED_STREAMS)
+    draws = {derive_seed(0, s, 1) for s in SEED_STREAMS} | {derive_seed(0, "augment", k) for k in range(50)}
+    assert len(draws) == len(SEED_STREAMS) + 49 and all(0 <= d < 2 ** 63 for d in draws)
+    with pytest.raises(KeyError):
+        derive_seed(0, "nope")
+
+
+def test_psnr_ssim_and_correlation_by_hand():
+    a = torch.zeros(2, 3, 8, 8)
+    assert psnr(a, a + 0.1) == pytest.approx(20.0) and psnr(a, a) == float("inf") and psnr(a, a, cap=100.0) == 100.0
+    u = np.zeros((2, 8, 8, 3), np.uint8)
+    assert psnr(u, u + 1) == pytest.approx(10 * np.log10(255.0 ** 2)) and mse_psnr(1.0, 255.0) == psnr(u, u + 1)
+    assert ssim_window(28, 28) == 11 and ssim_window(8, 6) == 5 and ssim_window(2, 2) == 3
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.allclose(ssim_t(x, x), torch.ones(2)) and float(ssim_t(x, 1 - x).mean()) < 0.5
+    img = (np.random.default_rng(0).random((4, 16, 16, 3)) * 255).astype(np.uint8)
+    assert ssim_uint8(img, img, batch=3) == pytest.approx(1.0)
+    ref = img[0]
+    c = correlation(np.stack([ref, 255 - ref, np.full_like(ref, 7)]), ref)
+    assert c[0] == pytest.approx(1.0) and c[1] == pytest.approx(-1.0) and c[2] == 0.0
+
+
+def test_test_spec_for_a_loader_a_stored_set_and_a_bare_path(tmp_path):
+    from deephide.data import load_dataset
+    from deephide.data.registry import test_spec_for
+    from deephide.data.storage import save_imageset
+
+    assert test_spec_for("synthetic?n=8") == "synthetic?n=8"
+    ds = load_dataset("synthetic?n=8&size=16&classes=2", "train")
+    save_imageset(ds.replace(test_spec="synthetic?n=4"), tmp_path / "s")
+    stored = load_dataset(str(tmp_path / "s"), "train")
+    assert test_spec_for(str(tmp_path / "s"), stored) == "synthetic?n=4"
+    assert test_spec_for(str(tmp_path / "s")) is None and test_spec_for("no-such-loader") is None
