@@ -366,3 +366,25 @@ def test_snapshot_steps_parse_cli_forms():
     assert snapshot_steps(()) == set()
     with pytest.raises(DeephideError, match="snapshot_at"):
         snapshot_steps("250;500")
+
+
+def test_surrogate_victim_term_trains_logs_and_resumes_to_the_same_weights(train, bank, tmp_path):
+    """w_sv: a surrogate victim trains beside the hider (its state saved with the checkpoint); an interrupted run
+    resumes to the same hider and surrogate as an uninterrupted one."""
+    from safetensors.torch import load_file
+
+    prof = get_hider_profile("tiny", lfc=False, iterations=4, checkpoint_every=1, log_every=1, w_sv=1.0,
+                             sv_model="resnet20")
+    s = train_hider(train, bank, prof, tmp_path / "once", mode="class", seed=3, progress=False)
+    log = [json.loads(x) for x in (tmp_path / "once" / "log.jsonl").read_text().splitlines()]
+    assert s["finished"] and all("sv" in r and r["share_sv"] > 0 and "sv_fit" in r for r in log)
+    train_hider(train, bank, prof, tmp_path / "twice", mode="class", seed=3, progress=False, stop_after=2)
+    train_hider(train, bank, prof, tmp_path / "twice", mode="class", seed=3, progress=False)
+    a, b = open_hider(tmp_path / "once")[0].state_dict(), open_hider(tmp_path / "twice")[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    sa, sb = load_file(str(tmp_path / "once" / "surrogate.safetensors")), load_file(str(tmp_path / "twice" / "surrogate.safetensors"))
+    assert sa.keys() == sb.keys() and any(k.startswith("momentum.") for k in sa)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    (tmp_path / "twice" / "surrogate.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(DeephideError, match="unusable surrogate state"):
+        train_hider(train, bank, dict(prof, iterations=5), tmp_path / "twice", mode="class", seed=3, progress=False)

@@ -45,6 +45,12 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
                   "fmnist-class continued 2,000 steps with L_use (w 0.05, target 6 of 8 levels) at lr 3e-4"),
     "use-sample": ("sample", ["--init", "fmnist-sample", "--set", "w_use=0.05", "--set", "use_target=0.75"],
                    "fmnist-sample continued 2,000 steps with L_use (w 0.05, target 6 of 8 levels) at lr 3e-4"),
+    "sv-class": ("class", ["--init", "fmnist-class", "--set", "w_sv=0.01"],
+                 "fmnist-class continued with L_sv (w 0.01: a fastcnn surrogate victim trained alongside) at lr 3e-4"),
+    "sv-class-low": ("class", ["--init", "fmnist-class", "--set", "w_sv=0.001"],
+                     "fmnist-class continued with L_sv (w 0.001) at lr 3e-4"),
+    "sv-sample": ("sample", ["--init", "fmnist-sample", "--set", "w_sv=0.01"],
+                  "fmnist-sample continued with L_sv (w 0.01) at lr 3e-4"),
 }
 SHARED = ["--data", "fashion-mnist", "--secrets", "sig", "--profile", "long", "--set", "lr=0.0003",
           "--set", "lr_step_every=100000", "--set", "snapshot_at=250,500,1000,2000", "--set", "log_every=25",

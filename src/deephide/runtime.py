@@ -130,6 +130,8 @@ SEED_STREAMS: dict[str, int] = {
     "hider_batch": 7,      # hider training: a step's class-balanced batch and secrets
     "hider_z": 8,          # hider training: a step's reveal-side z
     "hider_distortion": 9,  # hider training: a step's distortion between storing and revealing
+    "surrogate_init": 10,  # hider training: the surrogate victim's initial weights (hiding.surrogate)
+    "surrogate": 11,       # hider training: a step's augmentation of the surrogate's batch
 }
 
 

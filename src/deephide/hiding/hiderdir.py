@@ -19,8 +19,9 @@ LOG = "log.jsonl"              # one line per logged training step
 SUMMARY = "summary.json"       # the training summary and the reveal gate
 SNAPSHOTS = "snapshots"        # snapshots/N: weights at step N (learning-curve points)
 CARD = "card.json"             # a shipped hider's card (card.md beside it)
+SURROGATE = "surrogate.safetensors"  # the surrogate victim's state (hiding.surrogate; the w_sv variant only)
 #: what a train-hider output directory may hold (`--force` wipes only such a directory)
-HIDER_DIR_ENTRIES = {CHECKPOINT, BANK, LOG, SUMMARY, SNAPSHOTS}
+HIDER_DIR_ENTRIES = {CHECKPOINT, BANK, LOG, SUMMARY, SNAPSHOTS, SURROGATE}
 
 #: Hiders shipped with the package (``protect --hider NAME``): one train-hider directory each, with its card.
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "hiders"

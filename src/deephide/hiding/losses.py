@@ -24,10 +24,11 @@ from ..errors import DeephideError
 from ..ops.wavelets import lowpass
 
 #: Loss terms known to :func:`total_loss`, in logging order.
-TERMS: tuple[str, ...] = ("hide", "reveal", "freq", "lfc", "use")
+TERMS: tuple[str, ...] = ("hide", "reveal", "freq", "lfc", "use", "sv")
 
-#: Paper defaults: L_hide unweighted, w1 (reveal) = 1, w2 (freq) = 1, w3 (LFC) = 1e-4; L_use is not in the paper (0).
-DEFAULT_WEIGHTS: dict[str, float] = {"hide": 1.0, "reveal": 1.0, "freq": 1.0, "lfc": 1e-4, "use": 0.0}
+#: Paper defaults: L_hide unweighted, w1 (reveal) = 1, w2 (freq) = 1, w3 (LFC) = 1e-4; L_use and L_sv (the
+#: surrogate victim's cross-entropy, hiding.surrogate) are not in the paper (0).
+DEFAULT_WEIGHTS: dict[str, float] = {"hide": 1.0, "reveal": 1.0, "freq": 1.0, "lfc": 1e-4, "use": 0.0, "sv": 0.0}
 
 
 def _same_shape(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
@@ -144,7 +145,7 @@ def total_loss(terms: Mapping[str, torch.Tensor], weights: Mapping[str, float] |
                enabled: Collection[str] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of the loss terms, plus float values for logging.
 
-    terms: name -> scalar tensor, names from :data:`TERMS` ("hide", "reveal", "freq", "lfc", "use").
+    terms: name -> scalar tensor, names from :data:`TERMS` ("hide", "reveal", "freq", "lfc", "use", "sv").
     weights: name -> weight; missing names take :data:`DEFAULT_WEIGHTS`.
     enabled: names that count (None = all terms given). A term that is disabled or has weight 0
         is left out of the sum (so it may be absent from ``terms`` and a NaN in it is harmless)

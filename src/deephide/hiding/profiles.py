@@ -23,6 +23,9 @@ _LOSS = {
     "lfc_repulsion": 0.0,
     # not in the paper: w_use L_use pulls each image's mean |delta| up to use_target x eps (losses.use_loss); 0 = paper
     "w_use": 0.0, "use_target": 0.75,
+    # not in the paper: w_sv L_sv, the cross-entropy of a surrogate victim (sv_model, SGD lr sv_lr) trained on the
+    # stored images alongside the hider (hiding.surrogate); 0 = paper
+    "w_sv": 0.0, "sv_model": "fastcnn", "sv_lr": 0.05,
     "eps": 8 / 255,
     # reveal from what protect will store (projected to the budget, rounded to uint8): the message
     # must survive storage, which makes the hider use the budget (a raw float stego needs ~2 levels)
@@ -140,4 +143,5 @@ def hider_config(profile: dict[str, Any], image_size: int, channels: int = 3) ->
 def loss_weights(profile: dict[str, Any]) -> dict[str, float]:
     """Loss weights for :func:`deephide.hiding.losses.total_loss` (LFC weight 0 when ``lfc`` is off)."""
     return {"hide": profile["w_hide"], "reveal": profile["w_reveal"], "freq": profile["w_freq"],
-            "lfc": profile["w_lfc"] if profile["lfc"] else 0.0, "use": profile.get("w_use", 0.0)}
+            "lfc": profile["w_lfc"] if profile["lfc"] else 0.0, "use": profile.get("w_use", 0.0),
+            "sv": profile.get("w_sv", 0.0)}

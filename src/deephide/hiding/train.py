@@ -40,6 +40,7 @@ from .inn import Hider
 from .losses import freq_loss, hide_loss, lfc_loss, reveal_loss, total_loss, use_loss
 from .hiderdir import CHECKPOINT, LOG, SNAPSHOTS, SUMMARY
 from .profiles import hider_config, loss_weights
+from .surrogate import SURROGATE_FILE, SurrogateVictim
 
 
 def balanced_batch(labels_by_class: list[np.ndarray], per_class: int, n_classes_batch: int,
@@ -198,6 +199,14 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     out.mkdir(parents=True, exist_ok=True)
     if world.is_main:
         _trim_log(out / LOG, start)
+    surrogate = None
+    if weights["sv"] > 0:
+        if world.active:
+            raise DeephideError("train-hider: the surrogate-victim term (w_sv) runs in one process only")
+        surrogate = SurrogateVictim(profile["sv_model"], train.num_classes, h, float(profile["sv_lr"]), dev,
+                                    seed=derive_seed(seed, "surrogate_init"))
+        if ck.exists() and (out / SURROGATE_FILE).exists():  # resume: the surrogate as it was at the checkpoint
+            surrogate.restore(out / SURROGATE_FILE)
 
     # uint8 on the device for the whole run (a no-op copy on the CPU)
     covers = torch.from_numpy(np.ascontiguousarray(train.images)).permute(0, 3, 1, 2).to(dev)
@@ -208,7 +217,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     part = _rank_share(n_cls, per_class, sum(idx.size > 0 for idx in by_class), use_lfc, world)
     lfc_scale = world.world_size if profile.get("lfc_reduction", "sum") == "sum" else 1  # DDP averages; a sum adds
     # (weights, optimizer, iteration, spike-guard state): where a rollback or an interrupt returns to
-    good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()), start, (loss_ema, accepted))
+    good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()), start, (loss_ema, accepted),
+            surrogate.state() if surrogate else None)
     acc: dict[str, list[float]] = {}
     total_it = int(profile["iterations"])
     t0, elapsed0 = time.perf_counter(), 0.0
@@ -260,6 +270,10 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                     terms["lfc"] = terms["lfc"] * lfc_scale
             if weights["use"] > 0:
                 terms["use"] = use_loss(stored, cover, eps, float(profile["use_target"]))
+            if surrogate is not None:  # min-min: the surrogate fits this stored batch, then scores it for the hider
+                gs = torch.Generator().manual_seed(derive_seed(seed, "surrogate", it))
+                vals_sv_fit = surrogate.fit(stored, y, gs)
+                terms["sv"] = surrogate.loss(stored, y, gs)
             loss, vals = total_loss(terms, weights)
             opt.zero_grad(set_to_none=True)
             spike = loss_ema is not None and accepted >= SPIKE_WARMUP and vals["total"] > SPIKE_FACTOR * loss_ema
@@ -272,6 +286,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                 # here: 0.006 -> 33,918 within 50 steps at lr 1e-3, raw output 81,808 levels): roll back, skip this batch
                 hider.load_state_dict(good[0])
                 opt.load_state_dict(good[1])
+                if surrogate is not None:
+                    surrogate.load(good[4])
                 rollbacks += 1
                 in_a_row += 1
                 if in_a_row > MAX_ROLLBACKS_IN_A_ROW:
@@ -284,6 +300,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
             with torch.no_grad():
                 vals.update(budget_stats(raw, hider.bound(raw, cover), cover, eps))
                 vals.update(loss_shares(terms, weights))
+                if surrogate is not None:
+                    vals["sv_fit"] = vals_sv_fit
                 vals.update(psnr_stego=psnr(stored, cover, cap=100.0), reveal_psnr=psnr(secret_hat.clamp(0, 1), target, cap=100.0))
             for k, v in vals.items():
                 acc.setdefault(k, []).append(v)
@@ -303,10 +321,13 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                 # the state a rollback returns to: kept in memory often, so a spike costs tens of steps, not hundreds,
                 # but only from a step whose loss is near its running mean (not from a blow-up under way: that made
                 # every later step a rollback to the same bad state, 50 in a row)
-                good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()), done, (loss_ema, accepted))
+                good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()), done, (loss_ema, accepted),
+                        surrogate.state() if surrogate else None)
             if done % profile["checkpoint_every"] == 0 or done == total_it:
                 if world.is_main:
                     _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0, (loss_ema, accepted), schedule)
+                    if surrogate is not None:
+                        surrogate.save(out / SURROGATE_FILE)
             if done in snapshots and world.is_main:  # learning-curve points: weights only
                 save_hider(out / SNAPSHOTS / str(done), hider, profile=profile.get("profile"), overwrite=True,
                            training={"iteration": done, "seconds": round(elapsed0 + time.perf_counter() - t0, 1), "run": run_cfg})
@@ -315,6 +336,9 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
             hider.load_state_dict(good[0])
             opt.load_state_dict(good[1])
             _save(ck, hider, opt, run_cfg, good[2], rollbacks, elapsed0 + time.perf_counter() - t0, good[3], schedule)
+            if surrogate is not None:
+                surrogate.load(good[4])
+                surrogate.save(out / SURROGATE_FILE)
         raise
     bar.close()
     if stopped is not None:
@@ -323,6 +347,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
         done = it + 1 if total_it > start else start
     if stopped is not None and done > start and world.is_main:
         _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0, (loss_ema, accepted), schedule)
+        if surrogate is not None:
+            surrogate.save(out / SURROGATE_FILE)
     distributed.barrier(world)  # rank 0's last log line and checkpoint are on disk before anyone reads them
     summary = {"iterations_done": done, "iterations": total_it, "finished": done >= total_it, "stopped": stopped,
                "schedule": schedule,
@@ -347,7 +373,7 @@ MAX_ROLLBACKS_IN_A_ROW = 50
 #: profile keys that may change when a training is continued: its length, and when it saves and logs
 RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "snapshot_at", "lr", "lr_step_every", "lr_gamma")
 #: profile keys added after hiders were shipped, with the value that reproduces what ran before them
-ADDED_KEYS = {"w_use": 0.0, "use_target": 0.75}
+ADDED_KEYS = {"w_use": 0.0, "use_target": 0.75, "w_sv": 0.0, "sv_model": "fastcnn", "sv_lr": 0.05}
 #: the lr schedule: may change when a training is continued (e.g. a lower lr once 10^-3 turns unstable); every
 #: change is recorded in the checkpoint and the summary (``schedule``), and the log states each step's lr
 SCHEDULE_KEYS = ("lr", "lr_step_every", "lr_gamma")

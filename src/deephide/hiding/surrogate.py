@@ -1,0 +1,100 @@
+"""A surrogate victim inside hider training (not in the paper): the "surrogate-victim term" variant.
+
+Why: the shipped hiders hide (reveal gate passed) and their perturbation is ~98% its class mean, a class shortcut,
+yet victims learn past it (fastcnn 76%, ResNet-20 45% final on DH-C). Error-minimising noise (min-min, Huang et al.
+2021) makes the shortcut the easiest thing to fit by training the perturbation against a model that is itself
+being trained on it. Here a small victim model (the surrogate) trains on the stored images as the hider makes
+them, one SGD step per hider step, under the victims' own augmentation (random crop + flip); the hider's term
+
+    L_sv = CE(surrogate(augment(stored)), y)
+
+asks the stored perturbation to make each image easy for that surrogate to classify. The hider still has to
+reveal its secret from the same stored image, so the shortcut it builds carries the hidden content.
+
+State (weights and SGD momentum) is saved beside the hider's checkpoint (``surrogate.safetensors``) and follows
+rollbacks, so an interrupted training resumes to the same weights.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
+
+from ..errors import DeephideError, error_line
+from ..fsutil import atomic_file
+from ..models import build_model
+from ..training.augment import random_crop_flip
+
+from .hiderdir import SURROGATE as SURROGATE_FILE  # the surrogate's state file, beside the hider's checkpoint
+
+
+class SurrogateVictim:
+    """A victim model trained alongside the hider on its stored images.
+
+    model: a registered victim architecture (``fastcnn`` by default: cheap and augmentation-trained like the
+    grid's victim); images float (N, 3, S, S) in [0, 1], labels int (N,).
+    """
+
+    def __init__(self, model: str, num_classes: int, image_size: int, lr: float, device: torch.device,
+                 seed: int = 0) -> None:
+        with torch.random.fork_rng(devices=[]):  # the surrogate's init does not move the hider's RNG streams
+            torch.manual_seed(seed)
+            self.net = build_model(model, num_classes, 3, image_size).to(device)
+        self.net.train()
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+    def fit(self, stored: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) -> float:
+        """One SGD step on augmented copies of the (detached) stored batch; returns its loss."""
+        x = random_crop_flip(stored.detach().float(), gen)
+        loss = F.cross_entropy(self.net(x), labels)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach())
+
+    def loss(self, stored: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """L_sv: cross-entropy of the surrogate on augmented stored images, differentiable in ``stored`` only
+        (the surrogate's own weights take no gradient from it)."""
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        try:
+            return F.cross_entropy(self.net(random_crop_flip(stored.float(), gen)), labels)
+        finally:
+            for p in self.net.parameters():
+                p.requires_grad_(True)
+
+    def state(self) -> dict[str, Any]:
+        """A deep copy of weights and optimizer state (for rollbacks)."""
+        return {"net": copy.deepcopy(self.net.state_dict()), "opt": copy.deepcopy(self.opt.state_dict())}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+
+    def save(self, path: Path) -> None:
+        """Weights and SGD momentum buffers as one safetensors file, written atomically."""
+        tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        for i, p in enumerate(self.net.parameters()):
+            buf = self.opt.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                tensors[f"momentum.{i}"] = buf.detach().cpu().contiguous()
+        with atomic_file(path) as f:
+            f.write(st_save(tensors))
+
+    def restore(self, path: Path) -> None:
+        """Load what :meth:`save` wrote (a one-line error when the file does not fit this surrogate)."""
+        try:
+            t = load_file(str(path))
+            dev = next(self.net.parameters()).device
+            self.net.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("net.")})
+            for i, p in enumerate(self.net.parameters()):
+                if f"momentum.{i}" in t:
+                    self.opt.state[p]["momentum_buffer"] = t[f"momentum.{i}"].to(dev)
+        except Exception as e:  # noqa: BLE001  (a corrupt or foreign file: one line, not a traceback)
+            raise DeephideError(f"{path}: unusable surrogate state ({error_line(e)})") from None
