@@ -216,7 +216,8 @@ def mean_pm_std(xs: list[float]) -> str:
 def protect_end_to_end(set_dir: Path, out_dir: Path, hider: torch.nn.Module, bank: Any, bf16: bool,
                        batch: int, dev: torch.device) -> tuple[float, Any, Any]:
     """Read a stored set, protect it (INN, projection, uint8 quantisation), write it. Returns (s, clean, protected)."""
-    from deephide.data.storage import imageset_writer, load_any
+    from deephide.data.formats import load_any
+    from deephide.data.stored import imageset_writer
     from deephide.protect import protect
 
     t0 = time.perf_counter()
@@ -245,7 +246,7 @@ def reveal_psnr(prot: Any, hider: torch.nn.Module, bank: Any, n: int, dev: torch
 
 def bench_protect(sz: Sizes, dev: torch.device, tmp: Path, hider_dir: str | None) -> dict[str, Any]:
     """Bare INN hide on random tensors vs protection end to end, fp32 and bf16 (same INN, same batch)."""
-    from deephide.data.storage import save_imageset
+    from deephide.data.stored import save_imageset
     from deephide.protect import channels_last
     from deephide.runtime import autocast, bf16_supported
 
@@ -291,7 +292,7 @@ def bench_protect(sz: Sizes, dev: torch.device, tmp: Path, hider_dir: str | None
 def trained_reveal(hider_dir: str, precisions: list[str], sz: Sizes, dev: torch.device, tmp: Path) -> dict[str, Any]:
     """Reveal PSNR of a trained hider's protected images in each precision (its own data and bank)."""
     from deephide.data import load_dataset
-    from deephide.data.storage import save_imageset
+    from deephide.data.stored import save_imageset
     from deephide.hiding.hiderdir import hider_bank_dir, open_hider
     from deephide.semantic import load_bank
 
@@ -374,7 +375,7 @@ def hider_training(spec: dict[str, Any], dev: torch.device) -> dict[str, Any]:
 
 def bench_rss(sz: Sizes, dev: torch.device, tmp: Path, bf16: bool) -> dict[str, Any]:
     """Peak RSS (and time) of protection end to end at two set sizes, each in a fresh process."""
-    from deephide.data.storage import save_imageset
+    from deephide.data.stored import save_imageset
 
     out: dict[str, Any] = {"bf16": bf16}
     for n in sz.rss_n:

@@ -443,7 +443,7 @@ def stored(tmp_path: Path) -> tuple[ImageSet, Path]:
 
 def stored_v1(ds: ImageSet, d: Path) -> Path:
     """A set in format 1 (one data.npz), as deephide wrote before format 2."""
-    from deephide.data.storage import array_sha256
+    from deephide.data.mmap import array_sha256
 
     d.mkdir(parents=True)
     labels = ds.labels.astype("<i8")
@@ -467,7 +467,7 @@ def test_format_1_sets_still_load(tmp_path: Path) -> None:
 
 
 def test_mapped_set_releases_pages_and_hashes_like_memory(tmp_path: Path) -> None:
-    from deephide.data.storage import array_sha256, release_rows
+    from deephide.data.mmap import array_sha256, release_rows
 
     ds = small_set(n=300, h=32, w=32)
     _, d = ds, save_imageset(ds, tmp_path / "set")
@@ -480,7 +480,7 @@ def test_mapped_set_releases_pages_and_hashes_like_memory(tmp_path: Path) -> Non
 
 
 def test_writer_streams_into_the_output_and_is_all_or_nothing(tmp_path: Path) -> None:
-    from deephide.data.storage import imageset_writer
+    from deephide.data.stored import imageset_writer
 
     ds = small_set(n=20)
     with imageset_writer(tmp_path / "w", len(ds), ds.shape) as w:

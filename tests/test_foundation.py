@@ -57,7 +57,7 @@ def test_psnr_ssim_and_correlation_by_hand():
 def test_test_spec_for_a_loader_a_stored_set_and_a_bare_path(tmp_path):
     from deephide.data import load_dataset
     from deephide.data.registry import test_spec_for
-    from deephide.data.storage import save_imageset
+    from deephide.data.stored import save_imageset
 
     assert test_spec_for("synthetic?n=8") == "synthetic?n=8"
     ds = load_dataset("synthetic?n=8&size=16&classes=2", "train")

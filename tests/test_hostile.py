@@ -675,7 +675,7 @@ def _enospc(*_a, **_k):
 def test_full_disk_leaves_nothing(tmp_path, hider_dir, capsys, where):
     out = tmp_path / "out"
     # "write": the output file's blocks are allocated up front, where a full disk shows
-    target = "deephide.fsutil.os.replace" if where == "rename" else "deephide.data.storage.os.posix_fallocate"
+    target = "deephide.fsutil.os.replace" if where == "rename" else "deephide.data.stored.os.posix_fallocate"
     with mock.patch(target, _enospc):
         rc, err = cli(capsys, *protect_args(SYN, out, hider_dir))
     one_error(rc, err, str(out), "No space left on device")

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from deephide.data import load_dataset
-from deephide.data.storage import save_imageset
+from deephide.data.stored import save_imageset
 from deephide.evaluation.grid import read_results
 from deephide.evaluation.perturbation import perturbation_stats
 from deephide.evaluation.stats import aggregate
@@ -49,6 +49,8 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
                  "fmnist-class continued with L_sv (w 0.01: a fastcnn surrogate victim trained alongside) at lr 3e-4"),
     "sv-class-low": ("class", ["--init", "fmnist-class", "--set", "w_sv=0.001"],
                      "fmnist-class continued with L_sv (w 0.001) at lr 3e-4"),
+    "sv-class-high": ("class", ["--init", "fmnist-class", "--set", "w_sv=0.1"],
+                      "fmnist-class continued with L_sv (w 0.1) at lr 3e-4"),
     "sv-sample": ("sample", ["--init", "fmnist-sample", "--set", "w_sv=0.01"],
                   "fmnist-sample continued with L_sv (w 0.01) at lr 3e-4"),
 }

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import ImageSet, load_dataset
-from .data.storage import save_imageset
+from .data.stored import save_imageset
 from .errors import DeephideError
 from .fsutil import write_json
 

@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import ImageSet
-from .data.storage import release_rows
+from .data.mmap import release_rows
 from .errors import DeephideError
 from .ops.budget import clipped_count, quantise_within_budget
 from .ops.metrics import correlation, mse_psnr, psnr, ssim_uint8

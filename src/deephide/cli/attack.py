@@ -50,7 +50,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     from ..attacks import ATTACKS, run_attack
     from ..data import load_dataset
     from ..data.registry import test_spec_for
-    from ..data.storage import save_imageset
+    from ..data.stored import save_imageset
     from ..fsutil import check_new_output
     from ..protect import parse_eps
 

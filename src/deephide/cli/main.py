@@ -93,7 +93,9 @@ def cmd_train_hider(a: argparse.Namespace) -> int:
 def cmd_protect(a: argparse.Namespace) -> int:
     from ..data.registry import test_spec_for
     from ..data import load_dataset
-    from ..data.storage import export_class_folders, export_png_folder, imageset_writer
+    from ..data.interop.class_folders import export_class_folders
+    from ..data.interop.png_folder import export_png_folder
+    from ..data.stored import imageset_writer
     from ..fsutil import check_new_output, outputs_or_nothing
     from ..hiding.hiderdir import hider_bank_dir, open_hider
     from ..pipeline import bank_for
@@ -205,7 +207,7 @@ def cmd_reveal(a: argparse.Namespace) -> int:
     import numpy as np
 
     from ..data import load_dataset
-    from ..data.storage import save_imageset
+    from ..data.stored import save_imageset
     from ..fsutil import check_new_output
     from ..hiding.hiderdir import hider_bank_dir, open_hider
     from ..ops.metrics import psnr

@@ -6,16 +6,11 @@ A dataset spec is ``LOADER[:PATH][?key=value&...]`` (``fashion-mnist``, ``cifar1
 
 from .imageset import ImageSet
 from .registry import DATASETS, load_dataset, parse_spec
-from .storage import (
-    export_avatar_npz,
-    export_class_folders,
-    export_png_folder,
-    import_avatar_npz,
-    import_png_folder,
-    load_any,
-    load_imageset,
-    save_imageset,
-)
+from .formats import load_any
+from .interop.avatar_npz import export_avatar_npz, import_avatar_npz
+from .interop.class_folders import export_class_folders
+from .interop.png_folder import export_png_folder, import_png_folder
+from .stored import load_imageset, save_imageset
 
 from . import loaders as _loaders  # noqa: F401  (fills DATASETS)
 

@@ -19,7 +19,9 @@ from PIL import Image
 from ..errors import DeephideError
 from .imageset import ImageSet
 from .registry import DATASETS, SPLITS
-from .storage import check_labels, conversion_note, load_any, pil_guard, to_uint8_gray
+from .arrays import check_labels, pil_guard
+from .formats import load_any
+from .interop.png_folder import conversion_note, to_uint8_gray
 from .unpickle import load_pickle_dict
 
 log = logging.getLogger("deephide")
@@ -278,7 +280,7 @@ def folder(path: str | None = None, split: str = "train", size: int = 32, classe
     """Labelled image folder (one subfolder per class, sorted); resize short side + centre crop to size, classes=K keeps the first K.
 
     A photo collection is taken as it is: an unreadable file (truncated, empty, not an image, a
-    decompression bomb over storage.MAX_PIXELS) is skipped with a warning naming it, and any other
+    decompression bomb over arrays.MAX_PIXELS) is skipped with a warning naming it, and any other
     mode (gray, palette, CMYK, 16-bit, alpha composited on white) is converted to 8-bit RGB, lossy
     conversions with one warning line. Both are counted in the provenance (``skipped``,
     ``converted``), which a stored set keeps in its manifest.
