@@ -39,7 +39,7 @@ test: setup
 # the CPU reference tables (issue 7; resumable): ~10 h on a 2-core CPU with native bf16, several times that
 # without (`python benchmarks/reference_cost.py` estimates it for the machine at hand)
 reference: setup
-	bash results/reference-fmnist/run.sh
+	bash experiments/reference-fmnist/run.sh
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,4 +1,4 @@
-"""How long `make reference` (results/reference-fmnist/run.sh) takes on this machine, from measured step times.
+"""How long `make reference` (experiments/reference-fmnist/run.sh) takes on this machine, from measured step times.
 
 Why: the same 2-core run differs several-fold between CPUs with and without native bf16, and a session's machine
 is drawn by chance; this says before starting whether the run fits. It times, here:
@@ -6,7 +6,7 @@ is drawn by chance; this says before starting whether the run fits. It times, he
   memory format, ONE thread: the grid runs two cells side by side), and one evaluation forward pass;
 - the `cpu` hider profile's training step through the real training loop (INN + L_LFC ResNet-18 pass, all threads;
   random weights cost what trained ones do) and the INN's protection throughput (fp32, as `protect` runs);
-then multiplies by the run's counts: every cell of configs/reference-fmnist/*.yaml (an AT cell costs 1 + its PGD
+then multiplies by the run's counts: every cell of experiments/reference-fmnist/configs/*.yaml (an AT cell costs 1 + its PGD
 steps passes per step), each `hider` line of run.sh (training + protecting the 60,000 images), and the L_LFC
 ResNet-18's training (victim profile `cpu`, cached after the first hider).
 Not counted: attack sets (5.4 min in all on the bf16 machine of benchmarks/RESULTS.md), verify, countermeasure

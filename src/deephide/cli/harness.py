@@ -19,7 +19,7 @@ def add_grid_parser(sub: Any) -> argparse.ArgumentParser:
     g = sub.add_parser("grid", help="run an experiment grid from a YAML config (resumes finished cells)",
                        description="Train every (train set, model, countermeasure, seed[, mixture]) cell of "
                                    "CONFIG not yet in its results file; results are appended as JSON lines.")
-    g.add_argument("config", help="grid config YAML (see configs/)")
+    g.add_argument("config", help="grid config YAML (e.g. experiments/reference-fmnist/configs/main.yaml)")
     g.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local: cells one after another here; ray: one Ray task per cell")
     g.add_argument("--address", help="Ray cluster address (e.g. 127.0.0.1:6379 or auto); default: a new local cluster")

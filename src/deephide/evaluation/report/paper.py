@@ -22,7 +22,7 @@ def default_paper_csv() -> Path | None:
     env = os.environ.get(PAPER_CSV_ENV)
     if env:
         return Path(env)
-    repo = Path(__file__).resolve().parents[3]  # src/deephide/evaluation/report.py -> repository root
+    repo = Path(__file__).resolve().parents[4]  # src/deephide/evaluation/report/paper.py -> repository root
     packaged = Path(__file__).with_name("paper-tables.csv")  # a copy of the spec's table ships with the package
     for cand in (packaged, repo.parent / "shared" / "spec" / "paper-tables.csv", repo / "shared" / "spec" / "paper-tables.csv"):
         if cand.is_file():

@@ -1,0 +1,161 @@
+"""Objective variants of the shipped hiders, chosen on a held-out victim seed (issue 17).
+
+The shipped hiders hide (reveal gate passed) but their sets stay learnable: the stored perturbation is ~98%
+its class mean (a class shortcut) yet faint (mean |delta| 3.5 of 8 levels at the last step, 4.3 at step 500,
+with victim accuracy rising as it shrank). A variant continues a shipped hider (``train-hider --init``) with
+one change to the objective; it is judged by the reveal gate (held-out covers) and by victims on seed 100,
+a seed that no reported table uses. The reported victims (seeds 0-2) are run only for the chosen variant,
+by ``curve.py victims``.
+
+Commands (repository root, after `make setup`):
+  .venv/bin/python experiments/hider-fmnist/variants.py train NAME [--seconds S]   # resumable, into runs/variants/NAME
+  .venv/bin/python experiments/hider-fmnist/variants.py select NAME[:STEP] ...      # gate + seed-100 victims
+  .venv/bin/python experiments/hider-fmnist/variants.py table                      # the selection table (stdout)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from deephide.data import load_dataset
+from deephide.data.stored import save_imageset
+from deephide.evaluation.grid import read_results
+from deephide.evaluation.perturbation import perturbation_stats
+from deephide.evaluation.stats import aggregate
+from deephide.hiding.checkpoint import load_hider, read_checkpoint
+from deephide.protect import protect, reveal_gate
+from deephide.runtime import versions
+from deephide.semantic import load_bank
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = ROOT / "results" / "hider-fmnist"  # what this script writes
+RUNS = ROOT / "runs" / "variants"
+SELECTION_SEEDS = [100]  # held out: no reported table trains a victim with it
+
+#: name -> (mode, train-hider arguments beyond the shared ones, what differs)
+VARIANTS: dict[str, tuple[str, list[str], str]] = {
+    "use-class": ("class", ["--init", "fmnist-class", "--set", "w_use=0.05", "--set", "use_target=0.75"],
+                  "fmnist-class continued 2,000 steps with L_use (w 0.05, target 6 of 8 levels) at lr 3e-4"),
+    "use-sample": ("sample", ["--init", "fmnist-sample", "--set", "w_use=0.05", "--set", "use_target=0.75"],
+                   "fmnist-sample continued 2,000 steps with L_use (w 0.05, target 6 of 8 levels) at lr 3e-4"),
+    "sv-class": ("class", ["--init", "fmnist-class", "--set", "w_sv=0.01"],
+                 "fmnist-class continued with L_sv (w 0.01: a fastcnn surrogate victim trained alongside) at lr 3e-4"),
+    "sv-class-low": ("class", ["--init", "fmnist-class", "--set", "w_sv=0.001"],
+                     "fmnist-class continued with L_sv (w 0.001) at lr 3e-4"),
+    "sv-class-high": ("class", ["--init", "fmnist-class", "--set", "w_sv=0.1"],
+                      "fmnist-class continued with L_sv (w 0.1) at lr 3e-4"),
+    "sv-sample": ("sample", ["--init", "fmnist-sample", "--set", "w_sv=0.01"],
+                  "fmnist-sample continued with L_sv (w 0.01) at lr 3e-4"),
+}
+SHARED = ["--data", "fashion-mnist", "--secrets", "sig", "--profile", "long", "--set", "lr=0.0003",
+          "--set", "lr_step_every=100000", "--set", "snapshot_at=250,500,1000,2000", "--set", "log_every=25",
+          "--iterations", "2000", "--quiet"]
+
+
+def command(name: str) -> list[str]:
+    mode, extra, _ = VARIANTS[name]
+    return ["deephide", "train-hider", "--mode", mode, *extra, *SHARED, "--out", str(RUNS / name)]
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    cmd = command(a.name)
+    cmd[0] = str(Path(sys.executable).with_name("deephide"))
+    if a.seconds:
+        cmd += ["--time-limit", str(a.seconds)]
+    subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def point(spec: str) -> tuple[str, int, Path]:
+    """NAME or NAME:STEP -> (name, step, checkpoint dir)."""
+    name, _, step = spec.partition(":")
+    d = RUNS / name
+    ck = d / "snapshots" / step if step else d / "checkpoint"
+    if not ck.is_dir():
+        sys.exit(f"variants.py: {ck}: no such hider state (train it first: variants.py train {name})")
+    return name, int(read_checkpoint(ck)["training"]["iteration"]), ck
+
+
+def cmd_select(a: argparse.Namespace) -> None:
+    train, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
+    sets = {}
+    for spec in a.points:
+        name, step, ck = point(spec)
+        mode = VARIANTS[name][0]
+        bank = load_bank(RUNS / name / "bank")
+        hider = load_hider(ck, image_size=32)
+        label = f"{name}@{step}"
+        gate_file = HERE / "selection-gate.jsonl"
+        done = {json.loads(s)["point"] for s in gate_file.read_text().splitlines()} if gate_file.exists() else set()
+        if label not in done:
+            g = reveal_gate(test, hider, bank, mode, levels=8, seed=0, limit=2000)
+            sub = train.subset(np.arange(10_000), note="first 10000")
+            p = perturbation_stats(sub, protect(sub, hider, bank, mode, levels=8, seed=0, progress=False), n=None)
+            rec = {"point": label, "variant": name, "step": step, "command": " ".join(command(name)),
+                   "what": VARIANTS[name][2], "reveal_gate": g, "band_energy": p["band_energy"],
+                   "class_share": p["class_share"], "versions": versions()}
+            with open(gate_file, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            print(f"{label}: reveal {g['reveal_psnr']:.2f} dB vs trivial {g['trivial_psnr']:.2f} (hides: {g['hides']}), "
+                  f"mean |delta| {g['mean_abs_levels']:.2f} levels, class share {p['class_share']:.3f}", flush=True)
+        path = RUNS / "sets" / label
+        if not (path / "manifest.json").exists():
+            prot = protect(train, hider, bank, mode, levels=8, seed=0, progress=True).replace(test_spec="fashion-mnist")
+            save_imageset(prot, path, force=True)
+        sets[label] = str(path.relative_to(ROOT))
+    cfg = {"name": "hider-variants-selection", "out": "results/hider-fmnist/selection.jsonl", "test": "fashion-mnist",
+           "seeds": SELECTION_SEEDS, "profile": "fast", "resources": {"cpus": 1, "gpus": 0}, "models": a.models,
+           "train_sets": sets, "countermeasures": ["Vanilla"],
+           "notes": "hider objective variants judged on a held-out victim seed"}
+    yaml = RUNS / "selection.yaml"
+    yaml.write_text(json.dumps(cfg, indent=1))  # JSON is YAML
+    subprocess.run([str(Path(sys.executable).with_name("deephide")), "grid", str(yaml), "--quiet"], cwd=ROOT, check=True)
+
+
+def table_lines() -> list[str]:
+    """The selection table (Markdown lines): gate and held-out-seed victims of every variant point."""
+    f = HERE / "selection-gate.jsonl"
+    gates = {r["point"]: r for r in map(json.loads, f.read_text().splitlines())} if f.exists() else {}
+    recs = read_results(HERE / "selection.jsonl") if (HERE / "selection.jsonl").exists() else []
+    fin, best = aggregate(recs, "final"), aggregate(recs, "best")
+    lines = ["| point | what | reveal PSNR (dB) | trivial | hides | mean abs (levels) | class share | "
+             f"fastcnn final / peak (seed {SELECTION_SEEDS[0]}) | resnet20 final / peak (seed {SELECTION_SEEDS[0]}) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for label, r in gates.items():
+        g = r["reveal_gate"]
+        acc = []
+        for model in ("fastcnn", "resnet20"):
+            k = next((k for k in fin if k[0] == label and k[1] == model), None)
+            acc.append(f"{fin[k].mean:.2f} / {best[k].mean:.2f}" if k else "-")
+        lines.append(f"| {label} | {r['what']} | {g['reveal_psnr']:.2f} | {g['trivial_psnr']:.2f} | "
+                     f"{'yes' if g['hides'] else 'no'} | {g['mean_abs_levels']:.2f} | {r['class_share']:.3f} | "
+                     f"{acc[0]} | {acc[1]} |")
+    return lines
+
+
+def cmd_table(a: argparse.Namespace) -> None:
+    print("\n".join(table_lines()))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("name", choices=list(VARIANTS))
+    t.add_argument("--seconds", type=float)
+    s = sub.add_parser("select")
+    s.add_argument("points", nargs="+", help="NAME or NAME:STEP (a snapshot)")
+    s.add_argument("--models", nargs="+", default=["fastcnn", "resnet20"])
+    sub.add_parser("table")
+    a = p.parse_args()
+    {"train": cmd_train, "select": cmd_select, "table": cmd_table}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
