@@ -22,7 +22,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert s["hider"]["run"]["lfc"] and s["hider"]["run"]["profile"]["lfc_model"] == "fastcnn"
     assert main(args) == 0  # a second run resumes from what is there (hider finished, set rewritten)
     assert main(args[:3] + ["--set", "nonsense=1"]) == 2
-    assert "unknown settings" in capsys.readouterr().err
+    assert "unknown demo setting 'nonsense'" in capsys.readouterr().err  # the shared profile mechanism's wording
 
 
 def test_demo_protects_with_a_shipped_hider(tmp_path, capsys, monkeypatch):

@@ -124,10 +124,12 @@ def run_demo(out: Path, force: bool = False, progress: bool = True, **overrides:
     from .protect import protect, verify
     from .semantic import load_bank
 
-    unknown = sorted(set(overrides) - set(DEMO))
-    if unknown:
-        raise DeephideError(f"demo: unknown settings {unknown}; known: {', '.join(sorted(DEMO))}")
-    cfg = dict(DEMO, **{k: v for k, v in overrides.items() if v is not None or k == "hider"})  # hider=null: train
+    from .profiles import pick_profile
+
+    train_here = "hider" in overrides and overrides["hider"] is None  # --set hider=null: train a hider here
+    cfg = pick_profile({"default": DEMO}, "demo", "default", {k: v for k, v in overrides.items() if k != "hider" or not train_here})
+    if train_here:
+        cfg["hider"] = None
     out = Path(out)
     if force:
         from .fsutil import remove_output_dir

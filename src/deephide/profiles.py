@@ -1,9 +1,16 @@
 """Named settings for each stage: ``paper`` (the paper's hyperparameters, for a GPU),
-``cpu`` (fits a 2-core machine), ``tiny`` (tests). One dict per stage and profile."""
+``cpu`` (fits a 2-core machine), ``tiny`` (tests). One dict per stage and profile.
+
+The one profile mechanism: every stage's table (victims here, hiders in ``hiding.profiles``, attacks in
+``attacks.profiles``, the demo's one dict in ``pipeline``) is a ``{name: {setting: default}}`` dict read with
+:func:`pick_profile`, which applies overrides typed by :func:`coerce_setting` and refuses unknown keys in one line.
+"""
 
 from __future__ import annotations
 
 import copy
+import math
+import re
 from typing import Any
 
 from .errors import DeephideError
@@ -44,8 +51,54 @@ VICTIM["fast"] = dict(VICTIM["cpu"], iterations=937)
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {"victim": VICTIM}
 
 
-def pick_profile(table: dict[str, dict[str, Any]], stage: str, name: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``table[name]`` with ``overrides`` applied (None values ignored, unknown keys refused)."""
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)", re.IGNORECASE)
+
+
+def parse_value(text: str) -> int | float | bool | str:
+    """A command-line value as int, float or bool when it looks like one, else the string."""
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if _INT.fullmatch(low):
+        return int(low)
+    if _FLOAT.fullmatch(low):
+        return float(low)
+    return text
+
+
+def coerce_setting(where: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` (maybe a command-line string) as the type of the setting's ``default``.
+
+    bool, int, float and str defaults are checked (an int is a float; a bool is no number; NaN is refused);
+    other defaults (tuples, lists, dicts, None) take the value as given: their users parse it.
+    """
+    if isinstance(value, str) and not isinstance(default, str):
+        value = parse_value(value)
+    bad = DeephideError(f"{where}: {key}={value!r} must be {type(default).__name__}")
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise bad
+        return float(value)
+    if isinstance(default, str):
+        return str(value)
+    return value
+
+
+def pick_profile(table: dict[str, dict[str, Any]], stage: str, name: str, overrides: dict[str, Any],
+                 setting: str = "setting") -> dict[str, Any]:
+    """A copy of ``table[name]`` with ``overrides`` applied (typed by :func:`coerce_setting`; None values ignored,
+    unknown keys refused naming the known ones). ``setting`` names a key in the error ("option" for attacks)."""
     if name not in table:
         raise DeephideError(f"unknown {stage} profile '{name}'; choose one of: {', '.join(sorted(table))}")
     prof = copy.deepcopy(table[name])
@@ -53,8 +106,8 @@ def pick_profile(table: dict[str, dict[str, Any]], stage: str, name: str, overri
         if v is None:
             continue
         if k not in prof:
-            raise DeephideError(f"unknown {stage} setting '{k}'; known: {', '.join(sorted(prof))}")
-        prof[k] = v
+            raise DeephideError(f"unknown {stage} {setting} '{k}'; known: {', '.join(sorted(prof))}")
+        prof[k] = coerce_setting(f"{stage} {name}", k, v, prof[k])
     prof["profile"] = name
     return prof
 

@@ -11,11 +11,10 @@ exact settings that differ from ``paper``, so a provenance record says how far a
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
-from ..data.registry import parse_value
 from ..errors import DeephideError
+from ..profiles import coerce_setting
 
 PROFILE_NAMES = ("paper", "cpu", "tiny")
 MODEL_FREE = "none: model-free, the published generator runs unchanged"
@@ -143,26 +142,6 @@ for _name in ("LSP", "AR", "OPS", "random-noise-C", "semantic-added-C", "semanti
 del _name, _prof
 
 
-def _coerce(attack: str, key: str, value: Any, default: Any) -> Any:
-    """``value`` (maybe a command-line string) as the type of the profile's ``default``."""
-    if isinstance(value, str):
-        value = parse_value(value)
-    bad = DeephideError(f"attack {attack}: option {key}={value!r} must be {type(default).__name__}")
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            raise bad
-        return float(value)
-    return str(value)
-
-
 def attack_profile(attack: str, profile: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Settings of ``attack`` under ``profile`` with ``options`` applied (typed; unknown keys refused).
 
@@ -184,7 +163,7 @@ def attack_profile(attack: str, profile: str, options: dict[str, Any] | None = N
         if key not in s:
             known = ", ".join(sorted(s)) or "none"
             raise DeephideError(f"attack {attack}: unknown option '{key}'; known: {known}")
-        s[key] = _coerce(attack, key, value, s[key])
+        s[key] = coerce_setting(f"attack {attack}", key, value, s[key])
     paper = table["paper"]
     changed = {k: {"paper": paper[k], "used": v} for k, v in s.items() if k in paper and paper[k] != v}
     if passthrough:

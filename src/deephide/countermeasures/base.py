@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from ..data.arrays import check_images
 from ..errors import DeephideError
 from .registry import COUNTERMEASURES
 
@@ -106,16 +107,6 @@ def register_variant(name: str, cls: Callable[..., Countermeasure], help: str, *
 
 # ---------------------------------------------------------------------------------------------
 # helpers for data-stage transforms
-
-
-def check_images(images: np.ndarray, where: str) -> np.ndarray:
-    """Refuse anything but uint8 (N, H, W, C) with C in {1, 3}; return the array unchanged."""
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
-        got = getattr(images, "dtype", type(images).__name__)
-        raise DeephideError(f"{where}: images must be a uint8 array, got {got}")
-    if images.ndim != 4 or images.shape[3] not in (1, 3):
-        raise DeephideError(f"{where}: images must have shape (N, H, W, C) with C in (1, 3), got {images.shape}")
-    return images
 
 
 def chunk_slices(n: int, per_image: int, budget: int | None = None) -> Iterator[slice]:

@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 
 from ..errors import DeephideError
-from .base import (Countermeasure, check_images, chunk_slices, map_uint8_chunks,
+from ..data.arrays import check_images
+from .base import (Countermeasure, chunk_slices, map_uint8_chunks,
                    register_variant, safe_border, to_uint8)
 from .registry import COUNTERMEASURES
 

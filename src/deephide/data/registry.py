@@ -15,6 +15,7 @@ from dataclasses import replace as _dc_replace
 from typing import Any, Callable
 
 from ..errors import DeephideError
+from ..profiles import parse_value  # noqa: F401  (also this module's API: option values)
 from ..registry import Registry
 from .imageset import ImageSet
 
@@ -26,22 +27,6 @@ SPLITS = ("train", "test")
 PATH_LOADER = "file"
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
-_INT = re.compile(r"[+-]?\d+")
-_FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?|[+-]?(inf|nan)", re.IGNORECASE)
-
-
-def parse_value(text: str) -> int | float | bool | str:
-    """An option value as int, float or bool when it looks like one, else the string."""
-    low = text.strip().lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    if _INT.fullmatch(low):
-        return int(low)
-    if _FLOAT.fullmatch(low):
-        return float(low)
-    return text
 
 
 def parse_options(query: str, spec: str) -> dict[str, Any]:
