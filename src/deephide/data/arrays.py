@@ -117,14 +117,19 @@ def _check_npz_sizes(path: Path) -> None:
                             f"machine's {mem / 2**30:.1f} GiB of memory (refused)")
 
 
-def check_images(a: Any, where: str, key: str = "images") -> np.ndarray:
-    """Validate ``a`` as uint8 (N, H, W, C) with C in {1, 3}; a (N, H, W) array gains C = 1."""
+def _plain_array(a: Any, where: str, key: str) -> None:
+    """Refuse what no format may hold: not an array, an object array, NaN or inf values."""
     if not isinstance(a, np.ndarray):
         raise DeephideError(f"{where}: '{key}' is not an array")
     if a.dtype == object:
         raise DeephideError(f"{where}: '{key}' is an object array (refused)")
     if a.dtype.kind in "fc" and not np.isfinite(a).all():
         raise DeephideError(f"{where}: '{key}' contains NaN or inf values")
+
+
+def check_images(a: Any, where: str, key: str = "images") -> np.ndarray:
+    """Validate ``a`` as uint8 (N, H, W, C) with C in {1, 3}; a (N, H, W) array gains C = 1."""
+    _plain_array(a, where, key)
     if a.dtype != np.uint8:
         raise DeephideError(f"{where}: '{key}' must be uint8, got {a.dtype}")
     if a.ndim == 3:
@@ -138,12 +143,7 @@ def check_images(a: Any, where: str, key: str = "images") -> np.ndarray:
 
 def check_labels(a: Any, n: int, num_classes: int | None, where: str, key: str = "labels") -> np.ndarray:
     """Validate ``a`` as n integer labels in [0, num_classes) and return them as int64 (N,)."""
-    if not isinstance(a, np.ndarray):
-        raise DeephideError(f"{where}: '{key}' is not an array")
-    if a.dtype == object:
-        raise DeephideError(f"{where}: '{key}' is an object array (refused)")
-    if a.dtype.kind in "fc" and not np.isfinite(a).all():
-        raise DeephideError(f"{where}: '{key}' contains NaN or inf values")
+    _plain_array(a, where, key)
     if a.dtype.kind not in "iu":
         raise DeephideError(f"{where}: '{key}' must be integers, got {a.dtype}")
     if a.ndim != 1 or a.shape[0] != n:
