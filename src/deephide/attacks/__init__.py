@@ -19,12 +19,15 @@ from __future__ import annotations
 from typing import Any
 
 from ..data import ImageSet
-# attacks register themselves in ATTACKS when imported
+# attacks register themselves in ATTACKS when imported, one module each (named after the attack)
+from . import ar as _ar  # noqa: F401
+from . import em as _em  # noqa: F401
 from . import isgan as _isgan  # noqa: F401
-from . import minmin as _minmin  # noqa: F401
+from . import lsp as _lsp  # noqa: F401
 from . import ops as _ops  # noqa: F401
+from . import random_noise as _random_noise  # noqa: F401
+from . import rem as _rem  # noqa: F401
 from . import semantic_added as _semantic_added  # noqa: F401
-from . import synthetic as _synthetic  # noqa: F401
 from .base import finish_attack, start_attack
 from .profiles import ATTACK_PROFILES, attack_profile
 from .registry import ATTACKS

@@ -171,3 +171,23 @@ def batches(n: int, batch_size: int) -> range:
 
 def n_batches(n: int, batch_size: int) -> int:
     return math.ceil(n / max(1, batch_size))
+
+
+def run_rng(run: AttackRun, tag: int) -> np.random.Generator:
+    """A numpy generator for one purpose of one run (stable across versions of the calling code)."""
+    return np.random.default_rng([run.seed % (2**32), tag])
+
+
+def scale_noise(noise: np.ndarray, how: str, l2: float, linf: float) -> np.ndarray:
+    """Per-image scaling of (n, ...) noise: ``l2`` to that L2 norm, ``linf`` to that L-inf norm."""
+    flat = noise.reshape(noise.shape[0], -1)
+    if how == "l2":
+        norm = np.linalg.norm(flat, axis=1)
+        target = l2
+    elif how == "linf":
+        norm = np.abs(flat).max(axis=1)
+        target = linf
+    else:
+        raise DeephideError(f"noise scaling '{how}': choose l2 or linf")
+    norm = np.where(norm > 0, norm, 1.0)
+    return (flat * (target / norm)[:, None]).reshape(noise.shape)
