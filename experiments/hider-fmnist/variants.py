@@ -10,6 +10,8 @@ by ``curve.py victims``.
 Commands (repository root, after `make setup`):
   .venv/bin/python experiments/hider-fmnist/variants.py train NAME [--seconds S]   # resumable, into runs/variants/NAME
   .venv/bin/python experiments/hider-fmnist/variants.py select NAME[:STEP] ...      # gate + seed-100 victims
+  .venv/bin/python experiments/hider-fmnist/variants.py ship NAME --as HIDER        # into src/deephide/hiders/HIDER
+  .venv/bin/python experiments/hider-fmnist/variants.py report NAME[:STEP] ...      # the chosen ones: seeds 0-2
   .venv/bin/python experiments/hider-fmnist/variants.py table                      # the selection table (stdout)
 """
 
@@ -38,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "results" / "hider-fmnist"  # what this script writes
 RUNS = ROOT / "runs" / "variants"
 SELECTION_SEEDS = [100]  # held out: no reported table trains a victim with it
+ROW = {"class": "DH-C", "sample": "DH-S"}
 
 #: name -> (mode, train-hider arguments beyond the shared ones, what differs)
 VARIANTS: dict[str, tuple[str, list[str], str]] = {
@@ -51,8 +54,8 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
                      "fmnist-class continued with L_sv (w 0.001) at lr 3e-4"),
     "sv-class-high": ("class", ["--init", "fmnist-class", "--set", "w_sv=0.1"],
                       "fmnist-class continued with L_sv (w 0.1) at lr 3e-4"),
-    "sv-sample": ("sample", ["--init", "fmnist-sample", "--set", "w_sv=0.01"],
-                  "fmnist-sample continued with L_sv (w 0.01) at lr 3e-4"),
+    "sv-sample-high": ("sample", ["--init", "fmnist-sample", "--set", "w_sv=0.1"],
+                       "fmnist-sample continued with L_sv (w 0.1) at lr 3e-4"),
 }
 SHARED = ["--data", "fashion-mnist", "--secrets", "sig", "--profile", "long", "--set", "lr=0.0003",
           "--set", "lr_step_every=100000", "--set", "snapshot_at=250,500,1000,2000", "--set", "log_every=25",
@@ -82,10 +85,12 @@ def point(spec: str) -> tuple[str, int, Path]:
     return name, int(read_checkpoint(ck)["training"]["iteration"]), ck
 
 
-def cmd_select(a: argparse.Namespace) -> None:
+def protected_sets(specs: list[str], gate: bool = True) -> dict[str, str]:
+    """label -> protected set path (regenerated under runs/variants/sets) of each NAME[:STEP]; with ``gate``, the
+    reveal gate and perturbation statistics of each point are appended to selection-gate.jsonl once."""
     train, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
     sets = {}
-    for spec in a.points:
+    for spec in specs:
         name, step, ck = point(spec)
         mode = VARIANTS[name][0]
         bank = load_bank(RUNS / name / "bank")
@@ -93,7 +98,7 @@ def cmd_select(a: argparse.Namespace) -> None:
         label = f"{name}@{step}"
         gate_file = HERE / "selection-gate.jsonl"
         done = {json.loads(s)["point"] for s in gate_file.read_text().splitlines()} if gate_file.exists() else set()
-        if label not in done:
+        if gate and label not in done:
             g = reveal_gate(test, hider, bank, mode, levels=8, seed=0, limit=2000)
             sub = train.subset(np.arange(10_000), note="first 10000")
             p = perturbation_stats(sub, protect(sub, hider, bank, mode, levels=8, seed=0, progress=False), n=None)
@@ -109,13 +114,82 @@ def cmd_select(a: argparse.Namespace) -> None:
             prot = protect(train, hider, bank, mode, levels=8, seed=0, progress=True).replace(test_spec="fashion-mnist")
             save_imageset(prot, path, force=True)
         sets[label] = str(path.relative_to(ROOT))
-    cfg = {"name": "hider-variants-selection", "out": "results/hider-fmnist/selection.jsonl", "test": "fashion-mnist",
-           "seeds": SELECTION_SEEDS, "profile": "fast", "resources": {"cpus": 1, "gpus": 0}, "models": a.models,
-           "train_sets": sets, "countermeasures": ["Vanilla"],
-           "notes": "hider objective variants judged on a held-out victim seed"}
-    yaml = RUNS / "selection.yaml"
+    return sets
+
+
+def run_victims(name: str, out: str, seeds: list[int], sets: dict[str, str], models: list[str], notes: str) -> None:
+    """Victims (victim profile `fast`, Vanilla) on ``sets`` by the grid, appended to ``out`` (resumable)."""
+    cfg = {"name": name, "out": out, "test": "fashion-mnist", "seeds": seeds, "profile": "fast",
+           "resources": {"cpus": 1, "gpus": 0}, "models": models, "train_sets": sets, "countermeasures": ["Vanilla"],
+           "notes": notes}
+    yaml = RUNS / f"{name}.yaml"
     yaml.write_text(json.dumps(cfg, indent=1))  # JSON is YAML
     subprocess.run([str(Path(sys.executable).with_name("deephide")), "grid", str(yaml), "--quiet"], cwd=ROOT, check=True)
+
+
+def cmd_select(a: argparse.Namespace) -> None:
+    run_victims(f"selection-{'-'.join(p.replace(':', '@') for p in a.points)}", "results/hider-fmnist/selection.jsonl",
+                SELECTION_SEEDS, protected_sets(a.points), a.models, "hider objective variants judged on a held-out victim seed")
+
+
+def cmd_report(a: argparse.Namespace) -> None:
+    """The chosen variants' victims on the reported seeds (0-2), beside the shipped hiders' in victims.jsonl."""
+    sets = {f"{ROW[VARIANTS[k.split('@')[0]][0]]}+{k}": v for k, v in protected_sets(a.points, gate=False).items()}
+    run_victims(f"report-{'-'.join(p.replace(':', '@') for p in a.points)}", "results/hider-fmnist/victims.jsonl",
+                [0, 1, 2], sets, a.models, "learning curve: victims trained on sets protected by the hiders' states")
+
+
+def cmd_ship(a: argparse.Namespace) -> None:
+    """Copy a variant's run (its latest checkpoint, with optimizer and surrogate state) into src/deephide/hiders/AS
+    and write its card from the gate line of that checkpoint's step (run `select NAME` first)."""
+    import shutil
+
+    from deephide.fsutil import write_json
+
+    name, step, ck = point(a.name)
+    src, dst = RUNS / name, ROOT / "src" / "deephide" / "hiders" / a.as_name
+    gates = [json.loads(x) for x in (HERE / "selection-gate.jsonl").read_text().splitlines()]
+    gate = next((r for r in gates if r["point"] == f"{name}@{step}"), None)
+    if gate is None:
+        sys.exit(f"variants.py: no gate line for {name}@{step}; run `variants.py select {name}` first")
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for entry in ("checkpoint", "bank", "log.jsonl", "summary.json", "surrogate.safetensors", "snapshots"):
+        if (src / entry).is_dir():
+            shutil.copytree(src / entry, dst / entry)
+        elif (src / entry).exists():
+            shutil.copy2(src / entry, dst / entry)
+    info = read_checkpoint(dst / "checkpoint")
+    run = info["training"]["run"]
+    mode, g = VARIANTS[name][0], gate["reveal_gate"]
+    card = {"name": a.as_name, "variant": name, "what": VARIANTS[name][2], "mode": mode, "steps": step,
+            "init": run.get("init"), "wall_time_h": round(info["training"]["seconds"] / 3600, 2),
+            "hider": info["hider"].to_dict(), "profile": run["profile"], "machine": gate["versions"],
+            "reveal_gate": g, "band_energy": gate["band_energy"], "class_share": gate["class_share"],
+            "command": " ".join(command(name)) + f"  (then: variants.py ship {name} --as {a.as_name})"}
+    write_json(dst / "card.json", card)
+    m = card["machine"]
+    (dst / "card.md").write_text("\n".join([
+        f"# Hider card: {a.as_name} (a named variant beyond the paper)",
+        "",
+        f"- {VARIANTS[name][2]}. Deep Hiding INN, {mode}-wise, Fashion-MNIST 32x32 RGB view, SIG secret bank (`bank/`), "
+        f"eps 8/255 kept by the hider itself (eps_levels {card['hider'].get('eps_levels')}).",
+        f"- Not in the paper: the surrogate-victim term L_sv (src/deephide/hiding/surrogate.py) with weight "
+        f"{run['profile'].get('w_sv')}; its state is `surrogate.safetensors`. Started from {run.get('init')}.",
+        f"- Training: {step} steps after the start point, {card['wall_time_h']:.2f} h wall time on {m.get('cpu_model', '?')} "
+        f"(native bf16: {m.get('cpu_bf16', '?')}), one thread beside other jobs on 2 cores.",
+        f"- Reveal gate (2,000 held-out covers, stored uint8): PSNR {g['reveal_psnr']:.2f} dB, SSIM {g['reveal_ssim']:.3f}; "
+        f"trivial answer {g['trivial_psnr']:.2f} dB; margin {g['margin_db']:+.2f} dB: "
+        f"**{'hides' if g['hides'] else 'does not hide (needs +8 dB)'}**.",
+        f"- Budget: clip on write changed {100 * g['clip_share']:.3f}% of stored values; mean |delta| "
+        f"{g['mean_abs_levels']:.2f} levels; {100 * g['at_bound_share']:.1f}% of values at +-8; class share of the "
+        f"perturbation's energy {gate['class_share']:.3f}.",
+        "- Haar band energy of the stored perturbation: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in gate["band_energy"].items()) + ".",
+        f"- Command: `{card['command']}`; selection and victims: results/hider-fmnist/README.md.",
+        "",
+    ]))
+    print(f"shipped {name}@{step} as {dst}")
 
 
 def table_lines() -> list[str]:
@@ -152,9 +226,15 @@ def main() -> None:
     s = sub.add_parser("select")
     s.add_argument("points", nargs="+", help="NAME or NAME:STEP (a snapshot)")
     s.add_argument("--models", nargs="+", default=["fastcnn", "resnet20"])
+    sh = sub.add_parser("ship")
+    sh.add_argument("name", choices=list(VARIANTS))
+    sh.add_argument("--as", dest="as_name", required=True, help="the shipped hider's name (src/deephide/hiders/NAME)")
+    r = sub.add_parser("report")
+    r.add_argument("points", nargs="+", help="NAME or NAME:STEP (a snapshot), chosen on the selection seed")
+    r.add_argument("--models", nargs="+", default=["fastcnn", "resnet20"])
     sub.add_parser("table")
     a = p.parse_args()
-    {"train": cmd_train, "select": cmd_select, "table": cmd_table}[a.cmd](a)
+    {"train": cmd_train, "select": cmd_select, "report": cmd_report, "ship": cmd_ship, "table": cmd_table}[a.cmd](a)
 
 
 if __name__ == "__main__":
