@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import machine, median, timed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs" / "reference-fmnist").glob("*.yaml"))
-RUN_SH = ROOT / "results" / "reference-fmnist" / "run.sh"
+CONFIGS = sorted((ROOT / "experiments" / "reference-fmnist" / "configs").glob("*.yaml"))
+RUN_SH = ROOT / "experiments" / "reference-fmnist" / "run.sh"
 TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000
 
 

@@ -22,7 +22,7 @@ from deephide.evaluation.stats import Agg, aggregate
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "results" / "reference-fmnist"  # what this script reads and writes
-CONFIGS = ROOT / "configs" / "reference-fmnist"
+CONFIGS = ROOT / "experiments" / "reference-fmnist" / "configs"
 RUNS = ROOT / "runs" / "reference"
 PAPER_CSV = ROOT / "src" / "deephide" / "evaluation" / "paper-tables.csv"
 TABLES = ("main", "weights", "sources", "jpeg", "mixtures", "archs")

@@ -22,7 +22,7 @@ from deephide.evaluation.stats import mean_std  # noqa: E402
 
 HERE = ROOT / "results" / "reference-fmnist" / "hider-tuning"  # what this script reads and writes
 R = ROOT / "runs" / "diag"
-COLUMNS = [cm.label for cm in load_config(ROOT / "configs" / "reference-fmnist" / "main.yaml").countermeasures]
+COLUMNS = [cm.label for cm in load_config(ROOT / "experiments" / "reference-fmnist" / "configs" / "main.yaml").countermeasures]
 # name -> (the check.sh settings, what it tests); order = the order they were run
 VARIANTS = {
     "base": ("--set w_freq=1 --set w_lfc=1e-4", "paper loss weights (the reference run's first DH-C hider)"),
