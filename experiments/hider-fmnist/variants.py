@@ -155,7 +155,7 @@ def cmd_ship(a: argparse.Namespace) -> None:
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
-    for entry in ("checkpoint", "bank", "log.jsonl", "summary.json", "surrogate.safetensors", "snapshots"):
+    for entry in ("checkpoint", "bank", "log.jsonl", "summary.json", "surrogate.safetensors"):  # snapshots stay in runs/
         if (src / entry).is_dir():
             shutil.copytree(src / entry, dst / entry)
         elif (src / entry).exists():
@@ -163,11 +163,15 @@ def cmd_ship(a: argparse.Namespace) -> None:
     info = read_checkpoint(dst / "checkpoint")
     run = info["training"]["run"]
     mode, g = VARIANTS[name][0], gate["reveal_gate"]
+    init = dict(run.get("init") or {})
+    if init.get("from"):  # the path as the repository names it, not this machine's
+        init["from"] = os.path.relpath(init["from"], ROOT)
+    cmd = " ".join(command(name)).replace(str(ROOT) + "/", "")
     card = {"name": a.as_name, "variant": name, "what": VARIANTS[name][2], "mode": mode, "steps": step,
-            "init": run.get("init"), "wall_time_h": round(info["training"]["seconds"] / 3600, 2),
+            "init": init, "planned_steps": run["profile"]["iterations"], "wall_time_h": round(info["training"]["seconds"] / 3600, 2),
             "hider": info["hider"].to_dict(), "profile": run["profile"], "machine": gate["versions"],
             "reveal_gate": g, "band_energy": gate["band_energy"], "class_share": gate["class_share"],
-            "command": " ".join(command(name)) + f"  (then: variants.py ship {name} --as {a.as_name})"}
+            "command": cmd + f"  (then: variants.py ship {name} --as {a.as_name})"}
     write_json(dst / "card.json", card)
     m = card["machine"]
     (dst / "card.md").write_text("\n".join([
@@ -176,8 +180,10 @@ def cmd_ship(a: argparse.Namespace) -> None:
         f"- {VARIANTS[name][2]}. Deep Hiding INN, {mode}-wise, Fashion-MNIST 32x32 RGB view, SIG secret bank (`bank/`), "
         f"eps 8/255 kept by the hider itself (eps_levels {card['hider'].get('eps_levels')}).",
         f"- Not in the paper: the surrogate-victim term L_sv (src/deephide/hiding/surrogate.py) with weight "
-        f"{run['profile'].get('w_sv')}; its state is `surrogate.safetensors`. Started from {run.get('init')}.",
-        f"- Training: {step} steps after the start point, {card['wall_time_h']:.2f} h wall time on {m.get('cpu_model', '?')} "
+        f"{run['profile'].get('w_sv')}; its state is `surrogate.safetensors`. Started from `{init.get('from')}` at its step "
+        f"{init.get('iteration')}.",
+        f"- Training: {step} steps after the start point (of {card['planned_steps']} planned; stopped there), "
+        f"{card['wall_time_h']:.2f} h wall time on {m.get('cpu_model', '?')} "
         f"(native bf16: {m.get('cpu_bf16', '?')}), one thread beside other jobs on 2 cores.",
         f"- Reveal gate (2,000 held-out covers, stored uint8): PSNR {g['reveal_psnr']:.2f} dB, SSIM {g['reveal_ssim']:.3f}; "
         f"trivial answer {g['trivial_psnr']:.2f} dB; margin {g['margin_db']:+.2f} dB: "
