@@ -201,7 +201,9 @@ def cmd_summarise(a: argparse.Namespace) -> None:
         "",
         "Clean test accuracy (%) of victims trained on the protected training set, victim profile `fast` (2 epochs), "
         "mean ± sample std over seeds 0-2: final (last evaluation) and peak (best evaluation: the early-stopping "
-        "defence). `DH-C@N` / `DH-S@N`: protected with the class- / sample-wise shipped hider at its training step N (the same seed-0 assignment as protect).",
+        "defence). `DH-C@N` / `DH-S@N`: protected with the class- / sample-wise shipped hider at its training step N (the same seed-0 assignment as protect); "
+        "`DH-C+NAME@N`: with objective variant NAME at step N after its start point (`variants.py report`; the shipped "
+        "fmnist-class-sv is DH-C+sv-class-high@1050).",
         "",
         "| train set | model | countermeasure | final | peak | n |",
         "|---|---|---|---|---|---|",

@@ -45,9 +45,9 @@ ROW = {"class": "DH-C", "sample": "DH-S"}
 #: name -> (mode, train-hider arguments beyond the shared ones, what differs)
 VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "use-class": ("class", ["--init", "fmnist-class", "--set", "w_use=0.05", "--set", "use_target=0.75"],
-                  "fmnist-class continued 2,000 steps with L_use (w 0.05, target 6 of 8 levels) at lr 3e-4"),
+                  "fmnist-class continued with L_use (w 0.05, target 6 of 8 levels) at lr 3e-4 (stopped at 1,600)"),
     "use-sample": ("sample", ["--init", "fmnist-sample", "--set", "w_use=0.05", "--set", "use_target=0.75"],
-                   "fmnist-sample continued 2,000 steps with L_use (w 0.05, target 6 of 8 levels) at lr 3e-4"),
+                   "fmnist-sample continued with L_use (w 0.05, target 6 of 8 levels) at lr 3e-4 (stopped at 1,600)"),
     "sv-class": ("class", ["--init", "fmnist-class", "--set", "w_sv=0.01"],
                  "fmnist-class continued with L_sv (w 0.01: a fastcnn surrogate victim trained alongside) at lr 3e-4"),
     "sv-class-low": ("class", ["--init", "fmnist-class", "--set", "w_sv=0.001"],
@@ -213,7 +213,8 @@ def table_lines() -> list[str]:
         for model in ("fastcnn", "resnet20"):
             k = next((k for k in fin if k[0] == label and k[1] == model), None)
             acc.append(f"{fin[k].mean:.2f} / {best[k].mean:.2f}" if k else "-")
-        lines.append(f"| {label} | {r['what']} | {g['reveal_psnr']:.2f} | {g['trivial_psnr']:.2f} | "
+        what = VARIANTS[r["variant"]][2] if r["variant"] in VARIANTS else r["what"]
+        lines.append(f"| {label} | {what} | {g['reveal_psnr']:.2f} | {g['trivial_psnr']:.2f} | "
                      f"{'yes' if g['hides'] else 'no'} | {g['mean_abs_levels']:.2f} | {r['class_share']:.3f} | "
                      f"{acc[0]} | {acc[1]} |")
     return lines
