@@ -117,11 +117,12 @@ def protected_sets(specs: list[str], gate: bool = True) -> dict[str, str]:
     return sets
 
 
-def run_victims(name: str, out: str, seeds: list[int], sets: dict[str, str], models: list[str], notes: str) -> None:
-    """Victims (victim profile `fast`, Vanilla) on ``sets`` by the grid, appended to ``out`` (resumable)."""
+def run_victims(name: str, out: str, seeds: list[int], sets: dict[str, str], models: list[str], notes: str,
+                countermeasures: list[str] | None = None) -> None:
+    """Victims (victim profile `fast`; Vanilla unless given) on ``sets`` by the grid, appended to ``out`` (resumable)."""
     cfg = {"name": name, "out": out, "test": "fashion-mnist", "seeds": seeds, "profile": "fast",
-           "resources": {"cpus": 1, "gpus": 0}, "models": models, "train_sets": sets, "countermeasures": ["Vanilla"],
-           "notes": notes}
+           "resources": {"cpus": 1, "gpus": 0}, "models": models, "train_sets": sets,
+           "countermeasures": countermeasures or ["Vanilla"], "notes": notes}
     yaml = RUNS / f"{name}.yaml"
     yaml.write_text(json.dumps(cfg, indent=1))  # JSON is YAML
     subprocess.run([str(Path(sys.executable).with_name("deephide")), "grid", str(yaml), "--quiet"], cwd=ROOT, check=True)
@@ -136,7 +137,8 @@ def cmd_report(a: argparse.Namespace) -> None:
     """The chosen variants' victims on the reported seeds (0-2), beside the shipped hiders' in victims.jsonl."""
     sets = {f"{ROW[VARIANTS[k.split('@')[0]][0]]}+{k}": v for k, v in protected_sets(a.points, gate=False).items()}
     run_victims(f"report-{'-'.join(p.replace(':', '@') for p in a.points)}", "results/hider-fmnist/victims.jsonl",
-                [0, 1, 2], sets, a.models, "learning curve: victims trained on sets protected by the hiders' states")
+                [0, 1, 2], sets, a.models, "learning curve: victims trained on sets protected by the hiders' states",
+                a.countermeasures)
 
 
 def cmd_ship(a: argparse.Namespace) -> None:
@@ -239,6 +241,7 @@ def main() -> None:
     r = sub.add_parser("report")
     r.add_argument("points", nargs="+", help="NAME or NAME:STEP (a snapshot), chosen on the selection seed")
     r.add_argument("--models", nargs="+", default=["fastcnn", "resnet20"])
+    r.add_argument("--countermeasures", nargs="+", default=["Vanilla"])
     sub.add_parser("table")
     a = p.parse_args()
     {"train": cmd_train, "select": cmd_select, "report": cmd_report, "ship": cmd_ship, "table": cmd_table}[a.cmd](a)
