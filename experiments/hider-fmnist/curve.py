@@ -251,12 +251,7 @@ def write_cards(curve: list[dict]) -> None:
             "- lr schedule (changed when training was continued; the log states each step's lr): " + "; ".join(
                 f"from step {r['from_iteration']}: {r['lr']:g} x{r['lr_gamma']:g} every {r['lr_step_every']}"
                 for r in (summ.get("schedule") or ck["training"].get("schedule") or [])) + ".",
-            f"- Reveal gate (2,000 held-out covers, stored uint8): PSNR {g['reveal_psnr']:.2f} dB, SSIM {g['reveal_ssim']:.3f}; "
-            f"trivial answer {g['trivial_psnr']:.2f} dB; margin {g['margin_db']:+.2f} dB: "
-            f"**{'hides' if g['hides'] else 'does not hide yet (needs +8 dB)'}**.",
-            f"- Budget: clip on write changed {100 * g['clip_share']:.3f}% of stored values; mean |delta| "
-            f"{g['mean_abs_levels']:.2f} levels; {100 * g['at_bound_share']:.1f}% of values at +-8.",
-            "- Haar band energy of the stored perturbation: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in last["band_energy"].items()) + ".",
+            *variants.gate_card_lines(g, last["band_energy"]),
             f"- Command: `{card['command']}`; learning curve and victims: results/hider-fmnist/README.md.",
             "",
         ]))

@@ -141,6 +141,18 @@ def cmd_report(a: argparse.Namespace) -> None:
                 a.countermeasures)
 
 
+def gate_card_lines(g: dict, band_energy: dict) -> list[str]:
+    """A hider card's reveal-gate, budget and band-energy lines (card.md), from a reveal_gate record."""
+    return [
+        f"- Reveal gate (2,000 held-out covers, stored uint8): PSNR {g['reveal_psnr']:.2f} dB, SSIM {g['reveal_ssim']:.3f}; "
+        f"trivial answer {g['trivial_psnr']:.2f} dB; margin {g['margin_db']:+.2f} dB: "
+        f"**{'hides' if g['hides'] else 'does not hide yet (needs +8 dB)'}**.",
+        f"- Budget: clip on write changed {100 * g['clip_share']:.3f}% of stored values; mean |delta| "
+        f"{g['mean_abs_levels']:.2f} levels; {100 * g['at_bound_share']:.1f}% of values at +-8.",
+        "- Haar band energy of the stored perturbation: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in band_energy.items()) + ".",
+    ]
+
+
 def cmd_ship(a: argparse.Namespace) -> None:
     """Copy a variant's run (its latest checkpoint, with optimizer and surrogate state) into src/deephide/hiders/AS
     and write its card from the gate line of that checkpoint's step (run `select NAME` first)."""
@@ -187,13 +199,8 @@ def cmd_ship(a: argparse.Namespace) -> None:
         f"- Training: {step} steps after the start point (of {card['planned_steps']} planned; stopped there), "
         f"{card['wall_time_h']:.2f} h wall time on {m.get('cpu_model', '?')} "
         f"(native bf16: {m.get('cpu_bf16', '?')}), one thread beside other jobs on 2 cores.",
-        f"- Reveal gate (2,000 held-out covers, stored uint8): PSNR {g['reveal_psnr']:.2f} dB, SSIM {g['reveal_ssim']:.3f}; "
-        f"trivial answer {g['trivial_psnr']:.2f} dB; margin {g['margin_db']:+.2f} dB: "
-        f"**{'hides' if g['hides'] else 'does not hide (needs +8 dB)'}**.",
-        f"- Budget: clip on write changed {100 * g['clip_share']:.3f}% of stored values; mean |delta| "
-        f"{g['mean_abs_levels']:.2f} levels; {100 * g['at_bound_share']:.1f}% of values at +-8; class share of the "
-        f"perturbation's energy {gate['class_share']:.3f}.",
-        "- Haar band energy of the stored perturbation: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in gate["band_energy"].items()) + ".",
+        *gate_card_lines(g, gate["band_energy"]),
+        f"- Class share of the perturbation's energy {gate['class_share']:.3f}.",
         f"- Command: `{card['command']}`; selection and victims: results/hider-fmnist/README.md.",
         "",
     ]))
