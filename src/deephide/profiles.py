@@ -95,10 +95,9 @@ def coerce_setting(where: str, key: str, value: Any, default: Any) -> Any:
     return value
 
 
-def pick_profile(table: dict[str, dict[str, Any]], stage: str, name: str, overrides: dict[str, Any],
-                 setting: str = "setting") -> dict[str, Any]:
+def pick_profile(table: dict[str, dict[str, Any]], stage: str, name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``table[name]`` with ``overrides`` applied (typed by :func:`coerce_setting`; None values ignored,
-    unknown keys refused naming the known ones). ``setting`` names a key in the error ("option" for attacks)."""
+    unknown keys refused naming the known ones)."""
     if name not in table:
         raise DeephideError(f"unknown {stage} profile '{name}'; choose one of: {', '.join(sorted(table))}")
     prof = copy.deepcopy(table[name])
@@ -106,7 +105,7 @@ def pick_profile(table: dict[str, dict[str, Any]], stage: str, name: str, overri
         if v is None:
             continue
         if k not in prof:
-            raise DeephideError(f"unknown {stage} {setting} '{k}'; known: {', '.join(sorted(prof))}")
+            raise DeephideError(f"unknown {stage} setting '{k}'; known: {', '.join(sorted(prof))}")
         prof[k] = coerce_setting(f"{stage} {name}", k, v, prof[k])
     prof["profile"] = name
     return prof

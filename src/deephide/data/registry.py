@@ -15,7 +15,7 @@ from dataclasses import replace as _dc_replace
 from typing import Any, Callable
 
 from ..errors import DeephideError
-from ..profiles import parse_value  # noqa: F401  (also this module's API: option values)
+from ..profiles import parse_value
 from ..registry import Registry
 from .imageset import ImageSet
 

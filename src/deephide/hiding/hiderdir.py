@@ -46,12 +46,17 @@ def resolve_hider(path: str | Path) -> Path:
     raise DeephideError(f"{path}: no such hider directory, and not the name of a shipped hider ({names})")
 
 
+def checkpoint_dir(path: Path) -> Path:
+    """The checkpoint of a hider directory (``path/checkpoint``), or ``path`` itself (a bare checkpoint or snapshot)."""
+    return path / CHECKPOINT if (path / CHECKPOINT).is_dir() else path
+
+
 def open_hider(path: str | Path, image_size: int | None = None, device: str = "cpu") -> tuple[Hider, dict[str, Any]]:
     """The hider in ``path`` (a train-hider output, a bare checkpoint dir or a shipped hider's name) and a
     JSON description."""
 
     path = resolve_hider(path)
-    ck = path / CHECKPOINT if (path / CHECKPOINT).is_dir() else path
+    ck = checkpoint_dir(path)
     if not ck.is_dir():
         raise DeephideError(f"{path}: not a hider directory (train one with `deephide train-hider`)")
     hider = load_hider(ck, image_size=image_size, device=device)

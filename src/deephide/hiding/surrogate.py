@@ -31,8 +31,6 @@ from ..fsutil import atomic_file
 from ..models import build_model
 from ..training.augment import random_crop_flip
 
-from .hiderdir import SURROGATE as SURROGATE_FILE  # the surrogate's state file, beside the hider's checkpoint
-
 
 class SurrogateVictim:
     """A victim model trained alongside the hider on its stored images.

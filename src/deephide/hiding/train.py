@@ -38,9 +38,9 @@ from .checkpoint import load_hider, load_training_state, read_checkpoint, save_h
 from .distortions import check_distortions, distort
 from .inn import Hider
 from .losses import freq_loss, hide_loss, lfc_loss, reveal_loss, total_loss, use_loss
-from .hiderdir import CHECKPOINT, LOG, SNAPSHOTS, SUMMARY
+from .hiderdir import CHECKPOINT, LOG, SNAPSHOTS, SUMMARY, SURROGATE
 from .profiles import hider_config, loss_weights
-from .surrogate import SURROGATE_FILE, SurrogateVictim
+from .surrogate import SurrogateVictim
 
 
 def balanced_batch(labels_by_class: list[np.ndarray], per_class: int, n_classes_batch: int,
@@ -205,8 +205,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
             raise DeephideError("train-hider: the surrogate-victim term (w_sv) runs in one process only")
         surrogate = SurrogateVictim(profile["sv_model"], train.num_classes, h, float(profile["sv_lr"]), dev,
                                     seed=derive_seed(seed, "surrogate_init"))
-        if ck.exists() and (out / SURROGATE_FILE).exists():  # resume: the surrogate as it was at the checkpoint
-            surrogate.restore(out / SURROGATE_FILE)
+        if ck.exists() and (out / SURROGATE).exists():  # resume: the surrogate as it was at the checkpoint
+            surrogate.restore(out / SURROGATE)
 
     # uint8 on the device for the whole run (a no-op copy on the CPU)
     covers = torch.from_numpy(np.ascontiguousarray(train.images)).permute(0, 3, 1, 2).to(dev)
@@ -325,9 +325,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                         surrogate.state() if surrogate else None)
             if done % profile["checkpoint_every"] == 0 or done == total_it:
                 if world.is_main:
-                    _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0, (loss_ema, accepted), schedule)
-                    if surrogate is not None:
-                        surrogate.save(out / SURROGATE_FILE)
+                    _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0, (loss_ema, accepted), schedule,
+                          surrogate)
             if done in snapshots and world.is_main:  # learning-curve points: weights only
                 save_hider(out / SNAPSHOTS / str(done), hider, profile=profile.get("profile"), overwrite=True,
                            training={"iteration": done, "seconds": round(elapsed0 + time.perf_counter() - t0, 1), "run": run_cfg})
@@ -335,10 +334,9 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
         if world.is_main and good[2] > start:
             hider.load_state_dict(good[0])
             opt.load_state_dict(good[1])
-            _save(ck, hider, opt, run_cfg, good[2], rollbacks, elapsed0 + time.perf_counter() - t0, good[3], schedule)
             if surrogate is not None:
                 surrogate.load(good[4])
-                surrogate.save(out / SURROGATE_FILE)
+            _save(ck, hider, opt, run_cfg, good[2], rollbacks, elapsed0 + time.perf_counter() - t0, good[3], schedule, surrogate)
         raise
     bar.close()
     if stopped is not None:
@@ -346,9 +344,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     else:  # the loop ran to its end, or had nothing left to do (a finished hider opened again)
         done = it + 1 if total_it > start else start
     if stopped is not None and done > start and world.is_main:
-        _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0, (loss_ema, accepted), schedule)
-        if surrogate is not None:
-            surrogate.save(out / SURROGATE_FILE)
+        _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0, (loss_ema, accepted), schedule,
+              surrogate)
     distributed.barrier(world)  # rank 0's last log line and checkpoint are on disk before anyone reads them
     summary = {"iterations_done": done, "iterations": total_it, "finished": done >= total_it, "stopped": stopped,
                "schedule": schedule,
@@ -430,10 +427,14 @@ def _mean_over_ranks(vals: dict[str, float], world: distributed.World) -> dict[s
 
 
 def _save(ck: Path, hider: Hider, opt: torch.optim.Optimizer, run_cfg: dict, done: int, rollbacks: int,
-          seconds: float, guard: tuple[float | None, int] = (None, 0), schedule: list | None = None) -> None:
+          seconds: float, guard: tuple[float | None, int] = (None, 0), schedule: list | None = None,
+          surrogate: SurrogateVictim | None = None) -> None:
+    """The checkpoint (weights, optimizer, training state) and, with the w_sv variant, the surrogate beside it."""
     save_hider(ck, hider, profile=run_cfg["profile"].get("profile"), optimizer=opt, overwrite=True,
                training={"iteration": done, "rollbacks": rollbacks, "seconds": round(seconds, 1), "run": run_cfg,
                          "loss_ema": guard[0], "accepted": guard[1], "schedule": schedule or []})
+    if surrogate is not None:
+        surrogate.save(ck.parent / SURROGATE)
 
 
 def _trim_log(path: Path, upto: int) -> None:
