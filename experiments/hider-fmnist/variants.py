@@ -13,6 +13,9 @@ Commands (repository root, after `make setup`):
   .venv/bin/python experiments/hider-fmnist/variants.py ship NAME --as HIDER        # into src/deephide/hiders/HIDER
   .venv/bin/python experiments/hider-fmnist/variants.py report NAME[:STEP] ...      # the chosen ones: seeds 0-2
   .venv/bin/python experiments/hider-fmnist/variants.py table                      # the selection table (stdout)
+The reported sample-wise state (sv-sample-high at step 1,000: weights, bank, log) is committed under
+results/hider-fmnist/variants/ so its set and victims can be regenerated after runs/ is gone; the class-wise one
+ships as src/deephide/hiders/fmnist-class-sv.
 """
 
 from __future__ import annotations
@@ -75,10 +78,16 @@ def cmd_train(a: argparse.Namespace) -> None:
     subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+def variant_dir(name: str) -> Path:
+    """Where a variant's run is: runs/variants/NAME while this machine has it, else the reported states committed
+    under results/hider-fmnist/variants/NAME (weights of the measured snapshot, bank, log)."""
+    return RUNS / name if (RUNS / name).is_dir() else HERE / "variants" / name
+
+
 def point(spec: str) -> tuple[str, int, Path]:
     """NAME or NAME:STEP -> (name, step, checkpoint dir)."""
     name, _, step = spec.partition(":")
-    d = RUNS / name
+    d = variant_dir(name)
     ck = d / "snapshots" / step if step else d / "checkpoint"
     if not ck.is_dir():
         sys.exit(f"variants.py: {ck}: no such hider state (train it first: variants.py train {name})")
@@ -93,7 +102,7 @@ def protected_sets(specs: list[str], gate: bool = True) -> dict[str, str]:
     for spec in specs:
         name, step, ck = point(spec)
         mode = VARIANTS[name][0]
-        bank = load_bank(RUNS / name / "bank")
+        bank = load_bank(variant_dir(name) / "bank")
         hider = load_hider(ck, image_size=32)
         label = f"{name}@{step}"
         gate_file = HERE / "selection-gate.jsonl"
