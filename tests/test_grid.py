@@ -365,3 +365,79 @@ def test_ray_unreachable_head_fails_fast(tmp_path, fake):
     with pytest.raises(DeephideError, match="no cluster answers at 127.0.0.1"):
         G.run_grid(write_config(tmp_path), executor="ray", address=f"127.0.0.1:{_free_port()}", progress=False)
     assert time.monotonic() - t0 < 30 and not fake
+
+
+# ------------------------------------------------------------------------------- content identity, reuse, time limit
+
+
+def test_content_identity_keys_by_bytes_not_label_or_path(tmp_path, fake):
+    clean = load_dataset(TRAIN, "train")
+    save_imageset(clean, tmp_path / "copy")  # the same bytes at another path, under another label
+    inverted = clean.replace(images=(255 - clean.images).astype(np.uint8))
+    save_imageset(inverted, tmp_path / "other")
+    from deephide.evaluation.grid import cells as C
+    C._IDENTITY_CACHE.clear()
+    cfg = G.load_config(write_config(tmp_path, identity="content", countermeasures=["Vanilla"],
+                                     train_sets={"Clean": TRAIN, "Copy": str(tmp_path / "copy"),
+                                                 "Other": str(tmp_path / "other")}))
+    keys = {c["row"]: c["key"] for c in G.expand(cfg)}
+    assert keys["Clean"] == keys["Copy"] != keys["Other"]
+    label = G.load_config(write_config(tmp_path, countermeasures=["Vanilla"],
+                                       train_sets={"Clean": TRAIN, "Copy": str(tmp_path / "copy")}))
+    lk = {c["row"]: c["key"] for c in G.expand(label)}
+    assert lk["Clean"] != lk["Copy"]  # the default names cells by label and spec
+    # a set that declares the canonical set it stands for takes that set's identity
+    (tmp_path / "other" / G.IDENTITY_FILE).write_text(json.dumps({"canonical": G.set_identity(TRAIN)[7:]}))
+    C._IDENTITY_CACHE.clear()
+    assert G.set_identity(str(tmp_path / "other")) == G.set_identity(TRAIN)
+    (tmp_path / "other" / G.IDENTITY_FILE).write_text("[1]")
+    C._IDENTITY_CACHE.clear()
+    with pytest.raises(DeephideError, match=r"identity.json: expected a JSON object"):
+        G.set_identity(str(tmp_path / "other"))
+    with pytest.raises(DeephideError, match=r"g.yaml: key 'identity'"):
+        G.load_config(write_config(tmp_path, identity="bytes"))
+
+
+def test_reuse_copies_finished_cells_of_another_results_file(tmp_path, fake):
+    first = write_config(tmp_path, identity="content", countermeasures=["Vanilla"])
+    G.run_grid(first, progress=False)
+    assert len(fake) == 1
+    second = write_config(tmp_path, "h.yaml", name="u", out=str(tmp_path / "other.jsonl"), identity="content",
+                          countermeasures=["Vanilla", "GaussN"], train_sets={"Base": TRAIN},
+                          reuse=[str(tmp_path / "res.jsonl")])
+    s = G.run_grid(second, progress=False)
+    assert (s.ran, s.skipped) == (1, 1) and len(fake) == 2  # only GaussN trained
+    recs = {r["countermeasure"]: r for r in G.read_results(tmp_path / "other.jsonl")}
+    assert recs["Vanilla"]["row"] == "Base" and recs["Vanilla"]["grid"] == "u"
+    assert recs["Vanilla"]["reused_from"] == str(tmp_path / "res.jsonl") and "reused_from" not in recs["GaussN"]
+
+
+def test_time_limit_leaves_cells_for_the_next_call(tmp_path, monkeypatch):
+    G._DATA_CACHE.clear()
+    calls: list = []
+    inner = fake_trainer(calls)
+
+    def slow(*a, **kw):
+        time.sleep(0.3)
+        return inner(*a, **kw)
+
+    monkeypatch.setattr("deephide.training.trainer.train_victim", slow)
+    p = write_config(tmp_path, seeds=[0, 1, 2])  # 6 cells of ~0.3 s
+    s = G.run_grid(p, progress=False, time_limit_s=0.5)
+    assert s.stopped == "time_limit" and 1 <= s.ran < 6 and len(G.read_results(tmp_path / "res.jsonl")) == s.ran
+    s2 = G.run_grid(p, progress=False)
+    assert s2.stopped is None and s2.skipped == s.ran and s.ran + s2.ran == 6
+
+
+def test_reuse_rekeys_label_keyed_records_by_their_recorded_fingerprint(tmp_path, monkeypatch, one_thread):
+    G._DATA_CACHE.clear()
+    old = write_config(tmp_path, countermeasures=["Vanilla"])  # identity: label (an older grid)
+    G.run_grid(old, progress=False)  # real training records the fingerprint of its training bytes
+    calls: list = []
+    monkeypatch.setattr("deephide.training.trainer.train_victim", fake_trainer(calls))
+    new = write_config(tmp_path, "h.yaml", name="u", out=str(tmp_path / "new.jsonl"), identity="content",
+                       countermeasures=["Vanilla"], train_sets={"Renamed": TRAIN}, reuse=[str(tmp_path / "res.jsonl")])
+    s = G.run_grid(new, progress=False)
+    assert (s.ran, s.skipped) == (0, 1) and calls == []
+    (r,) = G.read_results(tmp_path / "new.jsonl")
+    assert r["row"] == "Renamed" and r["key"] == G.expand(G.load_config(new))[0]["key"]

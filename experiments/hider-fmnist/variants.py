@@ -59,15 +59,21 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
                       "fmnist-class continued with L_sv (w 0.1) at lr 3e-4"),
     "sv-sample-high": ("sample", ["--init", "fmnist-sample", "--set", "w_sv=0.1"],
                        "fmnist-sample continued with L_sv (w 0.1) at lr 3e-4"),
+    "sv-reset-class": ("class", ["--init", "fmnist-class-sv", "--set", "w_sv=0.1", "--set", "sv_reset=200",
+                                 "--set", "lr=0.0001"],
+                       "fmnist-class-sv continued with L_sv (w 0.1), the surrogate restarted every 200 steps, lr 1e-4"),
+    "sv-reset-sample": ("sample", ["--init", "fmnist-sample", "--set", "w_sv=0.1", "--set", "sv_reset=200",
+                                   "--set", "lr=0.0001"],
+                        "fmnist-sample continued with L_sv (w 0.1), the surrogate restarted every 200 steps, lr 1e-4"),
 }
 SHARED = ["--data", "fashion-mnist", "--secrets", "sig", "--profile", "long", "--set", "lr=0.0003",
-          "--set", "lr_step_every=100000", "--set", "snapshot_at=250,500,1000,2000", "--set", "log_every=25",
-          "--iterations", "2000", "--quiet"]
+          "--set", "lr_step_every=100000", "--set", "snapshot_at=250,500,1000,1500,2000,3000", "--set", "log_every=25",
+          "--iterations", "4000", "--quiet"]
 
 
 def command(name: str) -> list[str]:
     mode, extra, _ = VARIANTS[name]
-    return ["deephide", "train-hider", "--mode", mode, *extra, *SHARED, "--out", str(RUNS / name)]
+    return ["deephide", "train-hider", "--mode", mode, *SHARED, *extra, "--out", str(RUNS / name)]  # extra wins
 
 
 def cmd_train(a: argparse.Namespace) -> None:

@@ -24,6 +24,9 @@ def add_grid_parser(sub: Any) -> argparse.ArgumentParser:
                    help="local: cells one after another here; ray: one Ray task per cell")
     g.add_argument("--address", help="Ray cluster address (e.g. 127.0.0.1:6379 or auto); default: a new local cluster")
     g.add_argument("--dry-run", action="store_true", help="list the cells and whether each is done; train nothing")
+    g.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="start no cell that would end past this many seconds (at the mean cell time so far); "
+                        "running cells finish, the rest wait for the next call")
     g.add_argument("--quiet", action="store_true", help="no progress output")
     return g
 
@@ -59,8 +62,11 @@ def cmd_grid(args: argparse.Namespace) -> int:
                   f"{cell['countermeasure']}\tseed={cell['seed']}{mix}")
         print(f"{sum(d for _, d in cells)} of {len(cells)} cells done", file=sys.stderr)
         return 0
-    s = run_grid(args.config, executor=args.executor, address=args.address, progress=not args.quiet)
-    print(f"grid done: {s.ran} cells run, {s.skipped} already there, {s.total} in all -> {s.out}")
+    s = run_grid(args.config, executor=args.executor, address=args.address, progress=not args.quiet,
+                 time_limit_s=args.time_limit)
+    left = s.total - s.skipped - s.ran
+    print(f"grid {'stopped at its time limit' if s.stopped else 'done'}: {s.ran} cells run, {s.skipped} already there, "
+          f"{left} left, {s.total} in all -> {s.out}")
     return 0
 
 

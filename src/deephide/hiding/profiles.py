@@ -26,6 +26,10 @@ _LOSS = {
     # not in the paper: w_sv L_sv, the cross-entropy of a surrogate victim (sv_model, SGD lr sv_lr) trained on the
     # stored images alongside the hider (hiding.surrogate); 0 = paper
     "w_sv": 0.0, "sv_model": "fastcnn", "sv_lr": 0.05,
+    # the surrogate starts afresh every sv_reset steps (0 = never): a surrogate that has fitted the shortcut
+    # (CE ~0.005 after ~600 steps, measured) gives the hider almost no gradient; a young one scores how fast the
+    # shortcut is learnt, which is what a victim's first epochs see
+    "sv_reset": 0,
     "eps": 8 / 255,
     # reveal from what protect will store (projected to the budget, rounded to uint8): the message
     # must survive storage, which makes the hider use the budget (a raw float stego needs ~2 levels)

@@ -41,6 +41,12 @@ class SurrogateVictim:
 
     def __init__(self, model: str, num_classes: int, image_size: int, lr: float, device: torch.device,
                  seed: int = 0) -> None:
+        self._spec = (model, num_classes, image_size, lr, device)
+        self.reset(seed)
+
+    def reset(self, seed: int) -> None:
+        """Fresh weights (seeded) and a fresh optimizer: the surrogate starts learning again."""
+        model, num_classes, image_size, lr, device = self._spec
         with torch.random.fork_rng(devices=[]):  # the surrogate's init does not move the hider's RNG streams
             torch.manual_seed(seed)
             self.net = build_model(model, num_classes, 3, image_size).to(device)

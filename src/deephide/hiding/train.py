@@ -271,6 +271,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
             if weights["use"] > 0:
                 terms["use"] = use_loss(stored, cover, eps, float(profile["use_target"]))
             if surrogate is not None:  # min-min: the surrogate fits this stored batch, then scores it for the hider
+                if int(profile["sv_reset"]) > 0 and it > 0 and it % int(profile["sv_reset"]) == 0:
+                    surrogate.reset(derive_seed(seed, "surrogate_init", it))  # seeded by the step: resumes alike
                 gs = torch.Generator().manual_seed(derive_seed(seed, "surrogate", it))
                 vals_sv_fit = surrogate.fit(stored, y, gs)
                 terms["sv"] = surrogate.loss(stored, y, gs)
@@ -370,7 +372,7 @@ MAX_ROLLBACKS_IN_A_ROW = 50
 #: profile keys that may change when a training is continued: its length, and when it saves and logs
 RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "snapshot_at", "lr", "lr_step_every", "lr_gamma")
 #: profile keys added after hiders were shipped, with the value that reproduces what ran before them
-ADDED_KEYS = {"w_use": 0.0, "use_target": 0.75, "w_sv": 0.0, "sv_model": "fastcnn", "sv_lr": 0.05}
+ADDED_KEYS = {"w_use": 0.0, "use_target": 0.75, "w_sv": 0.0, "sv_model": "fastcnn", "sv_lr": 0.05, "sv_reset": 0}
 #: the lr schedule: may change when a training is continued (e.g. a lower lr once 10^-3 turns unstable); every
 #: change is recorded in the checkpoint and the summary (``schedule``), and the log states each step's lr
 SCHEDULE_KEYS = ("lr", "lr_step_every", "lr_gamma")

@@ -24,6 +24,8 @@ Config keys (YAML mapping; unknown keys and wrong types are errors naming the fi
     paper_table: "K,class-wise"    # optional: paper rows for the report (see report.py)
     paper_csv: path/to/paper-tables.csv   # optional
     notes: free text shown in the report
+    identity: content              # optional: key cells by the training set's sha256, not its label and path
+    reuse: [results/other.jsonl]   # optional: results files whose cells with the same key are copied, not rerun
 
 Relative paths (``out``, set paths) are relative to the current directory, not to the config file.
 
@@ -31,12 +33,12 @@ Modules: ``config`` (the schema and its validation), ``cells`` (expansion, keys,
 ``results`` (the results file), ``executors`` (local and Ray; ``run_grid``).
 """
 
-from .cells import (_DATA_CACHE, DATA_CACHE_SIZE, cached_dataset, cell_key, expand, mix_sets, mixture_indices,
-                    resolve_spec, run_cell)
+from .cells import (_DATA_CACHE, DATA_CACHE_SIZE, IDENTITY_FILE, cached_dataset, cell_key, expand, mix_sets,
+                    mixture_indices, resolve_spec, run_cell, set_identity)
 from .config import CMEntry, GridConfig, load_config, parse_config
 from .executors import EXECUTORS, GridSummary, grid_status, run_grid
 from .results import ResultsWriter, read_results, sidecar_path
 
-__all__ = ["CMEntry", "DATA_CACHE_SIZE", "EXECUTORS", "GridConfig", "GridSummary", "ResultsWriter", "cached_dataset",
+__all__ = ["CMEntry", "DATA_CACHE_SIZE", "EXECUTORS", "IDENTITY_FILE", "GridConfig", "GridSummary", "ResultsWriter", "cached_dataset",
            "cell_key", "expand", "grid_status", "load_config", "mix_sets", "mixture_indices", "parse_config",
-           "read_results", "resolve_spec", "run_cell", "run_grid", "sidecar_path"]
+           "read_results", "resolve_spec", "run_cell", "run_grid", "set_identity", "sidecar_path"]

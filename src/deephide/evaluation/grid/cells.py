@@ -8,7 +8,9 @@ import hashlib
 import json
 import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable
+
 import numpy as np
 
 from ...errors import DeephideError
@@ -22,32 +24,85 @@ def cell_key(description: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+#: a file a stored set may hold to name the set it stands for (written by a campaign that regenerated a set on
+#: another machine and found it within tolerance of the committed one): {"canonical": fingerprint, ...}
+IDENTITY_FILE = "identity.json"
+_IDENTITY_CACHE: dict[str, str] = {}
+
+
+def set_identity(spec: str) -> str:
+    """``sha256:<16 hex>``: the training bytes of ``spec`` (images and labels of split "train", the fingerprint the
+    trainer records), or the canonical fingerprint named by the set's ``identity.json``. Cached per process."""
+    from ...data.registry import PATH_LOADER, parse_spec
+    from ...training.trainer import data_fingerprint
+
+    if spec not in _IDENTITY_CACHE:
+        name, path, _ = parse_spec(spec)
+        ident = Path(os.path.expanduser(path)) / IDENTITY_FILE if path is not None and name == PATH_LOADER else None
+        if ident is not None and ident.is_file():
+            try:
+                fp = json.loads(ident.read_text())["canonical"]
+            except (ValueError, KeyError, TypeError):
+                raise DeephideError(f"{ident}: expected a JSON object with a 'canonical' fingerprint") from None
+        else:
+            fp = data_fingerprint(cached_dataset(spec, "train"))
+        _IDENTITY_CACHE[spec] = f"sha256:{fp}"
+    return _IDENTITY_CACHE[spec]
+
+
 def expand(cfg: GridConfig) -> list[dict[str, Any]]:
     """All cells of ``cfg`` in config order: train_sets x models x countermeasures x seeds (x mixtures).
 
     A cell is a JSON-able dict; ``key`` hashes its description (everything but ``key``, ``order``,
-    ``device``, ``grid`` and ``resolved``: where or how it runs does not change what it measures).
+    ``device``, ``grid`` and ``resolved``: where or how it runs does not change what it measures). With
+    ``identity: content`` the description names the training (and mixture's clean) data by
+    :func:`set_identity` instead of row label and spec, so each set must exist; the cell still carries both.
     """
     from ...profiles import get_profile
 
     prof = get_profile("victim", cfg.profile, **cfg.overrides)
     mixes: list[float | None] = list(cfg.mixtures) if cfg.mixtures else [None]
+    content = cfg.identity == "content"
     cells = []
     for ri, (row, spec) in enumerate(cfg.train_sets.items()):
         for mi, model in enumerate(cfg.models):
             for ci, cm in enumerate(cfg.countermeasures):
                 for si, seed in enumerate(cfg.seeds):
                     for xi, mix in enumerate(mixes):
+                        clean = cfg.clean if mix is not None else None
                         desc = {
                             "row": row, "train": spec, "test": cfg.test, "model": model,
                             "countermeasure": cm.label, "countermeasure_name": cm.name,
                             "countermeasure_params": dict(cm.params), "seed": seed,
                             "profile": cfg.profile, "profile_settings": prof,
-                            "mixture": mix, "clean": cfg.clean if mix is not None else None,
+                            "mixture": mix, "clean": clean,
                         }
-                        cells.append({"key": cell_key(desc), **desc, "grid": cfg.name, "device": cfg.device,
+                        named = desc
+                        if content:  # the label is presentation; the bytes (and what is done to them) are the cell
+                            named = {k: v for k, v in desc.items() if k not in ("row", "countermeasure")}
+                            named.update(train=_content(cfg, row, spec), clean=clean and _content(cfg, "clean", clean))
+                        cells.append({"key": cell_key(named), **desc, "grid": cfg.name, "device": cfg.device,
                                       "order": [ri, mi, ci, si, xi]})
     return cells
+
+
+def content_key(record: dict[str, Any]) -> str | None:
+    """The ``identity: content`` key of a finished cell's record from what it recorded (its description and the
+    fingerprint of the bytes it trained on); None for a mixture (its recorded set is the mix, not the protected set)
+    or a record without a fingerprint."""
+    fp = ((record.get("data") or {}).get("train") or {}).get("fingerprint")
+    if fp is None or record.get("mixture") is not None:
+        return None
+    named = {k: record.get(k) for k in ("test", "model", "countermeasure_name", "countermeasure_params", "seed",
+                                        "profile", "profile_settings", "mixture", "clean")}
+    return cell_key({**named, "train": f"sha256:{fp}"})
+
+
+def _content(cfg: GridConfig, key: str, spec: str) -> str:
+    try:
+        return set_identity(spec)
+    except DeephideError as e:
+        raise _err(cfg.path, f"train_sets.{key}" if key != "clean" else "clean", f"identity: content: {e}") from None
 
 
 def resolve_spec(spec: str) -> str:

@@ -41,6 +41,8 @@ class GridConfig:
     paper_table: Any
     paper_csv: str | None
     notes: str
+    identity: str = "label"
+    reuse: tuple[Path, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The config as plain JSON (written beside the results for the report)."""
@@ -51,13 +53,17 @@ class GridConfig:
             "seeds": list(self.seeds), "profile": self.profile, "overrides": dict(self.overrides),
             "mixtures": self.mixtures, "clean": self.clean, "resources": dict(self.resources),
             "device": self.device, "paper_table": self.paper_table, "paper_csv": self.paper_csv,
-            "notes": self.notes,
+            "notes": self.notes, "identity": self.identity, "reuse": [str(p) for p in self.reuse],
         }
 
 
 _REQUIRED = ("out", "test", "train_sets", "models", "countermeasures", "seeds")
 _KNOWN = _REQUIRED + ("name", "profile", "overrides", "mixtures", "clean", "resources", "device",
-                      "paper_table", "paper_csv", "notes")
+                      "paper_table", "paper_csv", "notes", "identity", "reuse")
+#: what a cell's key names its training data by: ``label`` (row label + set spec: a regenerated set at the same
+#: path counts as the same) or ``content`` (the sha256 of the set's bytes: identical bytes are trained once,
+#: whatever their row or path; see cells.set_identity)
+IDENTITIES = ("label", "content")
 
 
 def _tname(v: Any) -> str:
@@ -225,6 +231,12 @@ def _parse_paper_table(path: Path, v: Any) -> Any:
     raise _err(path, "paper_table", f"expected a string, list or mapping, got {_tname(v)}")
 
 
+def _parse_identity(path: Path, v: Any) -> str:
+    if v not in IDENTITIES:
+        raise _err(path, "identity", f"expected one of {', '.join(IDENTITIES)}, got {v!r}")
+    return v
+
+
 def parse_config(raw: Any, path: str | os.PathLike) -> GridConfig:
     """Validate a config mapping (as read from YAML) from file ``path``."""
     path = Path(path)
@@ -259,6 +271,9 @@ def parse_config(raw: Any, path: str | os.PathLike) -> GridConfig:
         paper_table=_parse_paper_table(path, raw.get("paper_table")),
         paper_csv=_want_str(path, "paper_csv", raw["paper_csv"]) if raw.get("paper_csv") is not None else None,
         notes=str(raw.get("notes") or "").strip(),
+        identity=_parse_identity(path, raw.get("identity", "label")),
+        reuse=tuple(Path(_want_str(path, "reuse", x)) for x in _want_list(path, "reuse", raw["reuse"]))
+        if raw.get("reuse") is not None else (),
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from ...errors import DeephideError, error_line
 from ...fsutil import write_json
 from .config import GridConfig, load_config
-from .cells import _ray_cell, _resolve_cell_specs, expand, run_cell
+from .cells import _ray_cell, _resolve_cell_specs, content_key, expand, run_cell
 from .results import ResultsWriter, read_results, sidecar_path
 
 
@@ -31,6 +31,22 @@ class GridSummary:
     skipped: int = 0
     ran: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (key, one-line error)
+    stopped: str | None = None  # "time_limit" when cells were left for a later call
+
+
+class _Clock:
+    """The time limit of one ``run_grid`` call: a cell starts only if the mean wall time of the cells finished so
+    far still fits (the first always starts while any time is left); None = no limit."""
+
+    def __init__(self, limit_s: float | None) -> None:
+        self.limit_s, self.t0, self.walls = limit_s, time.monotonic(), []
+
+    def fits(self) -> bool:
+        if self.limit_s is None:
+            return True
+        used = time.monotonic() - self.t0
+        est = sum(self.walls) / len(self.walls) if self.walls else 0.0
+        return used < self.limit_s and used + est <= self.limit_s
 
 
 def _describe(cell: dict[str, Any]) -> str:
@@ -43,8 +59,12 @@ def _say(progress: bool, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def _run_local(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSummary, progress: bool) -> None:
+def _run_local(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSummary, progress: bool,
+               clock: _Clock) -> None:
     for i, cell in enumerate(cells, 1):
+        if not clock.fits():
+            summary.stopped = "time_limit"
+            break
         t0 = time.perf_counter()
         try:
             line = run_cell(cell, progress=progress)
@@ -54,6 +74,7 @@ def _run_local(cells: list[dict[str, Any]], writer: ResultsWriter, summary: Grid
             continue
         writer.append(line)
         summary.ran += 1
+        clock.walls.append(time.perf_counter() - t0)
         _say(progress, f"[{i}/{len(cells)}] {_describe(cell)}: {line['acc']:.2f}% ({time.perf_counter() - t0:.0f} s)")
 
 
@@ -117,7 +138,7 @@ def _match_head_auth(address: str | None) -> None:
 
 
 def _run_ray(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSummary, cfg: GridConfig,
-             address: str | None, progress: bool) -> None:
+             address: str | None, progress: bool, clock: _Clock) -> None:
     try:
         import ray
     except ImportError:
@@ -141,11 +162,22 @@ def _run_ray(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSu
         if res["gpus"] > 0:
             opts["num_gpus"] = res["gpus"]
         task = ray.remote(**opts)(_ray_cell)
-        refs = {task.remote(c): c for c in cells}
-        pending = list(refs)
-        done_n = 0
+        # as many tasks in flight as the cluster runs at once (more only queue): a time limit then stops new
+        # cells from starting without cancelling any that run
+        width = max(1, int(ray.cluster_resources().get("CPU", 1) // res["cpus"]))
+        if res["gpus"] > 0:
+            width = min(width, max(1, int(ray.cluster_resources().get("GPU", 0) // res["gpus"])))
+        queue, refs, pending, done_n = list(cells), {}, [], 0
         try:
-            while pending:
+            while queue or pending:
+                while queue and len(pending) < width and clock.fits():
+                    cell = queue.pop(0)
+                    ref = task.remote(cell)
+                    refs[ref] = cell
+                    pending.append(ref)
+                if not pending:
+                    summary.stopped = "time_limit"
+                    break
                 ready, pending = ray.wait(pending, num_returns=1)
                 for ref in ready:
                     cell, done_n = refs[ref], done_n + 1
@@ -157,6 +189,7 @@ def _run_ray(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSu
                         continue
                     writer.append(line)
                     summary.ran += 1
+                    clock.walls.append(float(line.get("wall_time_s") or 0.0) / width)  # cells finish width at a time
                     _say(progress, f"[{done_n}/{len(cells)}] {_describe(cell)}: {line['acc']:.2f}% "
                                    f"({line['wall_time_s']:.0f} s)")
         except BaseException:
@@ -169,8 +202,32 @@ def _run_ray(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSu
             ray.shutdown()
 
 
+def _reuse(cfg: GridConfig, todo: list[dict[str, Any]], writer: ResultsWriter) -> list[dict[str, Any]]:
+    """Copy into ``cfg.out`` the finished cells of the ``reuse`` results files that have a todo cell's key (the same
+    training under this grid's labels; ``reused_from`` says where); return the cells still to train. With
+    ``identity: content`` a record keyed by label (an older grid) counts too when the training-set fingerprint it
+    recorded gives the same content key (``content_key``)."""
+    if not cfg.reuse or not todo:
+        return todo
+    found: dict[str, dict[str, Any]] = {}
+    for path in cfg.reuse:
+        if Path(path).resolve() != Path(cfg.out).resolve() and Path(path).exists():
+            for r in read_results(path):
+                for k in (r["key"], content_key(r) if cfg.identity == "content" else None):
+                    if k is not None:
+                        found.setdefault(k, {**r, "reused_from": str(path)})
+    left = []
+    for c in todo:
+        r = found.get(c["key"])
+        if r is None:
+            left.append(c)
+        else:  # this grid's labels, key and place; the measurement as it was
+            writer.append({**r, **{k: c[k] for k in ("key", "row", "countermeasure", "grid", "order")}})
+    return left
+
+
 def run_grid(config_path: str | os.PathLike, executor: str = "local", address: str | None = None,
-             progress: bool = True) -> GridSummary:
+             progress: bool = True, time_limit_s: float | None = None) -> GridSummary:
     """Run every cell of the config at ``config_path`` not yet in its results file.
 
     executor: ``local`` (sequential, this process) or ``ray`` (``ray.init(address=address)``; one task
@@ -179,9 +236,12 @@ def run_grid(config_path: str | os.PathLike, executor: str = "local", address: s
     shared disk). A loopback head (``ray start --head --node-ip-address=127.0.0.1``, started with
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) is reached on loopback. Results are appended to ``out`` as cells finish; a
     failed cell is reported and left out (rerun to retry), and the call then raises DeephideError.
+    ``time_limit_s``: start no cell that would, at the mean wall time of those finished, end past the limit;
+    cells that run are never cut (``summary.stopped`` says "time_limit" when some were left).
     """
     if executor not in EXECUTORS:
         raise DeephideError(f"unknown executor '{executor}'; choose one of: {', '.join(EXECUTORS)}")
+    clock = _Clock(time_limit_s)
     cfg = load_config(config_path)
     cells = expand(cfg)
     summary = GridSummary(out=cfg.out, total=len(cells))
@@ -189,15 +249,16 @@ def run_grid(config_path: str | os.PathLike, executor: str = "local", address: s
         write_json(sidecar_path(cfg.out), {**cfg.to_json(), "cell_keys": [c["key"] for c in cells]})
         done = {r["key"] for r in read_results(cfg.out)}
         todo = [c for c in cells if c["key"] not in done]
+        todo = _reuse(cfg, todo, writer)
         summary.skipped = len(cells) - len(todo)
         _say(progress, f"grid {cfg.name}: {len(cells)} cells, {summary.skipped} already in {cfg.out}, "
                        f"{len(todo)} to run ({executor})")
         if todo:
             _resolve_cell_specs(cfg, todo)
             if executor == "local":
-                _run_local(todo, writer, summary, progress)
+                _run_local(todo, writer, summary, progress, clock)
             else:
-                _run_ray(todo, writer, summary, cfg, address, progress)
+                _run_ray(todo, writer, summary, cfg, address, progress, clock)
     if summary.failed:
         key, msg = summary.failed[0]
         raise DeephideError(f"{cfg.out}: {len(summary.failed)} of {len(todo)} cells failed (rerun to retry); "
