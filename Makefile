@@ -36,10 +36,14 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-# the CPU reference tables (issue 7; resumable): ~10 h on a 2-core CPU with native bf16, several times that
-# without (`python benchmarks/reference_cost.py` estimates it for the machine at hand)
+# the reference tables, accumulated run by run from committed inputs: each call works HOURS of wall time, then
+# writes the summary (commit results/reference-fmnist afterwards); `python benchmarks/reference_cost.py` estimates
+# the whole for the machine at hand. DEVICE=cuda runs the same campaign on a GPU.
+HOURS ?= 2.5
+DEVICE ?= cpu
 reference: setup
-	bash experiments/reference-fmnist/run.sh
+	$(BIN)/python experiments/reference-fmnist/campaign.py run --hours $(HOURS) --device $(DEVICE)
+	$(BIN)/python experiments/reference-fmnist/summarise.py
 
 clean:
 	rm -rf $(VENV) runs

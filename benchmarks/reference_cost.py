@@ -1,14 +1,14 @@
-"""How long `make reference` (experiments/reference-fmnist/run.sh) takes on this machine, from measured step times.
+"""How long `make reference` (experiments/reference-fmnist/campaign.py) takes on this machine, from measured step times.
 
 Why: the same 2-core run differs several-fold between CPUs with and without native bf16, and a session's machine
 is drawn by chance; this says before starting whether the run fits. It times, here:
 - one training step of each victim the reference grids use (batch 128, the `fast` profile's precision and
   memory format, ONE thread: the grid runs two cells side by side), and one evaluation forward pass;
-- the `cpu` hider profile's training step through the real training loop (INN + L_LFC ResNet-18 pass, all threads;
-  random weights cost what trained ones do) and the INN's protection throughput (fp32, as `protect` runs);
-then multiplies by the run's counts: every cell of experiments/reference-fmnist/configs/*.yaml (an AT cell costs 1 + its PGD
-steps passes per step), each `hider` line of run.sh (training + protecting the 60,000 images), and the L_LFC
-ResNet-18's training (victim profile `cpu`, cached after the first hider).
+- the INN's protection throughput (fp32, as `protect` runs; the campaign protects with the shipped hiders);
+then multiplies by the campaign's counts: every cell of the grids it schedules (campaign.GRIDS; an AT cell costs
+1 + its PGD steps passes per step) and each set it makes with a shipped hider (protecting the 60,000 images).
+The hider training step (`cpu` profile, through the real training loop) is measured too, for ablation hiders and
+for `deephide train-hider` users, but the campaign trains none.
 Not counted: attack sets (5.4 min in all on the bf16 machine of benchmarks/RESULTS.md), verify, countermeasure
 preprocessing (JPEG: ~11 s per 50,000 images there), reports. Two cells sharing the machine slow each other, so
 the grid estimate is a lower bound; the note beside the committed output compares it with measured cells.
@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
+import dataclasses
+import importlib.util
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -31,9 +33,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import machine, median, timed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "experiments" / "reference-fmnist" / "configs").glob("*.yaml"))
-RUN_SH = ROOT / "experiments" / "reference-fmnist" / "run.sh"
+CAMPAIGN = ROOT / "experiments" / "reference-fmnist" / "campaign.py"
 TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000
+
+
+def campaign() -> Any:
+    """experiments/reference-fmnist/campaign.py as a module (its GRIDS, SETS and CONFIGS)."""
+    spec = importlib.util.spec_from_file_location("reference_campaign", CAMPAIGN)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @contextlib.contextmanager
@@ -131,33 +140,35 @@ def protect_image_s(threads: int, batch: int = 256, repeats: int = 3) -> float:
         return median([timed(hide) for _ in range(repeats)]) / batch
 
 
-def hider_count() -> int:
-    """The `hider NAME ...` stages of run.sh (each trains a hider and protects the 60,000 images)."""
-    return len(re.findall(r"^hider \S+", RUN_SH.read_text(), flags=re.M))
+def protect_count() -> int:
+    """The campaign's sets made by a shipped hider (each protects the 60,000 images)."""
+    return sum(1 for cmd in campaign().SETS.values() if cmd and cmd[0] == "protect")
+
+
+def grid_cells() -> dict[str, list[dict]]:
+    """Every cell of the campaign's grids (expanded by label: the sets need not exist yet)."""
+    from deephide.evaluation.grid import expand, load_config
+
+    c = campaign()
+    return {g: expand(dataclasses.replace(load_config(c.CONFIGS / f"{g}.yaml"), identity="label")) for g in c.GRIDS}
 
 
 def estimate(steps: int) -> str:
-    from deephide.evaluation.grid import expand, load_config
     from deephide.hiding.profiles import get_hider_profile
-    from deephide.profiles import get_profile
 
     cores = torch.get_num_threads()
-    cells = {c.stem: expand(load_config(c)) for c in CONFIGS}
+    cells = grid_cells()
     profs = {(cell["model"], cell["profile"]): cell["profile_settings"] for cs in cells.values() for cell in cs}
     step = {}
     for (model, _), prof in sorted(profs.items()):
         step[model] = victim_step_s(model, prof, 1, steps if model != "resnet18" else max(2, steps // 3))
-    lfc_prof = get_profile("victim", "cpu")
-    lfc_model = get_hider_profile("cpu")["lfc_model"]
-    lfc_step, lfc_eval = victim_step_s(lfc_model, lfc_prof, cores, max(2, steps // 3))
     h_step = hider_step_s(cores, max(2, steps // 2))
     p_img = protect_image_s(cores)
     hp = get_hider_profile("cpu")
-    n_hiders = hider_count()
+    n_protect = protect_count()
     grid_s = {name: sum(cell_seconds(c, step) for c in cs) / 2 for name, cs in cells.items()}  # two cells at a time
-    lfc_s = lfc_prof["iterations"] * lfc_step + TEST_IMAGES * lfc_eval * (lfc_prof["iterations"] // lfc_prof["eval_every"] + 1)
-    hider_s = n_hiders * (hp["iterations"] * h_step + TRAIN_IMAGES * p_img)
-    total = lfc_s + hider_s + sum(grid_s.values())
+    protect_s = n_protect * TRAIN_IMAGES * p_img
+    total = protect_s + sum(grid_s.values())
     m = machine(torch.device("cpu"))
     out = [
         "# `make reference`: estimated wall time on this machine",
@@ -173,20 +184,19 @@ def estimate(steps: int) -> str:
     for model, (s, e) in step.items():
         out.append(f"| victim {model}: training step (batch 128) / one evaluated test image | 1 | {s:.3f} / {e * 1e3:.3f} ms |")
     out += [
-        f"| L_LFC {lfc_model}: training step (batch 128) | {cores} | {lfc_step:.3f} |",
-        f"| hider (`cpu` profile, batch {hp['batch_size']}, with L_LFC): training step | {cores} | {h_step:.3f} |",
+        f"| hider (`cpu` profile, batch {hp['batch_size']}, with L_LFC): training step (not in the campaign) | {cores} | {h_step:.3f} |",
         f"| INN protection, per image (fp32) | {cores} | {p_img * 1e3:.3f} ms |",
         "",
         "## Estimate",
         "",
         "| stage | count | hours |",
         "|---|---|---|",
-        f"| L_LFC {lfc_model} ({lfc_prof['iterations']} steps, once) | 1 | {lfc_s / 3600:.2f} |",
-        f"| hiders ({hp['iterations']} steps) + protecting {TRAIN_IMAGES:,} images each | {n_hiders} | {hider_s / 3600:.2f} |",
+        f"| sets protected by the shipped hiders ({TRAIN_IMAGES:,} images each) | {n_protect} | {protect_s / 3600:.2f} |",
     ]
     for name, s in grid_s.items():
         out.append(f"| grid {name} (two 1-thread cells at a time) | {len(cells[name])} cells | {s / 3600:.2f} |")
-    out += [f"| **total** (attacks, verify, preprocessing and reports not counted) | | **{total / 3600:.2f}** |", ""]
+    out += [f"| **total** (attack sets, preprocessing and the summary not counted; cells taken over from earlier "
+            f"runs not subtracted) | | **{total / 3600:.2f}** |", ""]
     return "\n".join(out)
 
 

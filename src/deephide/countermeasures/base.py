@@ -126,7 +126,8 @@ def map_uint8_chunks(images: np.ndarray, fn: Callable[[torch.Tensor], torch.Tens
     out = np.empty_like(images)
     per_image = int(np.prod(images.shape[1:]))
     for sl in chunk_slices(images.shape[0], per_image):
-        t = torch.from_numpy(np.ascontiguousarray(images[sl])).permute(0, 3, 1, 2)
+        # a read-only (memory-mapped) set is copied chunk by chunk: torch warns on tensors over read-only memory
+        t = torch.from_numpy(np.require(images[sl], requirements=["C", "W"])).permute(0, 3, 1, 2)
         r = fn(t)
         out[sl] = r.permute(0, 2, 3, 1).numpy()
     return out

@@ -1,0 +1,282 @@
+"""The reference campaign on Fashion-MNIST (issue 18): every table of results/reference-fmnist/README.md, accumulated
+run by run on any machine from committed inputs.
+
+A working period is 3 h and runs/ does not outlive it, while the tables need tens of CPU hours; so the campaign
+continues from what is committed, until the time it is given, then stops cleanly with its results ready to commit:
+
+1. Sets. Each row's training set is regenerated under runs/reference/sets/ from committed inputs only: the shipped
+   hiders (``protect --hider fmnist-class``), the attacks' settings and seed (``attack NAME --profile cpu --seed 0``).
+   The set ledger (results/reference-fmnist/sets.jsonl, with a sample of each set's pixels in sets/ROW.npz) names
+   the first set made for a row its canonical one. A set regenerated on another CPU may differ by float rounding:
+   within 0.1% of sampled pixels it stands for the canonical set (``identity.json`` in the set, so its cells keep
+   their keys; the ledger lists its own hash and the share); beyond that the row is refused and its cells stop.
+2. Grids (experiments/reference-fmnist/configs/, in the order of GRIDS). Cells are keyed by the sha256 of their
+   training bytes (``identity: content``): identical training is done once across rows and grids, and cells of the
+   previous label-keyed runs whose recorded training bytes match are taken over, not rerun. A grid starts no cell
+   that would end past the time given; a running cell always finishes.
+3. ``summarise`` writes README.md from the results files through deephide.evaluation.report (final and peak,
+   mean ± std over seeds 0-2, the paper's rows beside ours). Every session is logged in campaign.jsonl.
+
+Commands (repository root, after `make setup`):
+  make reference HOURS=2.5                                                     # = run --hours 2.5, then summarise
+  .venv/bin/python experiments/reference-fmnist/campaign.py run --hours 2.5 [--device cuda] [--executor local]
+  .venv/bin/python experiments/reference-fmnist/campaign.py status             # sets and cells done / left
+  .venv/bin/python experiments/reference-fmnist/campaign.py summarise          # README.md from the results files
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from deephide.data import load_dataset
+from deephide.errors import DeephideError
+from deephide.evaluation.grid import IDENTITY_FILE, load_config, read_results, run_grid
+from deephide.runtime import versions
+from deephide.training.trainer import data_fingerprint
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = ROOT / "results" / "reference-fmnist"  # what the campaign writes (committed)
+CONFIGS = ROOT / "experiments" / "reference-fmnist" / "configs"
+RUNS = ROOT / "runs" / "reference"  # regenerated sets and the grids' runtime configs (never committed)
+LEDGER = HERE / "sets.jsonl"
+SESSIONS = HERE / "campaign.jsonl"
+PREVIOUS = HERE / "previous"  # results files of the label-keyed runs before the campaign (reused by fingerprint)
+BIN = Path(sys.executable).with_name("deephide")
+CLEAN = "fashion-mnist"  # the clean training set every protected set is made from
+
+#: row -> the deephide command (after ``deephide``) that makes its set at OUT; None: a built-in dataset
+SETS: dict[str, list[str] | None] = {
+    "Clean": None,
+    "DH-C": ["protect", "--data", "fashion-mnist", "--hider", "fmnist-class", "--mode", "class"],
+    "DH-S": ["protect", "--data", "fashion-mnist", "--hider", "fmnist-sample", "--mode", "sample"],
+    **{a: ["attack", a, "--data", "fashion-mnist", "--profile", "cpu", "--seed", "0"]
+       for a in ("random-noise-C", "semantic-added-C", "semantic-added-S", "OPS", "LSP", "AR", "EM-C", "EM", "REM")},
+}
+#: the grids in the order they run (the main table first); ablations needing new hiders are not scheduled yet
+GRIDS = ("main", "archs-r20", "archs-r18", "jpeg", "mixtures")
+#: pixels sampled per set for the ledger's cross-machine comparison (uint8 values at seeded positions)
+SAMPLE_N = 1 << 17
+#: a regenerated set may differ from the canonical one in at most this share of sampled pixels
+TOLERANCE = 0.001
+#: seconds kept back at the end of a run for the summary and the commit
+MARGIN_S = 120
+
+
+def set_dir(row: str) -> Path:
+    return RUNS / "sets" / row
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
+
+
+def append_jsonl(path: Path, rec: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(rec, sort_keys=True) + "\n")
+
+
+def machine() -> str:
+    v = versions()
+    return f"{v.get('cpu_model', 'unknown CPU')}, native bf16 {v.get('cpu_bf16')}, {os.cpu_count()} cores"
+
+
+def sample_positions(n_values: int) -> np.ndarray:
+    """The ledger's sampled positions into a set's flattened uint8 images (seeded: the same on every machine)."""
+    return np.random.default_rng(0x5E75).integers(0, n_values, SAMPLE_N)
+
+
+# ------------------------------------------------------------------------------------------------ sets
+
+
+def make_set(row: str, device: str, seconds_left: float) -> bool:
+    """Regenerate a row's set unless it is there; False when there was not time enough to finish it."""
+    out = set_dir(row)
+    if SETS[row] is None or (out / "manifest.json").exists():
+        return True
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [str(BIN), *SETS[row], "--out", str(out), "--device", device, "--quiet"]
+    print(f"campaign: making {row}: {' '.join(cmd[1:])}", flush=True)
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+    try:
+        proc.wait(timeout=max(1.0, seconds_left))
+    except subprocess.TimeoutExpired:  # SIGTERM: the command removes its temporary output
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        print(f"campaign: {row}: stopped at the time limit (made again next run)", flush=True)
+        return False
+    if proc.returncode != 0:
+        raise DeephideError(f"campaign: making the set of {row} failed (exit {proc.returncode}): {' '.join(cmd)}")
+    print(f"campaign: {row} made in {time.monotonic() - t0:.0f} s", flush=True)
+    return True
+
+
+def check_set(row: str) -> dict[str, Any]:
+    """The ledger's verdict on a row's set as it is on disk: canonical, same bytes, within tolerance or refused.
+
+    The first set recorded for a row is its canonical set (its pixel sample goes to sets/ROW.npz). A later set with
+    other bytes is compared on the sampled pixels; within TOLERANCE it gets an identity.json naming the canonical
+    fingerprint, so grid cells keep their keys. Every distinct set is listed in the ledger once.
+    """
+    spec = CLEAN if SETS[row] is None else str(set_dir(row))
+    ds = load_dataset(spec, "train", mmap=True)
+    fp = data_fingerprint(ds)
+    ledger = [r for r in read_jsonl(LEDGER) if r["row"] == row]
+    canon = ledger[0] if ledger else None
+    flat = np.asarray(ds.images).reshape(-1)
+    if canon is None:
+        (HERE / "sets").mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(HERE / "sets" / f"{row}.npz", values=flat[sample_positions(flat.size)])
+        rec = {"row": row, "fingerprint": fp, "canonical": fp, "pixel_diff_share": 0.0, "verdict": "canonical",
+               "shape": list(ds.images.shape), "machine": machine(), "made_with": SETS[row],
+               "recorded_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **describe(ds)}
+        append_jsonl(LEDGER, rec)
+        return rec
+    if fp == canon["fingerprint"]:
+        return canon
+    known = next((r for r in ledger if r["fingerprint"] == fp), None)
+    if known is None:
+        if list(ds.images.shape) != canon["shape"]:
+            share = 1.0
+        else:
+            ref = np.load(HERE / "sets" / f"{row}.npz")["values"]
+            share = float(np.mean(flat[sample_positions(flat.size)] != ref))
+        known = {"row": row, "fingerprint": fp, "canonical": canon["fingerprint"], "pixel_diff_share": share,
+                 "verdict": "equivalent" if share <= TOLERANCE else "refused", "shape": list(ds.images.shape),
+                 "machine": machine(), "made_with": SETS[row],
+                 "recorded_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        append_jsonl(LEDGER, known)
+    if known["verdict"] == "equivalent" and SETS[row] is not None:
+        (set_dir(row) / IDENTITY_FILE).write_text(json.dumps(
+            {"canonical": canon["fingerprint"], "fingerprint": fp, "pixel_diff_share": known["pixel_diff_share"]}))
+    return known
+
+
+def describe(ds: Any, n: int = 20_000, n_cm: int = 2_000) -> dict[str, Any]:
+    """What the summary says about a set (first ``n`` images against the clean set): the budget it uses, its
+    perturbation's band energies and class share, and the share of values each data-stage countermeasure of the
+    main grid changes on its first ``n_cm`` images (0 = an identity on this data: marked in the tables)."""
+    from deephide.countermeasures import build_countermeasure
+    from deephide.evaluation.perturbation import perturbation_stats
+
+    out: dict[str, Any] = {}
+    clean = load_dataset(CLEAN, "train", mmap=True)
+    if ds.source != clean.source:
+        d = np.asarray(ds.images[:n], dtype=np.int16) - np.asarray(clean.images[:n], dtype=np.int16)
+        out["budget"] = {"linf_levels": int(np.abs(d).max()), "mean_abs_levels": float(np.abs(d).mean())}
+        out["perturbation"] = perturbation_stats(clean, ds, n=n)
+    imgs = np.ascontiguousarray(ds.images[:n_cm])
+    changed = {}
+    for cm in load_config(CONFIGS / "main.yaml").countermeasures:
+        c = build_countermeasure(cm.name, **cm.params)
+        if c.stage == "data" and cm.name != "Vanilla":
+            changed[cm.label] = float(np.mean(c.apply_data(imgs, seed=0) != imgs))
+    out["changed_by"] = changed
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ grids
+
+
+def runtime_config(name: str, ready: set[str], device: str) -> tuple[Path, int]:
+    """A copy of configs/NAME.yaml naming only the rows whose sets are ready, reusing every other results file of
+    the campaign and the previous runs'; (its path, rows left out)."""
+    raw = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+    rows = {r: s for r, s in raw["train_sets"].items() if r in ready}
+    missing = len(raw["train_sets"]) - len(rows)
+    out = RUNS / "configs" / f"{name}.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    others = sorted(str(p.relative_to(ROOT)) for p in list(HERE.glob("*.jsonl")) + list(PREVIOUS.glob("*.jsonl"))
+                    if p.name not in ("sets.jsonl", "campaign.jsonl") and p.resolve() != (ROOT / raw["out"]).resolve())
+    raw.update(train_sets=rows, reuse=others or None, device=device)
+    out.write_text(yaml.safe_dump({k: v for k, v in raw.items() if v is not None}, sort_keys=False))
+    return out, missing
+
+
+def cmd_run(a: argparse.Namespace) -> None:
+    t_end = time.monotonic() + a.hours * 3600 - MARGIN_S
+    left = lambda: t_end - time.monotonic()  # noqa: E731
+    session = {"started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "hours": a.hours,
+               "device": a.device, "executor": a.executor, "machine": machine(), "versions": versions()}
+    before = {g: len(read_results(HERE / f"{g}.jsonl")) for g in GRIDS}
+    ready: set[str] = set()
+    refused: list[str] = []
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per process: two cells side by side on 2 cores
+    for row in SETS:
+        if left() <= 0:
+            break
+        if not make_set(row, a.device, left()):
+            break
+        verdict = check_set(row)
+        if verdict["verdict"] == "refused":
+            refused.append(row)
+            print(f"campaign: {row}: REFUSED: regenerated set differs from the canonical one in "
+                  f"{100 * verdict['pixel_diff_share']:.3f}% of sampled pixels (> {100 * TOLERANCE:g}%)", flush=True)
+        else:
+            ready.add(row)
+    for g in GRIDS:
+        if left() <= 0:
+            break
+        cfg, missing = runtime_config(g, ready, a.device)
+        if missing:
+            print(f"campaign: grid {g}: {missing} rows wait for their sets", flush=True)
+        if not load_config(cfg).train_sets:
+            continue
+        s = run_grid(cfg, executor=a.executor, progress=True, time_limit_s=max(0.0, left()))
+        print(f"campaign: grid {g}: {s.ran} run, {s.skipped} already done, {s.total - s.skipped - s.ran} left", flush=True)
+    after = {g: len(read_results(HERE / f"{g}.jsonl")) for g in GRIDS}
+    session.update(ended_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), refused=refused,
+                   cells_added={g: after[g] - before[g] for g in GRIDS}, sets_ready=sorted(ready))
+    append_jsonl(SESSIONS, session)
+    print(f"campaign: session logged in {SESSIONS.relative_to(ROOT)}; commit results/reference-fmnist", flush=True)
+
+
+def cmd_status(a: argparse.Namespace) -> None:
+    ledger = read_jsonl(LEDGER)
+    for row in SETS:
+        recs = [r for r in ledger if r["row"] == row]
+        here = SETS[row] is None or (set_dir(row) / "manifest.json").exists()
+        print(f"set {row:18s} {'on disk' if here else 'not made':9s} ledger: "
+              + (", ".join(f"{r['fingerprint']} ({r['verdict']})" for r in recs) or "-"))
+    for g in GRIDS:
+        cfg = load_config(CONFIGS / f"{g}.yaml")
+        n = len(cfg.train_sets) * len(cfg.models) * len(cfg.countermeasures) * len(cfg.seeds) * len(cfg.mixtures or [0])
+        print(f"grid {g:10s} {len(read_results(HERE / f'{g}.jsonl'))} of {n} cells")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="make the missing sets, then run grid cells until the time is up")
+    r.add_argument("--hours", type=float, required=True, help="wall time for this run (the summary is kept back)")
+    r.add_argument("--device", default="cpu", help="torch device for sets and victims (cpu, cuda)")
+    r.add_argument("--executor", choices=["ray", "local"], default="ray",
+                   help="ray: one cell per core; local: cells one after another")
+    r.set_defaults(fn=cmd_run)
+    st = sub.add_parser("status", help="sets and cells done / left")
+    st.set_defaults(fn=cmd_status)
+    sm = sub.add_parser("summarise", help="README.md from the results files")
+    sm.set_defaults(fn=lambda a: runpy.run_path(str(Path(__file__).with_name("summarise.py")), run_name="__main__"))
+    a = p.parse_args()
+    try:
+        a.fn(a)
+    except DeephideError as e:
+        sys.exit(f"campaign: {e}")
+
+
+if __name__ == "__main__":
+    main()

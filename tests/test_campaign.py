@@ -1,0 +1,78 @@
+"""The reference campaign (experiments/reference-fmnist/campaign.py): the set ledger's verdicts and the runtime grid
+configs, on small synthetic sets."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from deephide.data import load_dataset, save_imageset
+from deephide.evaluation import grid as G
+
+ROOT = Path(__file__).resolve().parents[1]
+CLEAN = "synthetic?n=200&size=32&classes=4"
+
+
+@pytest.fixture
+def campaign(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("campaign_under_test", ROOT / "experiments" / "reference-fmnist" / "campaign.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    here, runs = tmp_path / "results", tmp_path / "runs"
+    monkeypatch.setattr(mod, "HERE", here)
+    monkeypatch.setattr(mod, "RUNS", runs)
+    monkeypatch.setattr(mod, "LEDGER", here / "sets.jsonl")
+    monkeypatch.setattr(mod, "PREVIOUS", here / "previous")
+    monkeypatch.setattr(mod, "CLEAN", CLEAN)
+    monkeypatch.setattr(mod, "SAMPLE_N", 1 << 14)
+    monkeypatch.setattr(mod, "SETS", {"Clean": None, "P": ["attack", "random-noise-C"]})
+    return mod
+
+
+def write_set(mod, images: np.ndarray) -> None:
+    clean = load_dataset(CLEAN, "train")
+    save_imageset(clean.replace(images=images), mod.set_dir("P"), force=True)
+    from deephide.evaluation.grid import cells as C
+    C._IDENTITY_CACHE.clear()
+
+
+def test_ledger_canonical_equivalent_and_refused(campaign):
+    clean = load_dataset(CLEAN, "train").images
+    assert campaign.check_set("Clean")["verdict"] == "canonical"
+    base = np.clip(clean.astype(np.int16) + 3, 0, 255).astype(np.uint8)
+    write_set(campaign, base)
+    first = campaign.check_set("P")
+    assert first["verdict"] == "canonical" and first["budget"]["linf_levels"] == 3
+    assert set(first["changed_by"]) >= {"JPEG10", "Gray", "MedianF"} and "Vanilla" not in first["changed_by"]
+    assert campaign.check_set("P") == first  # the same bytes again: nothing new in the ledger
+    # float rounding on another CPU: a few values one level off -> stands for the canonical set
+    near = base.copy()
+    near.reshape(-1)[:5] ^= 1
+    write_set(campaign, near)
+    v = campaign.check_set("P")
+    assert v["verdict"] == "equivalent" and v["fingerprint"] != first["fingerprint"] and v["pixel_diff_share"] <= 1e-3
+    ident = json.loads((campaign.set_dir("P") / G.IDENTITY_FILE).read_text())
+    assert ident["canonical"] == first["fingerprint"]
+    assert G.set_identity(str(campaign.set_dir("P"))) == f"sha256:{first['fingerprint']}"
+    # another set altogether -> refused, and no identity file claims otherwise
+    write_set(campaign, clean)
+    v = campaign.check_set("P")
+    assert v["verdict"] == "refused" and v["pixel_diff_share"] > 0.5
+    assert not (campaign.set_dir("P") / G.IDENTITY_FILE).exists()
+    verdicts = [r["verdict"] for r in campaign.read_jsonl(campaign.LEDGER) if r["row"] == "P"]
+    assert verdicts == ["canonical", "equivalent", "refused"]
+
+
+def test_runtime_config_names_ready_rows_and_reuses_other_results(campaign, tmp_path, monkeypatch):
+    monkeypatch.setattr(campaign, "ROOT", tmp_path)
+    (tmp_path / "results").mkdir(exist_ok=True)
+    (tmp_path / "results" / "archs-r20.jsonl").write_text("")
+    cfg_path, missing = campaign.runtime_config("main", {"Clean", "DH-C"}, "cuda")
+    raw = yaml.safe_load(cfg_path.read_text())
+    assert set(raw["train_sets"]) == {"Clean", "DH-C"} and missing == 10
+    assert raw["device"] == "cuda" and raw["identity"] == "content" and raw["reuse"] == ["results/archs-r20.jsonl"]
