@@ -8,7 +8,7 @@ from deephide.cli import main
 def test_demo_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--quiet",
-            "--set", 'dataset="synthetic?n=160&size=32&classes=4"', "--set", "hider=null",
+            "--set", 'dataset="synthetic?n=160&size=32&classes=4"', "--set", "hider=train",
             "--set", 'semantic_source="next-class"',
             "--set", 'hider_profile="tiny"', "--set", "lfc_iterations=2",
             "--set", 'hider_overrides={"lfc_model": "fastcnn"}',

@@ -19,12 +19,12 @@ from .fsutil import write_json
 DEMO = {
     "dataset": "fashion-mnist",
     # the shipped hider this protects with ({mode} = class or sample; `deephide list hiders`, its card:
-    # src/deephide/hiders/NAME/card.md); None = train one here with the settings below (`deephide train-hider`)
+    # src/deephide/hiders/NAME/card.md); "train" = train one here with the settings below (`deephide train-hider`)
     "hider": "fmnist-{mode}",
     "semantic_source": "sig",
     "mode": "class",
     "hider_profile": "cpu",
-    # when a hider is trained here (hider None): L_LFC through fastcnn features instead of ResNet-18 (a ResNet-18
+    # when a hider is trained here (hider "train"): L_LFC through fastcnn features instead of ResNet-18 (a ResNet-18
     # step is ~20x a fastcnn step without bf16), and 300 instead of 500 hider steps
     "hider_overrides": {"lfc_model": "fastcnn", "iterations": 300},
     "lfc_iterations": 469,       # one epoch of clean training: enough for the feature network's class structure
@@ -119,10 +119,7 @@ def run_demo(out: Path, force: bool = False, progress: bool = True, **overrides:
 
     from .profiles import pick_profile
 
-    train_here = "hider" in overrides and overrides["hider"] is None  # --set hider=null: train a hider here
-    cfg = pick_profile({"default": DEMO}, "demo", "default", {k: v for k, v in overrides.items() if k != "hider" or not train_here})
-    if train_here:
-        cfg["hider"] = None
+    cfg = pick_profile({"default": DEMO}, "demo", "default", overrides)
     out = Path(out)
     if force:
         from .fsutil import remove_output_dir
@@ -131,7 +128,7 @@ def run_demo(out: Path, force: bool = False, progress: bool = True, **overrides:
     say = print if progress else (lambda *a, **k: None)
     train = load_dataset(cfg["dataset"], "train")
     test = load_dataset(cfg["dataset"], "test")
-    if cfg["hider"]:  # a shipped hider: its training is recorded in its card, not repeated here
+    if cfg["hider"] != "train":  # a shipped hider: its training is recorded in its card, not repeated here
         cfg["hider"] = cfg["hider"].format(mode=cfg["mode"])
         hdir = resolve_hider(cfg["hider"])
         say(f"[1/4] shipped hider {cfg['hider']} ({hdir})")
