@@ -4,11 +4,11 @@ Why: the same 2-core run differs several-fold between CPUs with and without nati
 is drawn by chance; this says before starting whether the run fits. It times, here:
 - one training step of each victim the reference grids use (batch 128, the `fast` profile's precision and
   memory format, ONE thread: the grid runs two cells side by side), and one evaluation forward pass;
-- the INN's protection throughput (fp32, as `protect` runs; the campaign protects with the shipped hiders);
+- the `long` hider profile's training step through the real training loop (INN + L_LFC through fastcnn features,
+  all threads; random weights cost what trained ones do) and the INN's protection throughput (fp32, as `protect` runs);
 then multiplies by the campaign's counts: every cell of the grids it schedules (campaign.GRIDS; an AT cell costs
-1 + its PGD steps passes per step) and each set it makes with a shipped hider (protecting the 60,000 images).
-The hider training step (`cpu` profile, through the real training loop) is measured too, for ablation hiders and
-for `deephide train-hider` users, but the campaign trains none.
+1 + its PGD steps passes per step), its ablation hiders (campaign.HIDERS x HIDER_STEPS) and each set it makes
+with a hider (protecting the 60,000 images).
 Not counted: attack sets (5.4 min in all on the bf16 machine of benchmarks/RESULTS.md), verify, countermeasure
 preprocessing (JPEG: ~11 s per 50,000 images there), reports. Two cells sharing the machine slow each other, so
 the grid estimate is a lower bound; the note beside the committed output compares it with measured cells.
@@ -101,8 +101,8 @@ def cell_seconds(cell: dict, step: dict[str, tuple[float, float]]) -> float:
     return prof["iterations"] * per_step * passes + evals * TEST_IMAGES * per_eval_image
 
 
-def hider_step_s(threads: int, steps: int) -> float:
-    """Seconds per `cpu`-profile hider step, through train_hider (difference of two runs: no start-up cost)."""
+def hider_step_s(threads: int, steps: int, profile: str = "long") -> float:
+    """Seconds per hider step of ``profile``, through train_hider (difference of two runs: no start-up cost)."""
     from deephide.data import load_dataset
     from deephide.hiding.lfc import features_fn
     from deephide.hiding.profiles import get_hider_profile
@@ -112,23 +112,23 @@ def hider_step_s(threads: int, steps: int) -> float:
 
     train = load_dataset("synthetic?n=400&size=32&classes=10", "train")
     bank = make_bank("next-class", train, "class", 32, 0)
-    net = build_model(get_hider_profile("cpu")["lfc_model"], 10, 3, 32).eval()
+    net = build_model(get_hider_profile(profile)["lfc_model"], 10, 3, 32).eval()
     for p in net.parameters():
         p.requires_grad_(False)
     secs = []
     for n in (2, 2 + steps):
-        prof = get_hider_profile("cpu", iterations=n, checkpoint_every=10**6, log_every=10**6)
+        prof = get_hider_profile(profile, iterations=n, checkpoint_every=10**6, log_every=10**6, snapshot_at=())
         with tempfile.TemporaryDirectory() as d, torch_threads(threads):
             secs.append(train_hider(train, bank, prof, Path(d) / "h", features=features_fn(net), progress=False)["seconds"])
     return (secs[1] - secs[0]) / steps
 
 
 def protect_image_s(threads: int, batch: int = 256, repeats: int = 3) -> float:
-    """Seconds per image of the `cpu` profile's INN hide (fp32, as `deephide protect` runs)."""
+    """Seconds per image of the shipped hiders' INN hide (`long` profile; fp32, as `deephide protect` runs)."""
     from deephide.hiding import Hider
     from deephide.hiding.profiles import get_hider_profile, hider_config
 
-    hider = Hider(hider_config(get_hider_profile("cpu"), 32, 3)).eval()
+    hider = Hider(hider_config(get_hider_profile("long"), 32, 3)).eval()
     cover, secret = torch.rand(batch, 3, 32, 32), torch.rand(batch, 3, 32, 32)
 
     def hide() -> None:
@@ -141,7 +141,7 @@ def protect_image_s(threads: int, batch: int = 256, repeats: int = 3) -> float:
 
 
 def protect_count() -> int:
-    """The campaign's sets made by a shipped hider (each protects the 60,000 images)."""
+    """The campaign's sets made by a hider, shipped or its own (each protects the 60,000 images)."""
     return sum(1 for cmd in campaign().SETS.values() if cmd and cmd[0] == "protect")
 
 
@@ -164,11 +164,13 @@ def estimate(steps: int) -> str:
         step[model] = victim_step_s(model, prof, 1, steps if model != "resnet18" else max(2, steps // 3))
     h_step = hider_step_s(cores, max(2, steps // 2))
     p_img = protect_image_s(cores)
-    hp = get_hider_profile("cpu")
+    hp = get_hider_profile("long")
     n_protect = protect_count()
+    c = campaign()
+    hider_s = len(c.HIDERS) * c.HIDER_STEPS * h_step
     grid_s = {name: sum(cell_seconds(c, step) for c in cs) / 2 for name, cs in cells.items()}  # two cells at a time
     protect_s = n_protect * TRAIN_IMAGES * p_img
-    total = protect_s + sum(grid_s.values())
+    total = protect_s + hider_s + sum(grid_s.values())
     m = machine(torch.device("cpu"))
     out = [
         "# `make reference`: estimated wall time on this machine",
@@ -184,14 +186,15 @@ def estimate(steps: int) -> str:
     for model, (s, e) in step.items():
         out.append(f"| victim {model}: training step (batch 128) / one evaluated test image | 1 | {s:.3f} / {e * 1e3:.3f} ms |")
     out += [
-        f"| hider (`cpu` profile, batch {hp['batch_size']}, with L_LFC): training step (not in the campaign) | {cores} | {h_step:.3f} |",
+        f"| hider (`long` profile, batch {hp['batch_size']}, L_LFC through {hp['lfc_model']}): training step | {cores} | {h_step:.3f} |",
         f"| INN protection, per image (fp32) | {cores} | {p_img * 1e3:.3f} ms |",
         "",
         "## Estimate",
         "",
         "| stage | count | hours |",
         "|---|---|---|",
-        f"| sets protected by the shipped hiders ({TRAIN_IMAGES:,} images each) | {n_protect} | {protect_s / 3600:.2f} |",
+        f"| ablation hiders ({c.HIDER_STEPS} steps each) | {len(c.HIDERS)} | {hider_s / 3600:.2f} |",
+        f"| sets protected by a hider ({TRAIN_IMAGES:,} images each) | {n_protect} | {protect_s / 3600:.2f} |",
     ]
     for name, s in grid_s.items():
         out.append(f"| grid {name} (two 1-thread cells at a time) | {len(cells[name])} cells | {s / 3600:.2f} |")

@@ -105,7 +105,7 @@ def test_gpu_check_without_cuda_and_as_a_cpu_dry_run(tmp_path):
 
 def test_reference_cost_counts_the_run_and_weights_at_cells():
     rc = _load("reference_cost")
-    assert rc.protect_count() == 2  # DH-C and DH-S, by the shipped hiders
+    assert rc.protect_count() == 2 + len(rc.campaign().HIDERS)  # DH-C and DH-S by the shipped hiders, the ablations
     cells = rc.grid_cells()
     assert len(cells["main"]) == 12 * 17 * 3 and {c["model"] for c in cells["archs-r18"]} == {"resnet18"}
     prof = {"iterations": 937, "eval_every": 235}

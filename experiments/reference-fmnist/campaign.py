@@ -31,6 +31,7 @@ import datetime as _dt
 import json
 import os
 import runpy
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,16 +58,49 @@ PREVIOUS = HERE / "previous"  # results files of the label-keyed runs before the
 BIN = Path(sys.executable).with_name("deephide")
 CLEAN = "fashion-mnist"  # the clean training set every protected set is made from
 
-#: row -> the deephide command (after ``deephide``) that makes its set at OUT; None: a built-in dataset
+#: ablation hiders: name -> (mode, secrets, settings). Each is the shipped hiders' recipe (`long` hider profile,
+#: Fashion-MNIST, seed 0) trained from scratch for HIDER_STEPS steps with one change; base-C is the recipe
+#: unchanged at the same length, the reference the ablation rows are read against. Finished ones are committed
+#: (weights, config, bank, log; no optimizer) under results/reference-fmnist/hiders/NAME.
+HIDER_STEPS = 500
+HIDERS: dict[str, tuple[str, str, list[str]]] = {
+    "base-C": ("class", "sig", []),
+    "w1x10-C": ("class", "sig", ["w_reveal=10"]),
+    "w1x0.1-C": ("class", "sig", ["w_reveal=0.1"]),
+    "w2x10-C": ("class", "sig", ["w_freq=0.1"]),
+    "w2x0.1-C": ("class", "sig", ["w_freq=0.001"]),
+    "w3x10-C": ("class", "sig", ["w_lfc=0.1"]),
+    "w3x0.1-C": ("class", "sig", ["w_lfc=0.001"]),
+    "hideonly-C": ("class", "sig", ["w_reveal=0", "w_freq=0", "lfc=false"]),
+    "nextclass-C": ("class", "next-class", []),
+    "randprompt-C": ("class", "random-prompt", []),
+    # the non-compliant analysis row: the paper's soft budget (L_hide alone keeps eps) and no clip on write
+    "softbudget-C": ("class", "sig", ["budget=soft"]),
+}
+HIDERS_DIR = HERE / "hiders"
+
+
+def _protect(hider: str | Path, mode: str, *extra: str) -> list[str]:
+    return ["protect", "--data", "fashion-mnist", "--hider", str(hider), "--mode", mode, *extra]
+
+
+#: row -> the deephide command (after ``deephide``) that makes its set at OUT; None: a built-in dataset. The
+#: main-table rows first (MAIN_ROWS), then the ablations' (their hiders are trained by the campaign first)
 SETS: dict[str, list[str] | None] = {
     "Clean": None,
-    "DH-C": ["protect", "--data", "fashion-mnist", "--hider", "fmnist-class", "--mode", "class"],
-    "DH-S": ["protect", "--data", "fashion-mnist", "--hider", "fmnist-sample", "--mode", "sample"],
+    "DH-C": _protect("fmnist-class", "class"),
+    "DH-S": _protect("fmnist-sample", "sample"),
     **{a: ["attack", a, "--data", "fashion-mnist", "--profile", "cpu", "--seed", "0"]
        for a in ("random-noise-C", "semantic-added-C", "semantic-added-S", "OPS", "LSP", "AR", "EM-C", "EM", "REM")},
+    **{h: _protect(HIDERS_DIR / h, mode, *(["--eps", "255"] if "budget=soft" in sets else []))
+       for h, (mode, _, sets) in HIDERS.items()},
+    "ISGAN": ["attack", "ISGAN", "--data", "fashion-mnist", "--profile", "cpu", "--seed", "0"],
 }
-#: the grids in the order they run (the main table first); ablations needing new hiders are not scheduled yet
-GRIDS = ("main", "archs-r20", "archs-r18", "jpeg", "mixtures")
+MAIN_ROWS = [r for r in SETS if r not in HIDERS and r != "ISGAN"]
+#: the grids in the order they run: the main table's first, then the ablations'
+MAIN_GRIDS = ("main", "archs-r20", "archs-r18", "jpeg", "mixtures")
+ABLATION_GRIDS = ("weights", "sources", "analysis")
+GRIDS = MAIN_GRIDS + ABLATION_GRIDS
 #: pixels sampled per set for the ledger's cross-machine comparison (uint8 values at seeded positions)
 SAMPLE_N = 1 << 17
 #: a regenerated set may differ from the canonical one in at most this share of sampled pixels
@@ -122,6 +156,38 @@ def make_set(row: str, device: str, seconds_left: float) -> bool:
     if proc.returncode != 0:
         raise DeephideError(f"campaign: making the set of {row} failed (exit {proc.returncode}): {' '.join(cmd)}")
     print(f"campaign: {row} made in {time.monotonic() - t0:.0f} s", flush=True)
+    return True
+
+
+def train_hider(name: str, device: str, seconds_left: float) -> bool:
+    """Train an ablation hider (resumable within a machine's runs/) and commit-ready copy it into HIDERS_DIR;
+    False when the time ran out first (it continues from its checkpoint on the next run on this machine)."""
+    done = HIDERS_DIR / name
+    if (done / "checkpoint" / "weights.safetensors").exists():
+        return True
+    mode, secrets, sets = HIDERS[name]
+    work = RUNS / "hiders" / name
+    cmd = [str(BIN), "train-hider", "--data", "fashion-mnist", "--profile", "long", "--mode", mode,
+           "--secrets", secrets, "--iterations", str(HIDER_STEPS), "--set", "snapshot_at=[]", "--device", device,
+           "--quiet", "--time-limit", str(int(max(1.0, seconds_left))), "--out", str(work)]
+    for kv in sets:
+        cmd += ["--set", kv]
+    print(f"campaign: training hider {name}: {' '.join(cmd[1:])}", flush=True)
+    if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+        raise DeephideError(f"campaign: hider {name} failed: {' '.join(cmd)}")
+    summary = json.loads((work / "summary.json").read_text())
+    if not summary.get("finished"):
+        print(f"campaign: hider {name}: stopped at step {summary.get('iterations_done')} (continues next run)", flush=True)
+        return False
+    tmp = done.with_name(f".{name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "checkpoint").mkdir(parents=True)
+    for f in ("config.json", "weights.safetensors"):
+        shutil.copy2(work / "checkpoint" / f, tmp / "checkpoint" / f)
+    shutil.copytree(work / "bank", tmp / "bank")
+    for f in ("summary.json", "log.jsonl"):
+        shutil.copy2(work / f, tmp / f)
+    tmp.rename(done)
     return True
 
 
@@ -215,32 +281,47 @@ def cmd_run(a: argparse.Namespace) -> None:
     before = {g: len(read_results(HERE / f"{g}.jsonl")) for g in GRIDS}
     ready: set[str] = set()
     refused: list[str] = []
+    hiders_done: list[str] = []
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per process: two cells side by side on 2 cores
-    for row in SETS:
-        if left() <= 0:
+
+    def sets(rows: list[str]) -> bool:
+        for row in rows:
+            if left() <= 0 or not make_set(row, a.device, left()):
+                return False
+            verdict = check_set(row)
+            if verdict["verdict"] == "refused":
+                refused.append(row)
+                print(f"campaign: {row}: REFUSED: regenerated set differs from the canonical one in "
+                      f"{100 * verdict['pixel_diff_share']:.3f}% of sampled pixels (> {100 * TOLERANCE:g}%)", flush=True)
+            else:
+                ready.add(row)
+        return True
+
+    def grids(names: tuple[str, ...]) -> None:
+        for g in names:
+            if left() <= 0:
+                return
+            cfg, missing = runtime_config(g, ready, a.device)
+            if missing:
+                print(f"campaign: grid {g}: {missing} rows wait for their sets", flush=True)
+            if not load_config(cfg).train_sets:
+                continue
+            s = run_grid(cfg, executor=a.executor, progress=True, time_limit_s=max(0.0, left()))
+            print(f"campaign: grid {g}: {s.ran} run, {s.skipped} already done, {s.total - s.skipped - s.ran} left",
+                  flush=True)
+
+    if sets(MAIN_ROWS):
+        grids(MAIN_GRIDS)
+    for h in HIDERS:  # the ablations once the main tables are done (or waiting only for time)
+        if left() <= 0 or not train_hider(h, a.device, left()):
             break
-        if not make_set(row, a.device, left()):
-            break
-        verdict = check_set(row)
-        if verdict["verdict"] == "refused":
-            refused.append(row)
-            print(f"campaign: {row}: REFUSED: regenerated set differs from the canonical one in "
-                  f"{100 * verdict['pixel_diff_share']:.3f}% of sampled pixels (> {100 * TOLERANCE:g}%)", flush=True)
-        else:
-            ready.add(row)
-    for g in GRIDS:
-        if left() <= 0:
-            break
-        cfg, missing = runtime_config(g, ready, a.device)
-        if missing:
-            print(f"campaign: grid {g}: {missing} rows wait for their sets", flush=True)
-        if not load_config(cfg).train_sets:
-            continue
-        s = run_grid(cfg, executor=a.executor, progress=True, time_limit_s=max(0.0, left()))
-        print(f"campaign: grid {g}: {s.ran} run, {s.skipped} already done, {s.total - s.skipped - s.ran} left", flush=True)
+        hiders_done.append(h)
+    sets(hiders_done + ["ISGAN"])
+    grids(ABLATION_GRIDS)
     after = {g: len(read_results(HERE / f"{g}.jsonl")) for g in GRIDS}
     session.update(ended_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), refused=refused,
-                   cells_added={g: after[g] - before[g] for g in GRIDS}, sets_ready=sorted(ready))
+                   cells_added={g: after[g] - before[g] for g in GRIDS}, sets_ready=sorted(ready),
+                   hiders_ready=hiders_done)
     append_jsonl(SESSIONS, session)
     print(f"campaign: session logged in {SESSIONS.relative_to(ROOT)}; commit results/reference-fmnist", flush=True)
 
