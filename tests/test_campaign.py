@@ -76,3 +76,24 @@ def test_runtime_config_names_ready_rows_and_reuses_other_results(campaign, tmp_
     raw = yaml.safe_load(cfg_path.read_text())
     assert set(raw["train_sets"]) == {"Clean", "DH-C"} and missing == 10
     assert raw["device"] == "cuda" and raw["identity"] == "content" and raw["reuse"] == ["results/archs-r20.jsonl"]
+
+
+def test_hider_stage_trains_copies_without_optimizer_and_its_set_is_made(campaign, tmp_path, monkeypatch):
+    data = "synthetic?n=120&size=32&classes=10"
+    monkeypatch.setattr(campaign, "CLEAN", data)
+    monkeypatch.setattr(campaign, "HIDER_PROFILE", "tiny")
+    monkeypatch.setattr(campaign, "HIDER_STEPS", 2)
+    monkeypatch.setattr(campaign, "HIDERS_DIR", tmp_path / "results" / "hiders")
+    monkeypatch.setattr(campaign, "HIDERS", {"base-C": ("class", "next-class", []), "hs-C": ("class", "next-class", ["w_reveal=0"])})
+    monkeypatch.setattr(campaign, "SETS", {h: ["protect", "--data", data, "--hider", str(tmp_path / "results" / "hiders" / h),
+                                               "--mode", "class"] for h in ("base-C", "hs-C")})
+    monkeypatch.setattr(campaign, "describe", lambda ds: {})
+    assert campaign.train_hider("hs-C", "cpu", 600)
+    done = tmp_path / "results" / "hiders" / "hs-C"
+    assert sorted(p.name for p in (done / "checkpoint").iterdir()) == ["config.json", "weights.safetensors"]
+    assert (done / "bank").is_dir() and json.loads((done / "summary.json").read_text())["finished"]
+    assert campaign.train_hider("hs-C", "cpu", 600)  # done: not trained again
+    assert campaign.make_set("hs-C", "cpu", 600)
+    assert campaign.check_set("hs-C")["verdict"] == "canonical"
+    prot = load_dataset(str(campaign.set_dir("hs-C")), "train")
+    assert len(prot) == 120 and np.abs(prot.images.astype(int) - load_dataset(data, "train").images).max() <= 8

@@ -63,6 +63,7 @@ CLEAN = "fashion-mnist"  # the clean training set every protected set is made fr
 #: unchanged at the same length, the reference the ablation rows are read against. Finished ones are committed
 #: (weights, config, bank, log; no optimizer) under results/reference-fmnist/hiders/NAME.
 HIDER_STEPS = 500
+HIDER_PROFILE = "long"
 HIDERS: dict[str, tuple[str, str, list[str]]] = {
     "base-C": ("class", "sig", []),
     "w1x10-C": ("class", "sig", ["w_reveal=10"]),
@@ -81,7 +82,7 @@ HIDERS_DIR = HERE / "hiders"
 
 
 def _protect(hider: str | Path, mode: str, *extra: str) -> list[str]:
-    return ["protect", "--data", "fashion-mnist", "--hider", str(hider), "--mode", mode, *extra]
+    return ["protect", "--data", CLEAN, "--hider", str(hider), "--mode", mode, *extra]
 
 
 #: row -> the deephide command (after ``deephide``) that makes its set at OUT; None: a built-in dataset. The
@@ -90,11 +91,11 @@ SETS: dict[str, list[str] | None] = {
     "Clean": None,
     "DH-C": _protect("fmnist-class", "class"),
     "DH-S": _protect("fmnist-sample", "sample"),
-    **{a: ["attack", a, "--data", "fashion-mnist", "--profile", "cpu", "--seed", "0"]
+    **{a: ["attack", a, "--data", CLEAN, "--profile", "cpu", "--seed", "0"]
        for a in ("random-noise-C", "semantic-added-C", "semantic-added-S", "OPS", "LSP", "AR", "EM-C", "EM", "REM")},
     **{h: _protect(HIDERS_DIR / h, mode, *(["--eps", "255"] if "budget=soft" in sets else []))
        for h, (mode, _, sets) in HIDERS.items()},
-    "ISGAN": ["attack", "ISGAN", "--data", "fashion-mnist", "--profile", "cpu", "--seed", "0"],
+    "ISGAN": ["attack", "ISGAN", "--data", CLEAN, "--profile", "cpu", "--seed", "0"],
 }
 MAIN_ROWS = [r for r in SETS if r not in HIDERS and r != "ISGAN"]
 #: the grids in the order they run: the main table's first, then the ablations'
@@ -167,7 +168,7 @@ def train_hider(name: str, device: str, seconds_left: float) -> bool:
         return True
     mode, secrets, sets = HIDERS[name]
     work = RUNS / "hiders" / name
-    cmd = [str(BIN), "train-hider", "--data", "fashion-mnist", "--profile", "long", "--mode", mode,
+    cmd = [str(BIN), "train-hider", "--data", CLEAN, "--profile", HIDER_PROFILE, "--mode", mode,
            "--secrets", secrets, "--iterations", str(HIDER_STEPS), "--set", "snapshot_at=[]", "--device", device,
            "--quiet", "--time-limit", str(int(max(1.0, seconds_left))), "--out", str(work)]
     for kv in sets:
