@@ -388,3 +388,31 @@ def test_surrogate_victim_term_trains_logs_and_resumes_to_the_same_weights(train
     (tmp_path / "twice" / "surrogate.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(DeephideError, match="unusable surrogate state"):
         train_hider(train, bank, dict(prof, iterations=5), tmp_path / "twice", mode="class", seed=3, progress=False)
+
+
+def test_surrogate_restarts_every_sv_reset_steps_and_the_spike_guard_lets_it(train, bank, tmp_path, monkeypatch):
+    """sv_reset: the surrogate starts afresh at every multiple of sv_reset (seeded by the step); its cross-entropy
+    jumps then, which the divergence guard must not roll back (it watches the hider's own terms)."""
+    import deephide.hiding.train as T
+    from deephide.hiding.surrogate import SurrogateVictim
+
+    resets, jump = [], {"on": False}
+    orig_reset, orig_loss = SurrogateVictim.reset, SurrogateVictim.loss
+
+    def reset(self, seed):
+        resets.append(seed)
+        jump["on"] = len(resets) > 1  # the first call is the surrogate's construction
+        orig_reset(self, seed)
+
+    def loss(self, *a):
+        out = orig_loss(self, *a)
+        return out * 1e4 if jump.pop("on", False) else out  # a restart's jump, far past 10x the running mean
+
+    monkeypatch.setattr(SurrogateVictim, "reset", reset)
+    monkeypatch.setattr(SurrogateVictim, "loss", loss)
+    monkeypatch.setattr(T, "SPIKE_WARMUP", 1)
+    prof = get_hider_profile("tiny", lfc=False, iterations=6, checkpoint_every=10, log_every=1, w_sv=1.0, sv_reset=2)
+    train_hider(train, bank, prof, tmp_path / "h", mode="class", seed=3, progress=False)
+    log = [json.loads(x) for x in (tmp_path / "h" / "log.jsonl").read_text().splitlines()]
+    assert len(resets) == 3 and len(set(resets)) == 3  # built once, restarted at steps 2 and 4, each its own seed
+    assert log[-1]["rollbacks"] == 0 and [r["iteration"] for r in log] == [1, 2, 3, 4, 5, 6]
