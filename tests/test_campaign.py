@@ -72,10 +72,13 @@ def test_runtime_config_names_ready_rows_and_reuses_other_results(campaign, tmp_
     monkeypatch.setattr(campaign, "ROOT", tmp_path)
     (tmp_path / "results").mkdir(exist_ok=True)
     (tmp_path / "results" / "archs-r20.jsonl").write_text("")
+    (tmp_path / "victims.jsonl").write_text("")
+    monkeypatch.setattr(campaign, "ALSO_REUSE", (tmp_path / "victims.jsonl", tmp_path / "gone.jsonl"))
     cfg_path, missing = campaign.runtime_config("main", {"Clean", "DH-C"}, "cuda")
     raw = yaml.safe_load(cfg_path.read_text())
     assert set(raw["train_sets"]) == {"Clean", "DH-C"} and missing == 10
-    assert raw["device"] == "cuda" and raw["identity"] == "content" and raw["reuse"] == ["results/archs-r20.jsonl"]
+    assert raw["device"] == "cuda" and raw["identity"] == "content"
+    assert raw["reuse"] == ["results/archs-r20.jsonl", "victims.jsonl"]
 
 
 def test_hider_stage_trains_copies_without_optimizer_and_its_set_is_made(campaign, tmp_path, monkeypatch):

@@ -55,6 +55,8 @@ RUNS = ROOT / "runs" / "reference"  # regenerated sets and the grids' runtime co
 LEDGER = HERE / "sets.jsonl"
 SESSIONS = HERE / "campaign.jsonl"
 PREVIOUS = HERE / "previous"  # results files of the label-keyed runs before the campaign (reused by fingerprint)
+#: other committed results whose cells have the same training bytes and settings (the shipped hiders' victims)
+ALSO_REUSE = (ROOT / "results" / "hider-fmnist" / "victims.jsonl",)
 BIN = Path(sys.executable).with_name("deephide")
 CLEAN = "fashion-mnist"  # the clean training set every protected set is made from
 
@@ -137,6 +139,20 @@ def sample_positions(n_values: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ sets
 
 
+def run_child(cmd: list[str], seconds_left: float) -> int | None:
+    """Run a deephide command; at the time limit, or when this process is stopped, the command gets SIGTERM (it
+    removes its temporary output, a hider saves its checkpoint). Its exit code, or None when the time ran out."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+    try:
+        return proc.wait(timeout=max(1.0, seconds_left))
+    except BaseException as e:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        if isinstance(e, subprocess.TimeoutExpired):
+            return None
+        raise
+
+
 def make_set(row: str, device: str, seconds_left: float) -> bool:
     """Regenerate a row's set unless it is there; False when there was not time enough to finish it."""
     out = set_dir(row)
@@ -146,16 +162,12 @@ def make_set(row: str, device: str, seconds_left: float) -> bool:
     cmd = [str(BIN), *SETS[row], "--out", str(out), "--device", device, "--quiet"]
     print(f"campaign: making {row}: {' '.join(cmd[1:])}", flush=True)
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
-    try:
-        proc.wait(timeout=max(1.0, seconds_left))
-    except subprocess.TimeoutExpired:  # SIGTERM: the command removes its temporary output
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait()
+    rc = run_child(cmd, seconds_left)
+    if rc is None:
         print(f"campaign: {row}: stopped at the time limit (made again next run)", flush=True)
         return False
-    if proc.returncode != 0:
-        raise DeephideError(f"campaign: making the set of {row} failed (exit {proc.returncode}): {' '.join(cmd)}")
+    if rc != 0:
+        raise DeephideError(f"campaign: making the set of {row} failed (exit {rc}): {' '.join(cmd)}")
     print(f"campaign: {row} made in {time.monotonic() - t0:.0f} s", flush=True)
     return True
 
@@ -174,8 +186,9 @@ def train_hider(name: str, device: str, seconds_left: float) -> bool:
     for kv in sets:
         cmd += ["--set", kv]
     print(f"campaign: training hider {name}: {' '.join(cmd[1:])}", flush=True)
-    if subprocess.run(cmd, cwd=ROOT).returncode != 0:
-        raise DeephideError(f"campaign: hider {name} failed: {' '.join(cmd)}")
+    rc = run_child(cmd, seconds_left + 60)  # its own --time-limit stops it first, with a checkpoint
+    if rc not in (0, None):
+        raise DeephideError(f"campaign: hider {name} failed (exit {rc}): {' '.join(cmd)}")
     summary = json.loads((work / "summary.json").read_text())
     if not summary.get("finished"):
         print(f"campaign: hider {name}: stopped at step {summary.get('iterations_done')} (continues next run)", flush=True)
@@ -267,7 +280,8 @@ def runtime_config(name: str, ready: set[str], device: str) -> tuple[Path, int]:
     missing = len(raw["train_sets"]) - len(rows)
     out = RUNS / "configs" / f"{name}.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
-    others = sorted(str(p.relative_to(ROOT)) for p in list(HERE.glob("*.jsonl")) + list(PREVIOUS.glob("*.jsonl"))
+    files = list(HERE.glob("*.jsonl")) + list(PREVIOUS.glob("*.jsonl")) + [p for p in ALSO_REUSE if p.exists()]
+    others = sorted(str(p.relative_to(ROOT)) for p in files
                     if p.name not in ("sets.jsonl", "campaign.jsonl") and p.resolve() != (ROOT / raw["out"]).resolve())
     raw.update(train_sets=rows, reuse=others or None, device=device)
     out.write_text(yaml.safe_dump({k: v for k, v in raw.items() if v is not None}, sort_keys=False))
@@ -311,19 +325,25 @@ def cmd_run(a: argparse.Namespace) -> None:
             print(f"campaign: grid {g}: {s.ran} run, {s.skipped} already done, {s.total - s.skipped - s.ran} left",
                   flush=True)
 
-    if sets(MAIN_ROWS):
-        grids(MAIN_GRIDS)
-    for h in HIDERS:  # the ablations once the main tables are done (or waiting only for time)
-        if left() <= 0 or not train_hider(h, a.device, left()):
-            break
-        hiders_done.append(h)
-    sets(hiders_done + ["ISGAN"])
-    grids(ABLATION_GRIDS)
-    after = {g: len(read_results(HERE / f"{g}.jsonl")) for g in GRIDS}
-    session.update(ended_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), refused=refused,
-                   cells_added={g: after[g] - before[g] for g in GRIDS}, sets_ready=sorted(ready),
-                   hiders_ready=hiders_done)
-    append_jsonl(SESSIONS, session)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a scheduler's stop still logs the session
+    try:
+        if sets(MAIN_ROWS):
+            grids(MAIN_GRIDS)
+        for h in HIDERS:  # the ablations once the main tables are done (or waiting only for time)
+            if left() <= 0 or not train_hider(h, a.device, left()):
+                break
+            hiders_done.append(h)
+        sets(hiders_done + ["ISGAN"])
+        grids(ABLATION_GRIDS)
+    except (KeyboardInterrupt, SystemExit):
+        session["stopped"] = "interrupted"
+        raise
+    finally:
+        after = {g: len(read_results(HERE / f"{g}.jsonl")) for g in GRIDS}
+        session.update(ended_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), refused=refused,
+                       cells_added={g: after[g] - before[g] for g in GRIDS}, sets_ready=sorted(ready),
+                       hiders_ready=hiders_done)
+        append_jsonl(SESSIONS, session)
     print(f"campaign: session logged in {SESSIONS.relative_to(ROOT)}; commit results/reference-fmnist", flush=True)
 
 
