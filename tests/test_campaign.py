@@ -100,3 +100,14 @@ def test_hider_stage_trains_copies_without_optimizer_and_its_set_is_made(campaig
     assert campaign.check_set("hs-C")["verdict"] == "canonical"
     prot = load_dataset(str(campaign.set_dir("hs-C")), "train")
     assert len(prot) == 120 and np.abs(prot.images.astype(int) - load_dataset(data, "train").images).max() <= 8
+
+
+def test_runtime_config_column_pass_trains_the_same_cells(campaign, tmp_path, monkeypatch):
+    monkeypatch.setattr(campaign, "ROOT", tmp_path)
+    monkeypatch.setattr(campaign, "ALSO_REUSE", ())
+    cfg_path, _ = campaign.runtime_config("main", {"Clean"}, "cpu", ("Vanilla", "AT-2/255"))
+    part = G.load_config(cfg_path)
+    assert [c.label for c in part.countermeasures] == ["Vanilla", "AT-2/255"]
+    full = G.load_config(campaign.runtime_config("main", {"Clean"}, "cpu")[0])
+    keys = {(c["countermeasure"], c["seed"]): c["key"] for c in G.expand(full)}
+    assert all(keys[(c["countermeasure"], c["seed"])] == c["key"] for c in G.expand(part))

@@ -100,10 +100,13 @@ SETS: dict[str, list[str] | None] = {
     "ISGAN": ["attack", "ISGAN", "--data", CLEAN, "--profile", "cpu", "--seed", "0"],
 }
 MAIN_ROWS = [r for r in SETS if r not in HIDERS and r != "ISGAN"]
-#: the grids in the order they run: the main table's first, then the ablations'
-MAIN_GRIDS = ("main", "archs-r20", "archs-r18", "jpeg", "mixtures")
-ABLATION_GRIDS = ("weights", "sources", "analysis")
-GRIDS = MAIN_GRIDS + ABLATION_GRIDS
+#: the grid passes in the order they run, each (config, only these columns or None = all): the main table's Vanilla
+#: column and every row on ResNet-20 first (the headline numbers), then the other columns and tables, then the
+#: ablations'. A pass over some columns trains the same cells (same keys) the full pass would, so none is repeated.
+MAIN_PASSES: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+    ("main", ("Vanilla",)), ("archs-r20", None), ("main", None), ("archs-r18", None), ("jpeg", None), ("mixtures", None))
+ABLATION_PASSES: tuple[tuple[str, tuple[str, ...] | None], ...] = (("weights", None), ("sources", None), ("analysis", None))
+GRIDS = tuple(dict.fromkeys(g for g, _ in MAIN_PASSES + ABLATION_PASSES))
 #: pixels sampled per set for the ledger's cross-machine comparison (uint8 values at seeded positions)
 SAMPLE_N = 1 << 17
 #: a regenerated set may differ from the canonical one in at most this share of sampled pixels
@@ -187,8 +190,8 @@ def train_hider(name: str, device: str, seconds_left: float) -> bool:
         cmd += ["--set", kv]
     print(f"campaign: training hider {name}: {' '.join(cmd[1:])}", flush=True)
     rc = run_child(cmd, seconds_left + 60)  # its own --time-limit stops it first, with a checkpoint
-    if rc not in (0, None):
-        raise DeephideError(f"campaign: hider {name} failed (exit {rc}): {' '.join(cmd)}")
+    if rc not in (0, None) or not (work / "summary.json").exists():
+        raise DeephideError(f"campaign: hider {name} failed (exit {rc}, no summary.json): {' '.join(cmd)}")
     summary = json.loads((work / "summary.json").read_text())
     if not summary.get("finished"):
         print(f"campaign: hider {name}: stopped at step {summary.get('iterations_done')} (continues next run)", flush=True)
@@ -272,11 +275,15 @@ def describe(ds: Any, n: int = 20_000, n_cm: int = 2_000) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ grids
 
 
-def runtime_config(name: str, ready: set[str], device: str) -> tuple[Path, int]:
-    """A copy of configs/NAME.yaml naming only the rows whose sets are ready, reusing every other results file of
-    the campaign and the previous runs'; (its path, rows left out)."""
+def runtime_config(name: str, ready: set[str], device: str,
+                   columns: tuple[str, ...] | None = None) -> tuple[Path, int]:
+    """A copy of configs/NAME.yaml naming only the rows whose sets are ready (and only ``columns``, when given),
+    reusing every other results file of the campaign and the previous runs'; (its path, rows left out)."""
     raw = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
     rows = {r: s for r, s in raw["train_sets"].items() if r in ready}
+    if columns is not None:
+        label = lambda c: next(iter(c)) if isinstance(c, dict) else c  # noqa: E731  ({label: spec} or a name)
+        raw["countermeasures"] = [c for c in raw["countermeasures"] if label(c) in columns]
     missing = len(raw["train_sets"]) - len(rows)
     out = RUNS / "configs" / f"{name}.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -312,11 +319,11 @@ def cmd_run(a: argparse.Namespace) -> None:
                 ready.add(row)
         return True
 
-    def grids(names: tuple[str, ...]) -> None:
-        for g in names:
+    def grids(passes: tuple[tuple[str, tuple[str, ...] | None], ...]) -> None:
+        for g, columns in passes:
             if left() <= 0:
                 return
-            cfg, missing = runtime_config(g, ready, a.device)
+            cfg, missing = runtime_config(g, ready, a.device, columns)
             if missing:
                 print(f"campaign: grid {g}: {missing} rows wait for their sets", flush=True)
             if not load_config(cfg).train_sets:
@@ -328,13 +335,13 @@ def cmd_run(a: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a scheduler's stop still logs the session
     try:
         if sets(MAIN_ROWS):
-            grids(MAIN_GRIDS)
+            grids(MAIN_PASSES)
         for h in HIDERS:  # the ablations once the main tables are done (or waiting only for time)
             if left() <= 0 or not train_hider(h, a.device, left()):
                 break
             hiders_done.append(h)
         sets(hiders_done + ["ISGAN"])
-        grids(ABLATION_GRIDS)
+        grids(ABLATION_PASSES)
     except (KeyboardInterrupt, SystemExit):
         session["stopped"] = "interrupted"
         raise
