@@ -13,9 +13,9 @@ Commands (repository root, after `make setup`):
   .venv/bin/python experiments/hider-fmnist/variants.py ship NAME --as HIDER        # into src/deephide/hiders/HIDER
   .venv/bin/python experiments/hider-fmnist/variants.py report NAME[:STEP] ...      # the chosen ones: seeds 0-2
   .venv/bin/python experiments/hider-fmnist/variants.py table                      # the selection table (stdout)
-The reported sample-wise state (sv-sample-high at step 1,000: weights, bank, log) is committed under
-results/hider-fmnist/variants/ so its set and victims can be regenerated after runs/ is gone; the class-wise one
-ships as src/deephide/hiders/fmnist-class-sv.
+The reported states not shipped (sv-sample-high at step 1,000, sv-reset-class at step 2,000: weights, bank, log) are
+committed under results/hider-fmnist/variants/ so their sets and victims can be regenerated after runs/ is gone;
+sv-class-high at step 1,050 ships as src/deephide/hiders/fmnist-class-sv.
 """
 
 from __future__ import annotations
