@@ -11,7 +11,7 @@ Every number is computed from those files; nothing is typed in.
 from __future__ import annotations
 
 import datetime as _dt
-import json
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +20,13 @@ from deephide.evaluation.report import (Row, Table, build_main_table, build_mixt
                                         load_paper_csv, paper_rows, parse_paper_refs, to_markdown)
 from deephide.evaluation.stats import aggregate
 
-ROOT = Path(__file__).resolve().parents[2]
-HERE = ROOT / "results" / "reference-fmnist"
-CONFIGS = ROOT / "experiments" / "reference-fmnist" / "configs"
-GRIDS = ("main", "archs-r20", "archs-r18", "jpeg", "mixtures", "weights", "sources", "analysis")  # as campaign.GRIDS
+# the campaign beside this script: its paths, its grids and its JSONL reader (one definition of each)
+_spec = importlib.util.spec_from_file_location("reference_campaign", Path(__file__).with_name("campaign.py"))
+campaign = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(campaign)
+ROOT, HERE, CONFIGS, GRIDS, read_jsonl = campaign.ROOT, campaign.HERE, campaign.CONFIGS, campaign.GRIDS, campaign.read_jsonl
 #: a data-stage column that changes fewer than this share of a set's values is an identity on it
 IDENTITY_BELOW = 1e-4
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
 
 
 def grid_records(name: str, refused: set[str]) -> tuple[Any, list[dict[str, Any]], int]:

@@ -39,6 +39,6 @@ from .config import CMEntry, GridConfig, load_config, parse_config
 from .executors import EXECUTORS, GridSummary, grid_status, run_grid
 from .results import ResultsWriter, read_results, sidecar_path
 
-__all__ = ["CMEntry", "DATA_CACHE_SIZE", "EXECUTORS", "IDENTITY_FILE", "GridConfig", "GridSummary", "ResultsWriter", "cached_dataset",
-           "cell_key", "expand", "grid_status", "load_config", "mix_sets", "mixture_indices", "parse_config",
+__all__ = ["CMEntry", "DATA_CACHE_SIZE", "EXECUTORS", "GridConfig", "GridSummary", "IDENTITY_FILE", "ResultsWriter",
+           "cached_dataset", "cell_key", "expand", "grid_status", "load_config", "mix_sets", "mixture_indices", "parse_config",
            "read_results", "resolve_spec", "run_cell", "run_grid", "set_identity", "sidecar_path"]

@@ -33,7 +33,7 @@ _IDENTITY_CACHE: dict[str, str] = {}
 def set_identity(spec: str) -> str:
     """``sha256:<16 hex>``: the training bytes of ``spec`` (images and labels of split "train", the fingerprint the
     trainer records), or the canonical fingerprint named by the set's ``identity.json``. Cached per process."""
-    from ...data.registry import PATH_LOADER, parse_spec
+    from ...data.registry import PATH_LOADER, load_dataset, parse_spec
     from ...training.trainer import data_fingerprint
 
     if spec not in _IDENTITY_CACHE:
@@ -44,8 +44,8 @@ def set_identity(spec: str) -> str:
                 fp = json.loads(ident.read_text())["canonical"]
             except (ValueError, KeyError, TypeError):
                 raise DeephideError(f"{ident}: expected a JSON object with a 'canonical' fingerprint") from None
-        else:
-            fp = data_fingerprint(cached_dataset(spec, "train"))
+        else:  # memory-mapped: hashing a set does not load it into the training cache
+            fp = data_fingerprint(load_dataset(spec, "train", mmap=True))
         _IDENTITY_CACHE[spec] = f"sha256:{fp}"
     return _IDENTITY_CACHE[spec]
 
@@ -77,13 +77,23 @@ def expand(cfg: GridConfig) -> list[dict[str, Any]]:
                             "profile": cfg.profile, "profile_settings": prof,
                             "mixture": mix, "clean": clean,
                         }
-                        named = desc
-                        if content:  # the label is presentation; the bytes (and what is done to them) are the cell
-                            named = {k: v for k, v in desc.items() if k not in ("row", "countermeasure")}
-                            named.update(train=_content(cfg, row, spec), clean=clean and _content(cfg, "clean", clean))
+                        named = _by_content(desc, _content(cfg, row, spec), clean and _content(cfg, "clean", clean)) \
+                            if content else desc
                         cells.append({"key": cell_key(named), **desc, "grid": cfg.name, "device": cfg.device,
                                       "order": [ri, mi, ci, si, xi]})
     return cells
+
+
+#: what a cell's description holds (expand); with ``identity: content`` all but the labels name the cell
+_DESCRIPTION = ("row", "train", "test", "model", "countermeasure", "countermeasure_name", "countermeasure_params",
+                "seed", "profile", "profile_settings", "mixture", "clean")
+_LABELS = ("row", "countermeasure")
+
+
+def _by_content(desc: dict[str, Any], train: str, clean: str | None) -> dict[str, Any]:
+    """The ``identity: content`` description: the labels are presentation; the bytes (``train``/``clean``
+    identities) and what is done to them are the cell."""
+    return {**{k: desc.get(k) for k in _DESCRIPTION if k not in _LABELS}, "train": train, "clean": clean}
 
 
 def content_key(record: dict[str, Any]) -> str | None:
@@ -93,9 +103,7 @@ def content_key(record: dict[str, Any]) -> str | None:
     fp = ((record.get("data") or {}).get("train") or {}).get("fingerprint")
     if fp is None or record.get("mixture") is not None:
         return None
-    named = {k: record.get(k) for k in ("test", "model", "countermeasure_name", "countermeasure_params", "seed",
-                                        "profile", "profile_settings", "mixture", "clean")}
-    return cell_key({**named, "train": f"sha256:{fp}"})
+    return cell_key(_by_content(record, f"sha256:{fp}", None))
 
 
 def _content(cfg: GridConfig, key: str, spec: str) -> str:
