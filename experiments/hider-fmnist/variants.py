@@ -13,9 +13,11 @@ Commands (repository root, after `make setup`):
   .venv/bin/python experiments/hider-fmnist/variants.py ship NAME --as HIDER        # into src/deephide/hiders/HIDER
   .venv/bin/python experiments/hider-fmnist/variants.py report NAME[:STEP] ...      # the chosen ones: seeds 0-2
   .venv/bin/python experiments/hider-fmnist/variants.py table                      # the selection table (stdout)
-The reported states not shipped (sv-sample-high at step 1,000, sv-reset-class at step 2,000: weights, bank, log) are
-committed under results/hider-fmnist/variants/ so their sets and victims can be regenerated after runs/ is gone;
-sv-class-high at step 1,050 ships as src/deephide/hiders/fmnist-class-sv.
+The reported states not shipped (sv-sample-high at step 1,000, sv-reset-class at steps 1,000 and 2,000: weights, bank,
+log) are committed under results/hider-fmnist/variants/ so their sets and victims can be regenerated after runs/ is
+gone; sv-reset-class also with its last checkpoint (step 2,167: optimizer and surrogate state), so `train
+sv-reset-class` on a new machine continues it instead of starting again. sv-class-high at step 1,050 ships as
+src/deephide/hiders/fmnist-class-sv.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +80,9 @@ def command(name: str) -> list[str]:
 
 
 def cmd_train(a: argparse.Namespace) -> None:
+    committed = HERE / "variants" / a.name
+    if not (RUNS / a.name).exists() and (committed / "checkpoint").is_dir():  # a new machine: resume from git
+        shutil.copytree(committed, RUNS / a.name)
     cmd = command(a.name)
     cmd[0] = str(Path(sys.executable).with_name("deephide"))
     if a.seconds:
