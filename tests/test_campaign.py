@@ -111,3 +111,31 @@ def test_runtime_config_column_pass_trains_the_same_cells(campaign, tmp_path, mo
     full = G.load_config(campaign.runtime_config("main", {"Clean"}, "cpu")[0])
     keys = {(c["countermeasure"], c["seed"]): c["key"] for c in G.expand(full)}
     assert all(keys[(c["countermeasure"], c["seed"])] == c["key"] for c in G.expand(part))
+
+
+def test_new_recipe_starts_a_new_canonical_set_and_supersedes_the_old(campaign, tmp_path, monkeypatch):
+    clean = load_dataset(CLEAN, "train").images
+    hider = tmp_path / "hider"
+    for f, data in (("checkpoint/weights.safetensors", b"w1"), ("checkpoint/config.json", b"{}"), ("bank/secrets.npz", b"b")):
+        (hider / f).parent.mkdir(parents=True, exist_ok=True)
+        (hider / f).write_bytes(data)
+    monkeypatch.setattr(campaign, "SETS", {"P": ["protect", "--data", CLEAN, "--hider", str(hider), "--mode", "class"]})
+    old_recipe = campaign.recipe("P")
+    write_set(campaign, np.clip(clean.astype(np.int16) + 3, 0, 255).astype(np.uint8))
+    first = campaign.check_set("P")
+    assert first["verdict"] == "canonical" and first["recipe"] == old_recipe and first["sample"] == "sets/P.npz"
+    # the same command with other hider weights (a new shipped hider) is a new recipe ...
+    (hider / "checkpoint" / "weights.safetensors").write_bytes(b"w2")
+    assert campaign.recipe("P") != old_recipe and campaign.row_ledger("P") == []
+    # ... whose set, with wholly other bytes, is canonical for it, not refused against the old one
+    write_set(campaign, np.clip(clean.astype(np.int16) - 3, 0, 255).astype(np.uint8))
+    second = campaign.check_set("P")
+    assert second["verdict"] == "canonical" and second["fingerprint"] != first["fingerprint"]
+    assert second["sample"] == f"sets/P-{campaign.recipe('P')}.npz" and (campaign.HERE / second["sample"]).exists()
+    assert [r["recipe"] for r in campaign.read_jsonl(campaign.LEDGER)] == [old_recipe, campaign.recipe("P")]
+    # the recipe ignores where the repository is: paths inside it are taken relative to it
+    monkeypatch.setattr(campaign, "ROOT", tmp_path)
+    moved = campaign.recipe("P")
+    monkeypatch.setattr(campaign, "SETS", {"P": ["protect", "--data", CLEAN, "--hider", "hider", "--mode", "class"]})
+    monkeypatch.chdir(tmp_path)
+    assert campaign.recipe("P") == moved

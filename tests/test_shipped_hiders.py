@@ -53,3 +53,12 @@ def test_verify_hider_by_name(capsys):
     text = capsys.readouterr().out
     assert rc in (0, 1) and "class-wise reveal from stored uint8 on 100 held-out covers" in text
     assert ("HIDES" in text) == (rc == 0)
+
+
+def test_a_snapshot_finds_the_bank_of_its_hider_directory():
+    from deephide.hiding.hiderdir import hider_bank_dir
+    d = SHIPPED["fmnist-class"]
+    snap = sorted((d / "snapshots").iterdir())[0]
+    assert hider_bank_dir(snap) == d / "bank"  # `train-hider --init DIR/snapshots/N` continues with DIR's secrets
+    assert hider_bank_dir("fmnist-class") == d / "bank"
+    assert hider_bank_dir(d / "checkpoint") is None

@@ -65,9 +65,14 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "sv-reset-class": ("class", ["--init", "fmnist-class-sv", "--set", "w_sv=0.1", "--set", "sv_reset=200",
                                  "--set", "lr=0.0001"],
                        "fmnist-class-sv continued with L_sv (w 0.1), the surrogate restarted every 200 steps, lr 1e-4"),
-    "sv-reset-sample": ("sample", ["--init", "fmnist-sample", "--set", "w_sv=0.1", "--set", "sv_reset=200",
-                                   "--set", "lr=0.0001"],
-                        "fmnist-sample continued with L_sv (w 0.1), the surrogate restarted every 200 steps, lr 1e-4"),
+    "sv-reset-sample": ("sample", ["--init", "results/hider-fmnist/variants/sv-sample-high/snapshots/1000",
+                                   "--set", "w_sv=0.1", "--set", "sv_reset=200", "--set", "lr=0.0001"],
+                        "sv-sample-high@1000 continued with L_sv (w 0.1), the surrogate restarted every 200 steps, "
+                        "lr 1e-4 (sv-reset-class's recipe, sample-wise)"),
+    "sv-reset-class-hi": ("class", ["--init", "results/hider-fmnist/variants/sv-reset-class/snapshots/2000",
+                                    "--set", "w_sv=0.3", "--set", "sv_reset=200", "--set", "lr=0.0001"],
+                          "sv-reset-class@2000 continued with L_sv at w 0.3 (3x), surrogate restarts every 200 steps, "
+                          "lr 1e-4"),
 }
 SHARED = ["--data", "fashion-mnist", "--secrets", "sig", "--profile", "long", "--set", "lr=0.0003",
           "--set", "lr_step_every=100000", "--set", "snapshot_at=250,500,1000,1500,2000,3000", "--set", "log_every=25",

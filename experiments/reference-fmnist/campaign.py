@@ -7,7 +7,10 @@ continues from what is committed, until the time it is given, then stops cleanly
 1. Sets. Each row's training set is regenerated under runs/reference/sets/ from committed inputs only: the shipped
    hiders (``protect --hider fmnist-class``), the attacks' settings and seed (``attack NAME --profile cpu --seed 0``).
    The set ledger (results/reference-fmnist/sets.jsonl, with a sample of each set's pixels in sets/ROW.npz) names
-   the first set made for a row its canonical one. A set regenerated on another CPU may differ by float rounding:
+   the first set made for a row from its current inputs (its *recipe*: the command and, for a protected row, the
+   hider's weights and bank) its canonical one. Shipping a new hider under a row's name starts a new recipe: the
+   row's set is made again, and the cells of the old one are superseded (kept in the results files, left out of the
+   tables). A set regenerated on another CPU may differ by float rounding:
    within 0.1% of sampled pixels it stands for the canonical set (``identity.json`` in the set, so its cells keep
    their keys; the ledger lists its own hash and the share); beyond that the row is refused and its cells stop.
 2. Grids (experiments/reference-fmnist/configs/, in the order of GRIDS). Cells are keyed by the sha256 of their
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
 import os
 import runpy
@@ -44,6 +48,7 @@ import yaml
 
 from deephide.data import load_dataset
 from deephide.errors import DeephideError
+from deephide.hiding.hiderdir import resolve_hider
 from deephide.evaluation.grid import IDENTITY_FILE, load_config, read_results, run_grid
 from deephide.runtime import versions
 from deephide.training.trainer import data_fingerprint
@@ -119,6 +124,30 @@ def set_dir(row: str) -> Path:
     return RUNS / "sets" / row
 
 
+RECIPE_FILE = "recipe.json"  # in a made set: the recipe it was made from
+
+
+def recipe(row: str) -> str:
+    """What a row's set is made from, hashed (16 hex): its command (paths relative to the repository) and, for a
+    protected row, the bytes of the hider's weights, architecture and secret bank. Two sets of one recipe may differ
+    only by float rounding (the ledger's tolerance); a new recipe is a new set."""
+    cmd = SETS[row]
+    h = hashlib.sha256(json.dumps([a.replace(f"{ROOT}/", "") for a in cmd or []]).encode())
+    hider = Path(cmd[cmd.index("--hider") + 1]) if cmd and cmd[0] == "protect" else None
+    if hider is not None and (hider.exists() or not hider.is_absolute()):  # an ablation hider not yet trained: none
+        d = resolve_hider(hider)
+        files = [d / "checkpoint" / "weights.safetensors", d / "checkpoint" / "config.json", *(d / "bank").rglob("*")]
+        for f in sorted(f for f in files if f.is_file()):
+            h.update(f.relative_to(d).as_posix().encode() + hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()[:16]
+
+
+def row_ledger(row: str) -> list[dict[str, Any]]:
+    """The ledger's entries for a row's current recipe, canonical first."""
+    rec = recipe(row)
+    return [r for r in read_jsonl(LEDGER) if r["row"] == row and r.get("recipe") == rec]
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
 
@@ -159,8 +188,20 @@ def run_child(cmd: list[str], seconds_left: float) -> int | None:
 def make_set(row: str, device: str, seconds_left: float) -> bool:
     """Regenerate a row's set unless it is there; False when there was not time enough to finish it."""
     out = set_dir(row)
-    if SETS[row] is None or (out / "manifest.json").exists():
+    if SETS[row] is None:
         return True
+    rec = recipe(row)
+    if (out / "manifest.json").exists():
+        made = json.loads((out / RECIPE_FILE).read_text()).get("recipe") if (out / RECIPE_FILE).exists() else None
+        if made is None:  # made before sets recorded their recipe: it is current when the ledger knows its bytes
+            fp = data_fingerprint(load_dataset(str(out), "train", mmap=True))
+            made = rec if any(r["fingerprint"] == fp for r in row_ledger(row)) else "unknown"
+            (out / RECIPE_FILE).write_text(json.dumps({"recipe": made}))
+        if made == rec:
+            return True
+        print(f"campaign: {row}: the set on disk was made from other inputs (recipe {made}, now {rec}); "
+              "making it again", flush=True)
+        shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [str(BIN), *SETS[row], "--out", str(out), "--device", device, "--quiet"]
     print(f"campaign: making {row}: {' '.join(cmd[1:])}", flush=True)
@@ -171,6 +212,7 @@ def make_set(row: str, device: str, seconds_left: float) -> bool:
         return False
     if rc != 0:
         raise DeephideError(f"campaign: making the set of {row} failed (exit {rc}): {' '.join(cmd)}")
+    (out / RECIPE_FILE).write_text(json.dumps({"recipe": rec}))
     print(f"campaign: {row} made in {time.monotonic() - t0:.0f} s", flush=True)
     return True
 
@@ -211,20 +253,26 @@ def train_hider(name: str, device: str, seconds_left: float) -> bool:
 def check_set(row: str) -> dict[str, Any]:
     """The ledger's verdict on a row's set as it is on disk: canonical, same bytes, within tolerance or refused.
 
-    The first set recorded for a row is its canonical set (its pixel sample goes to sets/ROW.npz). A later set with
-    other bytes is compared on the sampled pixels; within TOLERANCE it gets an identity.json naming the canonical
-    fingerprint, so grid cells keep their keys. Every distinct set is listed in the ledger once.
+    The first set recorded for a row's recipe is its canonical set (its pixel sample goes to sets/ROW.npz, or
+    sets/ROW-RECIPE.npz for a later recipe). A later set with other bytes is compared on the sampled pixels; within
+    TOLERANCE it gets an identity.json naming the canonical fingerprint, so grid cells keep their keys. Every
+    distinct set is listed in the ledger once per recipe.
     """
     spec = CLEAN if SETS[row] is None else str(set_dir(row))
     ds = load_dataset(spec, "train", mmap=True)
     fp = data_fingerprint(ds)
-    ledger = [r for r in read_jsonl(LEDGER) if r["row"] == row]
+    ledger = row_ledger(row)
     canon = ledger[0] if ledger else None
     flat = np.asarray(ds.images).reshape(-1)
     if canon is None:
+        rcp = recipe(row)
+        sample = Path("sets") / f"{row}.npz"
+        if (HERE / sample).exists():  # the row had an earlier recipe
+            sample = sample.with_name(f"{row}-{rcp}.npz")
         (HERE / "sets").mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(HERE / "sets" / f"{row}.npz", values=flat[sample_positions(flat.size)])
+        np.savez_compressed(HERE / sample, values=flat[sample_positions(flat.size)])
         rec = {"row": row, "fingerprint": fp, "canonical": fp, "pixel_diff_share": 0.0, "verdict": "canonical",
+               "recipe": rcp, "sample": sample.as_posix(),
                "shape": list(ds.images.shape), "machine": machine(), "made_with": SETS[row],
                "recorded_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **describe(ds)}
         append_jsonl(LEDGER, rec)
@@ -236,10 +284,11 @@ def check_set(row: str) -> dict[str, Any]:
         if list(ds.images.shape) != canon["shape"]:
             share = 1.0
         else:
-            ref = np.load(HERE / "sets" / f"{row}.npz")["values"]
+            ref = np.load(HERE / canon["sample"])["values"]
             share = float(np.mean(flat[sample_positions(flat.size)] != ref))
         known = {"row": row, "fingerprint": fp, "canonical": canon["fingerprint"], "pixel_diff_share": share,
-                 "verdict": "equivalent" if share <= TOLERANCE else "refused", "shape": list(ds.images.shape),
+                 "verdict": "equivalent" if share <= TOLERANCE else "refused", "recipe": canon["recipe"],
+                 "shape": list(ds.images.shape),
                  "machine": machine(), "made_with": SETS[row],
                  "recorded_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         append_jsonl(LEDGER, known)
@@ -357,10 +406,12 @@ def cmd_run(a: argparse.Namespace) -> None:
 def cmd_status(a: argparse.Namespace) -> None:
     ledger = read_jsonl(LEDGER)
     for row in SETS:
+        rec = recipe(row)
         recs = [r for r in ledger if r["row"] == row]
         here = SETS[row] is None or (set_dir(row) / "manifest.json").exists()
         print(f"set {row:18s} {'on disk' if here else 'not made':9s} ledger: "
-              + (", ".join(f"{r['fingerprint']} ({r['verdict']})" for r in recs) or "-"))
+              + (", ".join(f"{r['fingerprint']} ({r['verdict'] if r.get('recipe') == rec else 'superseded'})"
+                           for r in recs) or "-"))
     for g in GRIDS:
         cfg = load_config(CONFIGS / f"{g}.yaml")
         n = len(cfg.train_sets) * len(cfg.models) * len(cfg.countermeasures) * len(cfg.seeds) * len(cfg.mixtures or [0])

@@ -72,10 +72,14 @@ def open_hider(path: str | Path, image_size: int | None = None, device: str = "c
 
 
 def hider_bank_dir(path: str | Path) -> Path | None:
-    """The secret bank saved next to a hider, if any."""
+    """The secret bank saved next to a hider, if any: ``path/bank``, or for a snapshot (``DIR/snapshots/N``) the bank
+    of the hider directory it was taken from (``DIR/bank``)."""
 
     try:
-        d = resolve_hider(path) / BANK
+        p = resolve_hider(path)
     except DeephideError:
         return None
-    return d if d.is_dir() else None
+    for d in (p / BANK, p.parent.parent / BANK if p.parent.name == SNAPSHOTS else None):
+        if d is not None and d.is_dir():
+            return d
+    return None
