@@ -61,4 +61,5 @@ def test_a_snapshot_finds_the_bank_of_its_hider_directory():
     snap = sorted((d / "snapshots").iterdir())[0]
     assert hider_bank_dir(snap) == d / "bank"  # `train-hider --init DIR/snapshots/N` continues with DIR's secrets
     assert hider_bank_dir("fmnist-class") == d / "bank"
-    assert hider_bank_dir(d / "checkpoint") is None
+    assert hider_bank_dir(d / "checkpoint") == d / "bank"
+    assert hider_bank_dir(d / "no-such-dir") is None

@@ -72,14 +72,12 @@ def open_hider(path: str | Path, image_size: int | None = None, device: str = "c
 
 
 def hider_bank_dir(path: str | Path) -> Path | None:
-    """The secret bank saved next to a hider, if any: ``path/bank``, or for a snapshot (``DIR/snapshots/N``) the bank
-    of the hider directory it was taken from (``DIR/bank``)."""
+    """The secret bank saved next to a hider, if any: ``path/bank``, or for its checkpoint (``DIR/checkpoint``) or a
+    snapshot (``DIR/snapshots/N``) the bank of the hider directory ``DIR`` they belong to."""
 
     try:
         p = resolve_hider(path)
     except DeephideError:
         return None
-    for d in (p / BANK, p.parent.parent / BANK if p.parent.name == SNAPSHOTS else None):
-        if d is not None and d.is_dir():
-            return d
-    return None
+    owner = p.parent if p.name == CHECKPOINT else p.parent.parent if p.parent.name == SNAPSHOTS else p
+    return next((d for d in (p / BANK, owner / BANK) if d.is_dir()), None)
