@@ -76,7 +76,7 @@ def test_runtime_config_names_ready_rows_and_reuses_other_results(campaign, tmp_
     monkeypatch.setattr(campaign, "ALSO_REUSE", (tmp_path / "victims.jsonl", tmp_path / "gone.jsonl"))
     cfg_path, missing = campaign.runtime_config("main", {"Clean", "DH-C"}, "cuda")
     raw = yaml.safe_load(cfg_path.read_text())
-    assert set(raw["train_sets"]) == {"Clean", "DH-C"} and missing == 10
+    assert set(raw["train_sets"]) == {"Clean", "DH-C"} and missing == 12
     assert raw["device"] == "cuda" and raw["identity"] == "content"
     assert raw["reuse"] == ["results/archs-r20.jsonl", "victims.jsonl"]
 
@@ -139,3 +139,30 @@ def test_new_recipe_starts_a_new_canonical_set_and_supersedes_the_old(campaign, 
     monkeypatch.setattr(campaign, "SETS", {"P": ["protect", "--data", CLEAN, "--hider", "hider", "--mode", "class"]})
     monkeypatch.chdir(tmp_path)
     assert campaign.recipe("P") == moved
+
+
+def test_summary_finds_cells_by_their_training_bytes(tmp_path, monkeypatch):
+    """A row's cells are the ones trained on its current accepted sets, whatever label they were trained under:
+    DH-C-paper takes over the cells DH-C trained before its hider changed; superseded and refused sets count for
+    no row."""
+    spec = importlib.util.spec_from_file_location("summarise_under_test", ROOT / "experiments" / "reference-fmnist" / "summarise.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "g.yaml").write_text(yaml.safe_dump({
+        "name": "g", "out": "g.jsonl", "test": CLEAN, "seeds": [0], "profile": "fast", "models": ["fastcnn"],
+        "train_sets": {"DH-C": "a", "DH-C-paper": "b"}, "countermeasures": ["Vanilla"]}))
+    monkeypatch.setattr(mod, "CONFIGS", tmp_path / "configs")
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    rec = lambda key, row, fp, acc: {"key": key, "row": row, "model": "fastcnn", "countermeasure": "Vanilla",  # noqa: E731
+                                     "seed": 0, "profile": "fast", "final_acc": acc, "data": {"train": {"fingerprint": fp}}}
+    with open(tmp_path / "g.jsonl", "w") as f:
+        for r in (rec("k1", "DH-C", "old", 76.0), rec("k2", "DH-C", "bad", 50.0), rec("k3", "DH-C", "new", 30.0)):
+            f.write(json.dumps(r) + "\n")
+    ledger = [{"row": "DH-C", "fingerprint": "old", "verdict": "canonical", "current": False},
+              {"row": "DH-C", "fingerprint": "new", "verdict": "canonical", "current": True},
+              {"row": "DH-C", "fingerprint": "bad", "verdict": "refused", "current": True},
+              {"row": "DH-C-paper", "fingerprint": "old", "verdict": "canonical", "current": True}]
+    _, recs, planned = mod.grid_records("g", mod.row_fingerprints(ledger))
+    assert planned == 2
+    assert sorted((r["row"], r["final_acc"]) for r in recs) == [("DH-C", 30.0), ("DH-C-paper", 76.0)]

@@ -19,7 +19,7 @@ needs_data = pytest.mark.skipif(not (FMNIST / "t10k-images-idx3-ubyte.gz").exist
 
 
 def test_the_demo_hiders_are_shipped():
-    assert {"fmnist-class", "fmnist-sample"} <= set(SHIPPED)
+    assert {"fmnist-class", "fmnist-sample", "fmnist-class-paper", "fmnist-sample-paper"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -57,9 +57,9 @@ def test_verify_hider_by_name(capsys):
 
 def test_a_snapshot_finds_the_bank_of_its_hider_directory():
     from deephide.hiding.hiderdir import hider_bank_dir
-    d = SHIPPED["fmnist-class"]
+    d = SHIPPED["fmnist-class-paper"]
     snap = sorted((d / "snapshots").iterdir())[0]
     assert hider_bank_dir(snap) == d / "bank"  # `train-hider --init DIR/snapshots/N` continues with DIR's secrets
-    assert hider_bank_dir("fmnist-class") == d / "bank"
+    assert hider_bank_dir("fmnist-class-paper") == d / "bank"
     assert hider_bank_dir(d / "checkpoint") == d / "bank"
     assert hider_bank_dir(d / "no-such-dir") is None

@@ -13,11 +13,11 @@ Commands (repository root, after `make setup`):
   .venv/bin/python experiments/hider-fmnist/variants.py ship NAME --as HIDER        # into src/deephide/hiders/HIDER
   .venv/bin/python experiments/hider-fmnist/variants.py report NAME[:STEP] ...      # the chosen ones: seeds 0-2
   .venv/bin/python experiments/hider-fmnist/variants.py table                      # the selection table (stdout)
-The reported states not shipped (sv-sample-high at step 1,000, sv-reset-class at steps 1,000 and 2,000: weights, bank,
-log) are committed under results/hider-fmnist/variants/ so their sets and victims can be regenerated after runs/ is
-gone; sv-reset-class also with its last checkpoint (step 2,167: optimizer and surrogate state), so `train
-sv-reset-class` on a new machine continues it instead of starting again. sv-class-high at step 1,050 ships as
-src/deephide/hiders/fmnist-class-sv.
+The measured states not shipped (sv-sample-high at step 1,000, sv-reset-class at 1,000 and 2,000, sv-reset-sample at
+1,000, sv-reset-class-hi at 1,000 and 2,865: weights, bank, log) are committed under results/hider-fmnist/variants/
+so their sets and victims can be regenerated after runs/ is gone. Shipped: sv-reset-class at step 2,167 as
+src/deephide/hiders/fmnist-class, sv-reset-sample at 2,857 as fmnist-sample (each with optimizer and surrogate
+state, so `train NAME` on a new machine continues it from there), sv-class-high at 1,050 as fmnist-class-sv.
 """
 
 from __future__ import annotations
@@ -50,18 +50,18 @@ ROW = {"class": "DH-C", "sample": "DH-S"}
 
 #: name -> (mode, train-hider arguments beyond the shared ones, what differs)
 VARIANTS: dict[str, tuple[str, list[str], str]] = {
-    "use-class": ("class", ["--init", "fmnist-class", "--set", "w_use=0.05", "--set", "use_target=0.75"],
-                  "fmnist-class continued with L_use (w 0.05, target 6 of 8 levels) at lr 3e-4 (stopped at 1,600)"),
-    "use-sample": ("sample", ["--init", "fmnist-sample", "--set", "w_use=0.05", "--set", "use_target=0.75"],
-                   "fmnist-sample continued with L_use (w 0.05, target 6 of 8 levels) at lr 3e-4 (stopped at 1,600)"),
-    "sv-class": ("class", ["--init", "fmnist-class", "--set", "w_sv=0.01"],
-                 "fmnist-class continued with L_sv (w 0.01: a fastcnn surrogate victim trained alongside) at lr 3e-4"),
-    "sv-class-low": ("class", ["--init", "fmnist-class", "--set", "w_sv=0.001"],
-                     "fmnist-class continued with L_sv (w 0.001) at lr 3e-4"),
-    "sv-class-high": ("class", ["--init", "fmnist-class", "--set", "w_sv=0.1"],
-                      "fmnist-class continued with L_sv (w 0.1) at lr 3e-4"),
-    "sv-sample-high": ("sample", ["--init", "fmnist-sample", "--set", "w_sv=0.1"],
-                       "fmnist-sample continued with L_sv (w 0.1) at lr 3e-4"),
+    "use-class": ("class", ["--init", "fmnist-class-paper", "--set", "w_use=0.05", "--set", "use_target=0.75"],
+                  "fmnist-class-paper continued with L_use (w 0.05, target 6 of 8 levels) at lr 3e-4 (stopped at 1,600)"),
+    "use-sample": ("sample", ["--init", "fmnist-sample-paper", "--set", "w_use=0.05", "--set", "use_target=0.75"],
+                   "fmnist-sample-paper continued with L_use (w 0.05, target 6 of 8 levels) at lr 3e-4 (stopped at 1,600)"),
+    "sv-class": ("class", ["--init", "fmnist-class-paper", "--set", "w_sv=0.01"],
+                 "fmnist-class-paper continued with L_sv (w 0.01: a fastcnn surrogate victim trained alongside) at lr 3e-4"),
+    "sv-class-low": ("class", ["--init", "fmnist-class-paper", "--set", "w_sv=0.001"],
+                     "fmnist-class-paper continued with L_sv (w 0.001) at lr 3e-4"),
+    "sv-class-high": ("class", ["--init", "fmnist-class-paper", "--set", "w_sv=0.1"],
+                      "fmnist-class-paper continued with L_sv (w 0.1) at lr 3e-4"),
+    "sv-sample-high": ("sample", ["--init", "fmnist-sample-paper", "--set", "w_sv=0.1"],
+                       "fmnist-sample-paper continued with L_sv (w 0.1) at lr 3e-4"),
     "sv-reset-class": ("class", ["--init", "fmnist-class-sv", "--set", "w_sv=0.1", "--set", "sv_reset=200",
                                  "--set", "lr=0.0001"],
                        "fmnist-class-sv continued with L_sv (w 0.1), the surrogate restarted every 200 steps, lr 1e-4"),
@@ -84,10 +84,27 @@ def command(name: str) -> list[str]:
     return ["deephide", "train-hider", "--mode", mode, *SHARED, *extra, "--out", str(RUNS / name)]  # extra wins
 
 
+def committed_dir(name: str) -> Path:
+    """Where a variant's last checkpoint is committed: results/hider-fmnist/variants/NAME, or, once shipped, the
+    shipped hider whose card names it (the checkpoint is committed once, there)."""
+    from deephide.hiding.hiderdir import shipped_hiders
+
+    own = HERE / "variants" / name
+    if (own / "checkpoint").is_dir():
+        return own
+    for d in shipped_hiders().values():
+        if (d / "card.json").exists() and json.loads((d / "card.json").read_text()).get("variant") == name:
+            return d
+    return own
+
+
 def cmd_train(a: argparse.Namespace) -> None:
-    committed = HERE / "variants" / a.name
+    committed = committed_dir(a.name)
     if not (RUNS / a.name).exists() and (committed / "checkpoint").is_dir():  # a new machine: resume from git
-        shutil.copytree(committed, RUNS / a.name)
+        shutil.copytree(committed, RUNS / a.name, ignore=shutil.ignore_patterns("card.*"))
+        own = HERE / "variants" / a.name / "snapshots"
+        if own.is_dir():  # the measured snapshots stay with the variant's results
+            shutil.copytree(own, RUNS / a.name / "snapshots", dirs_exist_ok=True)
     cmd = command(a.name)
     cmd[0] = str(Path(sys.executable).with_name("deephide"))
     if a.seconds:
@@ -105,7 +122,7 @@ def point(spec: str) -> tuple[str, int, Path]:
     """NAME or NAME:STEP -> (name, step, checkpoint dir)."""
     name, _, step = spec.partition(":")
     d = variant_dir(name)
-    ck = d / "snapshots" / step if step else d / "checkpoint"
+    ck = d / "snapshots" / step if step else (d if d.parent == RUNS else committed_dir(name)) / "checkpoint"
     if not ck.is_dir():
         sys.exit(f"variants.py: {ck}: no such hider state (train it first: variants.py train {name})")
     return name, int(read_checkpoint(ck)["training"]["iteration"]), ck
@@ -179,6 +196,23 @@ def gate_card_lines(g: dict, band_energy: dict) -> list[str]:
     ]
 
 
+def lineage(init: dict) -> list[dict]:
+    """The chain of warm starts behind a hider, nearest first: [{from, iteration}, ...] (paths relative to the
+    repository; a start that is not on this machine ends the chain)."""
+    from deephide.hiding.hiderdir import checkpoint_dir, resolve_hider
+
+    chain: list[dict] = []
+    while init.get("from") and len(chain) < 16:  # bounded: a renamed start point could make a cycle
+        src = Path(init["from"])
+        chain.append({"from": os.path.relpath(src, ROOT) if src.is_absolute() else str(src),
+                      "iteration": init.get("iteration")})
+        try:
+            init = dict(read_checkpoint(checkpoint_dir(resolve_hider(src)))["training"]["run"].get("init") or {})
+        except Exception:  # noqa: BLE001  (a start point gone from this clone: the chain ends there)
+            break
+    return chain
+
+
 def cmd_ship(a: argparse.Namespace) -> None:
     """Copy a variant's run (its latest checkpoint, with optimizer and surrogate state) into src/deephide/hiders/AS
     and write its card from the gate line of that checkpoint's step (run `select NAME` first)."""
@@ -187,7 +221,7 @@ def cmd_ship(a: argparse.Namespace) -> None:
     from deephide.fsutil import write_json
 
     name, step, ck = point(a.name)
-    src, dst = RUNS / name, ROOT / "src" / "deephide" / "hiders" / a.as_name
+    src, dst = variant_dir(name), ROOT / "src" / "deephide" / "hiders" / a.as_name
     gates = [json.loads(x) for x in (HERE / "selection-gate.jsonl").read_text().splitlines()]
     gate = next((r for r in gates if r["point"] == f"{name}@{step}"), None)
     if gate is None:
@@ -203,12 +237,12 @@ def cmd_ship(a: argparse.Namespace) -> None:
     info = read_checkpoint(dst / "checkpoint")
     run = info["training"]["run"]
     mode, g = VARIANTS[name][0], gate["reveal_gate"]
-    init = dict(run.get("init") or {})
-    if init.get("from"):  # the path as the repository names it, not this machine's
-        init["from"] = os.path.relpath(init["from"], ROOT)
+    chain = lineage(dict(run.get("init") or {}))
+    init = chain[0] if chain else {}
+    total = step + sum(int(c["iteration"] or 0) for c in chain)
     cmd = " ".join(command(name)).replace(str(ROOT) + "/", "")
     card = {"name": a.as_name, "variant": name, "what": VARIANTS[name][2], "mode": mode, "steps": step,
-            "init": init, "planned_steps": run["profile"]["iterations"], "wall_time_h": round(info["training"]["seconds"] / 3600, 2),
+            "init": init, "lineage": chain, "total_steps": total, "planned_steps": run["profile"]["iterations"], "wall_time_h": round(info["training"]["seconds"] / 3600, 2),
             "hider": info["hider"].to_dict(), "profile": run["profile"], "machine": gate["versions"],
             "reveal_gate": g, "band_energy": gate["band_energy"], "class_share": gate["class_share"],
             "command": cmd + f"  (then: variants.py ship {name} --as {a.as_name})"}
@@ -221,7 +255,8 @@ def cmd_ship(a: argparse.Namespace) -> None:
         f"eps 8/255 kept by the hider itself (eps_levels {card['hider'].get('eps_levels')}).",
         f"- Not in the paper: the surrogate-victim term L_sv (src/deephide/hiding/surrogate.py) with weight "
         f"{run['profile'].get('w_sv')}; its state is `surrogate.safetensors`. Started from `{init.get('from')}` at its step "
-        f"{init.get('iteration')}.",
+        f"{init.get('iteration')}; the whole chain of starts: "
+        + " <- ".join(f"`{c['from']}` (step {c['iteration']})" for c in chain) + f", {total:,} steps in all.",
         f"- Training: {step} steps after the start point (of {card['planned_steps']} planned; stopped there), "
         f"{card['wall_time_h']:.2f} h wall time on {m.get('cpu_model', '?')} "
         f"(native bf16: {m.get('cpu_bf16', '?')}), one thread beside other jobs on 2 cores.",
