@@ -204,8 +204,9 @@ def cmd_summarise(a: argparse.Namespace) -> None:
         "mean ± sample std over seeds 0-2: final (last evaluation) and peak (best evaluation: the early-stopping "
         "defence). `DH-C@N` / `DH-S@N`: protected with the class- / sample-wise paper-objective hider (fmnist-class-paper / "
         "fmnist-sample-paper) at its training step N (the same seed-0 assignment as protect); "
-        "`DH-C+NAME@N`: with objective variant NAME at step N after its start point (`variants.py report`; the shipped "
-        "fmnist-class-sv is DH-C+sv-class-high@1050).",
+        "`DH-C+NAME@N`: with objective variant NAME at step N after its start point (`variants.py report`; of the shipped hiders, "
+        "fmnist-class is DH-C+sv-reset-class@2167, fmnist-sample DH-S+sv-reset-sample@2857, fmnist-class-sv "
+        "DH-C+sv-class-high@1050).",
         "",
         "| train set | model | countermeasure | final | peak | n |",
         "|---|---|---|---|---|---|",
