@@ -65,8 +65,8 @@ ALSO_REUSE = (ROOT / "results" / "hider-fmnist" / "victims.jsonl",)
 BIN = Path(sys.executable).with_name("deephide")
 CLEAN = "fashion-mnist"  # the clean training set every protected set is made from
 
-#: ablation hiders: name -> (mode, secrets, settings). Each is the shipped hiders' recipe (`long` hider profile,
-#: Fashion-MNIST, seed 0) trained from scratch for HIDER_STEPS steps with one change; base-C is the recipe
+#: ablation hiders: name -> (mode, secrets, settings). Each is the paper-objective hiders' recipe (fmnist-class-paper:
+#: `long` hider profile, Fashion-MNIST, seed 0) trained from scratch for HIDER_STEPS steps with one change; base-C is the recipe
 #: unchanged at the same length, the reference the ablation rows are read against. Finished ones are committed
 #: (weights, config, bank, log; no optimizer) under results/reference-fmnist/hiders/NAME.
 HIDER_STEPS = 500

@@ -144,8 +144,9 @@ def main() -> None:
          "## Protocol (the same for every row of every table)", "",
          "- Data: Fashion-MNIST (Debian `dataset-fashion-mnist`), 60,000 training / 10,000 test images, upsampled to "
          "32x32 and replicated to RGB. Every protected set is made from the full training set, seed 0, from committed "
-         "inputs only: Deep Hiding rows by the shipped hiders (`protect --hider fmnist-class` / `fmnist-sample`: "
-         "src/deephide/hiders/*/card.md), the older attacks by `deephide attack NAME --profile cpu --seed 0`.",
+         "inputs only: Deep Hiding rows by the shipped hiders (`protect --hider fmnist-class` / `fmnist-sample`: the "
+         "paper's objective plus a surrogate-victim term; DH-C-paper / DH-S-paper: `fmnist-class-paper` / "
+         "`fmnist-sample-paper`, the paper's objective alone; src/deephide/hiders/*/card.md), the older attacks by `deephide attack NAME --profile cpu --seed 0`.",
          "- Victims: the main table's `fastcnn` (src/deephide/models/fastcnn.py: 2x2 stride-2 stem, 0.28 M "
          "parameters), chosen for cost (~50 core-s per cell with native bf16); its 2x2-strided stem averages "
          "pixel-level patterns away, so every row also has ResNet-20 and five rows ResNet-18 (Vanilla). Victim "
