@@ -14,7 +14,7 @@ Commands (repository root, after `make setup`):
   .venv/bin/python experiments/hider-fmnist/variants.py report NAME[:STEP] ...      # the chosen ones: seeds 0-2
   .venv/bin/python experiments/hider-fmnist/variants.py table                      # the selection table (stdout)
 The measured states not shipped (sv-sample-high at step 1,000, sv-reset-class at 1,000 and 2,000, sv-reset-sample at
-1,000, sv-reset-class-hi at 1,000 and 2,865: weights, bank, log) are committed under results/hider-fmnist/variants/
+500, 1,000, 1,500 and 2,000, sv-reset-class-hi at 1,000 and 2,865: weights, bank, log) are committed under results/hider-fmnist/variants/
 so their sets and victims can be regenerated after runs/ is gone. Shipped: sv-reset-class at step 2,167 as
 src/deephide/hiders/fmnist-class, sv-reset-sample at 2,857 as fmnist-sample (each with optimizer and surrogate
 state, so `train NAME` on a new machine continues it from there), sv-class-high at 1,050 as fmnist-class-sv.
@@ -38,6 +38,7 @@ from deephide.evaluation.grid import read_results
 from deephide.evaluation.perturbation import perturbation_stats
 from deephide.evaluation.stats import aggregate
 from deephide.hiding.checkpoint import load_hider, read_checkpoint
+from deephide.hiding.hiderdir import checkpoint_dir, resolve_hider, shipped_hiders
 from deephide.protect import protect, reveal_gate
 from deephide.runtime import versions
 from deephide.semantic import load_bank
@@ -87,8 +88,6 @@ def command(name: str) -> list[str]:
 def committed_dir(name: str) -> Path:
     """Where a variant's last checkpoint is committed: results/hider-fmnist/variants/NAME, or, once shipped, the
     shipped hider whose card names it (the checkpoint is committed once, there)."""
-    from deephide.hiding.hiderdir import shipped_hiders
-
     own = HERE / "variants" / name
     if (own / "checkpoint").is_dir():
         return own
@@ -122,7 +121,9 @@ def point(spec: str) -> tuple[str, int, Path]:
     """NAME or NAME:STEP -> (name, step, checkpoint dir)."""
     name, _, step = spec.partition(":")
     d = variant_dir(name)
-    ck = d / "snapshots" / step if step else (d if d.parent == RUNS else committed_dir(name)) / "checkpoint"
+    ck = d / "snapshots" / step if step else d / "checkpoint"
+    if not step and not ck.is_dir():  # a shipped variant: its checkpoint is committed with the shipped hider
+        ck = committed_dir(name) / "checkpoint"
     if not ck.is_dir():
         sys.exit(f"variants.py: {ck}: no such hider state (train it first: variants.py train {name})")
     return name, int(read_checkpoint(ck)["training"]["iteration"]), ck
@@ -199,8 +200,6 @@ def gate_card_lines(g: dict, band_energy: dict) -> list[str]:
 def lineage(init: dict) -> list[dict]:
     """The chain of warm starts behind a hider, nearest first: [{from, iteration}, ...] (paths relative to the
     repository; a start that is not on this machine ends the chain)."""
-    from deephide.hiding.hiderdir import checkpoint_dir, resolve_hider
-
     chain: list[dict] = []
     while init.get("from") and len(chain) < 16:  # bounded: a renamed start point could make a cycle
         src = Path(init["from"])
