@@ -10,7 +10,9 @@ What it runs on CUDA, with the library's own functions (the code the CPU tests e
 3. protection (``protect``) of 50,000 32x32 images with a 16-block INN in bf16 and fp32: images/s end
    to end and of the bare INN, and the budget (every stored pixel within 8 levels);
 4. hider training (``train_hider``, ``paper`` profile: 16 blocks, batch 32, L_LFC through a ResNet-18):
-   images/s and peak GPU memory.
+   images/s and peak GPU memory;
+5. the ceiling they are compared with, measured in the same run: matmul TFLOP/s in bf16 and fp32 (TF32 off), and
+   each loop's share of it (images/s x FLOPs per image from torch's FlopCounterMode).
 Prints a table, writes ``gpu_check.json`` to ``--out`` (default: $OUT when set), exits 0 when every
 check passed, 1 when one failed, and 0 with a message when there is no CUDA device.
 """
@@ -33,14 +35,15 @@ if str(HERE) not in sys.path:  # a script: its helpers live beside it
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from benchlib import machine, median, random_hider, synthetic_bank, timed  # noqa: E402
+from benchlib import count_flops, machine, matmul_gflops, median, random_hider, synthetic_bank, timed  # noqa: E402
 
 LEVELS = 8
 # iterations per victim run (after ``warm`` warm-up ones), images protected, hider iterations
 FULL = {"models": ("resnet18", "resnet20"), "victim": 400, "warm": 40, "n": 20_000, "protect_n": 50_000,
         "blocks": 16, "batch": 1024, "hider": 40, "hider_profile": "paper"}
 QUICK = dict(FULL, victim=100, protect_n=12_500, hider=10)
-DRY = {"models": ("resnet20",), "victim": 4, "warm": 2, "n": 128, "protect_n": 64, "blocks": 2, "batch": 32, "hider": 2, "hider_profile": "tiny"}
+DRY = {"models": ("resnet20",), "victim": 4, "warm": 2, "n": 128, "protect_n": 64, "blocks": 2, "batch": 32, "hider": 2,
+       "hider_profile": "tiny", "matmul_n": 128}
 
 
 @functools.lru_cache(maxsize=None)
@@ -134,6 +137,39 @@ def hider_rate(profile: str, iters: int, warm: int, dev: torch.device, tmp: Path
             "ok": bool(s["finished"] and np.isfinite(last["total"]))}
 
 
+def peak(dev: torch.device, n: int) -> dict[str, Any]:
+    """Measured matmul GFLOP/s (n^3 products, bf16 and fp32 without TF32) and FLOPs per image of each loop."""
+    from deephide.models import build_model
+    from deephide.runtime import full_fp32
+
+    with full_fp32(dev):
+        rates = {"fp32": matmul_gflops(dev, torch.float32, n, 5), "bf16": matmul_gflops(dev, torch.bfloat16, n, 5)}
+    x = torch.rand(1, 3, 32, 32)
+    flops = {f"{m} training step": count_flops(lambda net=build_model(m, num_classes=10): net(x).sum().backward())
+             for m in ("resnet18", "resnet20")}
+    with torch.no_grad():
+        flops["INN hide (16 blocks)"] = count_flops(lambda h=random_hider(16, 32): h.hide(x, x))
+    return {"matmul_gflops": rates, "flops_per_image": flops, "ok": all(v > 0 for v in rates.values())}
+
+
+def shares(res: dict[str, Any]) -> dict[str, float]:
+    """Each loop's images/s as a share of the measured matmul peak of its precision (bf16 unless fp32)."""
+    pk = res.get("peak") or {}
+    rates, fpi = pk.get("matmul_gflops"), pk.get("flops_per_image")
+    if not rates or not fpi:
+        return {}
+    out = {}
+    for m in ("resnet18", "resnet20"):
+        r = res.get(f"victim {m} bf16", {})
+        if "images_per_s" in r:
+            out[f"victim {m} bf16"] = r["images_per_s"] * fpi[f"{m} training step"] / (rates["bf16"] * 1e9)
+    for prec in ("fp32", "bf16"):
+        r = next((v.get(prec) for k, v in res.items() if k.startswith("protect") and isinstance(v, dict)), None)
+        if isinstance(r, dict) and res["plan"]["blocks"] == 16:
+            out[f"INN {prec} bare"] = r["bare_images_per_s"] * fpi["INN hide (16 blocks)"] / (rates[prec] * 1e9)
+    return {k: round(v, 4) for k, v in out.items()}
+
+
 def _rates(r: dict[str, Any]) -> dict[str, float]:
     """The images/s figures of one check's result, rounded, for the summary lines."""
     if "images_per_s" in r:
@@ -185,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         _stage(f"protect {plan['blocks']}-block", lambda: protect_rate(plan["protect_n"], plan["blocks"], plan["batch"], dev), res)
         _stage("train-hider", lambda: hider_rate(plan["hider_profile"], plan["hider"], 5 if plan["hider"] > 5 else 1,
                                                   dev, Path(td)), res)
+        _stage("peak", lambda: peak(dev, plan.get("matmul_n", 8192)), res)
+    res["share_of_peak"] = shares(res)
     res["seconds"] = round(time.perf_counter() - t0, 1)
     failed = [name for name, r in res.items() if isinstance(r, dict) and r.get("ok") is False]
     print(f"\ngpu_check on {res['machine'].get('gpu', dev)} ({res['seconds']:.0f} s):")
@@ -194,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.out:
         Path(a.out).mkdir(parents=True, exist_ok=True)
         (Path(a.out) / "gpu_check.json").write_text(json.dumps(res, indent=2, default=str))
+    if res["share_of_peak"]:
+        print(f"  share of the measured matmul peak {res['peak']['matmul_gflops']} GFLOP/s: {res['share_of_peak']}")
     print("all checks passed" if not failed else f"FAILED: {', '.join(failed)}")
     return 1 if failed else 0
 

@@ -81,6 +81,20 @@ def test_runtime_config_names_ready_rows_and_reuses_other_results(campaign, tmp_
     assert raw["reuse"] == ["results/archs-r20.jsonl", "victims.jsonl"]
 
 
+def test_ablation_tables_label_rows_their_own_way_and_still_find_their_sets(campaign, tmp_path, monkeypatch):
+    """The weights table calls row w1x10-C "w1 x10 (10)": a ready set is found by its path, not its label."""
+    monkeypatch.setattr(campaign, "ROOT", tmp_path)
+    monkeypatch.setattr(campaign, "ALSO_REUSE", ())
+    assert campaign.row_of("runs/reference/sets/w1x10-C") == "w1x10-C"
+    assert campaign.row_of(campaign.CLEAN) == "Clean" == campaign.row_of("fashion-mnist")
+    assert campaign.row_of("some/folder") is None
+    raw = yaml.safe_load(campaign.runtime_config("weights", {"base-C", "w1x10-C"}, "cpu")[0].read_text())
+    assert raw["train_sets"] == {"recipe, 500 steps": "runs/reference/sets/base-C",
+                                 "w1 x10 (10)": "runs/reference/sets/w1x10-C"}
+    sources = yaml.safe_load(campaign.runtime_config("sources", {"ISGAN"}, "cpu")[0].read_text())
+    assert list(sources["train_sets"]) == ["ISGAN"]
+
+
 def test_hider_stage_trains_copies_without_optimizer_and_its_set_is_made(campaign, tmp_path, monkeypatch):
     data = "synthetic?n=120&size=32&classes=10"
     monkeypatch.setattr(campaign, "CLEAN", data)

@@ -441,3 +441,26 @@ def test_reuse_rekeys_label_keyed_records_by_their_recorded_fingerprint(tmp_path
     assert (s.ran, s.skipped) == (0, 1) and calls == []
     (r,) = G.read_results(tmp_path / "new.jsonl")
     assert r["row"] == "Renamed" and r["key"] == G.expand(G.load_config(new))[0]["key"]
+
+
+def test_pool_executor_trains_cells_in_worker_processes_and_resumes(tmp_path):
+    """``pool``: real cells in spawned worker processes (what several cells sharing one GPU use); the driver alone
+    writes, a second call finds everything done, and a worker's error is recorded without stopping the others."""
+    G._DATA_CACHE.clear()
+    p = write_config(tmp_path, countermeasures=["Vanilla", "BDR", "GaussN"])
+    s = G.run_grid(p, executor="pool", workers=2, progress=False)
+    assert (s.ran, s.skipped, s.failed, s.stopped) == (3, 0, [], None)
+    recs = G.read_results(tmp_path / "res.jsonl")
+    assert sorted(r["countermeasure"] for r in recs) == ["BDR", "GaussN", "Vanilla"]
+    assert all(r["finished"] and r["history"] and r["device"] == "cpu" for r in recs)
+    assert len({r["key"] for r in recs}) == 3
+    assert G.run_grid(p, executor="pool", workers=2, progress=False).skipped == 3
+    broken = tmp_path / "broken-set"
+    save_imageset(load_dataset(TRAIN, "train"), broken)
+    for f in broken.iterdir():  # valid when the grid is planned, unreadable when a worker loads it
+        if f.suffix == ".npy":
+            f.write_bytes(f.read_bytes()[:100])
+    bad = write_config(tmp_path, "bad.yaml", out=str(tmp_path / "bad.jsonl"), countermeasures=["Vanilla"],
+                       train_sets={"Broken": str(broken)})
+    with pytest.raises(DeephideError, match="1 of 1 cells failed"):
+        G.run_grid(bad, executor="pool", workers=2, progress=False)

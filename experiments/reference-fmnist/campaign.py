@@ -62,7 +62,7 @@ SESSIONS = HERE / "campaign.jsonl"
 PREVIOUS = HERE / "previous"  # results files of the label-keyed runs before the campaign (reused by fingerprint)
 #: other committed results whose cells have the same training bytes and settings (the shipped hiders' victims)
 ALSO_REUSE = (ROOT / "results" / "hider-fmnist" / "victims.jsonl",)
-BIN = Path(sys.executable).with_name("deephide")
+DEEPHIDE = [sys.executable, "-m", "deephide"]  # this interpreter's deephide (a GPU image has no console script)
 CLEAN = "fashion-mnist"  # the clean training set every protected set is made from
 
 #: ablation hiders: name -> (mode, secrets, settings). Each is the paper-objective hiders' recipe (fmnist-class-paper:
@@ -164,7 +164,8 @@ def append_jsonl(path: Path, rec: dict[str, Any]) -> None:
 
 def machine() -> str:
     v = versions()
-    return f"{v.get('cpu_model', 'unknown CPU')}, native bf16 {v.get('cpu_bf16')}, {os.cpu_count()} cores"
+    gpu = f", {v['gpu']}" if v.get("gpu") else ""
+    return f"{v.get('cpu_model', 'unknown CPU')}, native bf16 {v.get('cpu_bf16')}, {os.cpu_count()} cores{gpu}"
 
 
 def sample_positions(n_values: int) -> np.ndarray:
@@ -207,8 +208,8 @@ def make_set(row: str, device: str, seconds_left: float) -> bool:
               "making it again", flush=True)
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [str(BIN), *SETS[row], "--out", str(out), "--device", device, "--quiet"]
-    print(f"campaign: making {row}: {' '.join(cmd[1:])}", flush=True)
+    cmd = [*DEEPHIDE, *SETS[row], "--out", str(out), "--device", device, "--quiet"]
+    print(f"campaign: making {row}: {' '.join(cmd[3:])}", flush=True)
     t0 = time.monotonic()
     rc = run_child(cmd, seconds_left)
     if rc is None:
@@ -229,14 +230,17 @@ def train_hider(name: str, device: str, seconds_left: float) -> bool:
         return True
     mode, secrets, sets = HIDERS[name]
     work = RUNS / "hiders" / name
-    cmd = [str(BIN), "train-hider", "--data", CLEAN, "--profile", HIDER_PROFILE, "--mode", mode,
+    cmd = [*DEEPHIDE, "train-hider", "--data", CLEAN, "--profile", HIDER_PROFILE, "--mode", mode,
            "--secrets", secrets, "--iterations", str(HIDER_STEPS), "--set", "snapshot_at=[]", "--device", device,
            "--quiet", "--time-limit", str(int(max(1.0, seconds_left))), "--out", str(work)]
     for kv in sets:
         cmd += ["--set", kv]
-    print(f"campaign: training hider {name}: {' '.join(cmd[1:])}", flush=True)
+    print(f"campaign: training hider {name}: {' '.join(cmd[3:])}", flush=True)
     rc = run_child(cmd, seconds_left + 60)  # its own --time-limit stops it first, with a checkpoint
-    if rc not in (0, None) or not (work / "summary.json").exists():
+    if rc is None:  # stopped before its first checkpoint (e.g. while its L_LFC feature network trained)
+        print(f"campaign: hider {name}: stopped at the time limit before a checkpoint (starts again next run)", flush=True)
+        return False
+    if rc != 0 or not (work / "summary.json").exists():
         raise DeephideError(f"campaign: hider {name} failed (exit {rc}, no summary.json): {' '.join(cmd)}")
     summary = json.loads((work / "summary.json").read_text())
     if not summary.get("finished"):
@@ -328,12 +332,22 @@ def describe(ds: Any, n: int = 20_000, n_cm: int = 2_000) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ grids
 
 
+def row_of(spec: str) -> str | None:
+    """The campaign row whose set a config's train-set spec names: the configs name set_dir(ROW) as
+    runs/reference/sets/ROW, and tables label rows their own way (the weights table's "w1 x10 (10)" is row
+    w1x10-C); a built-in dataset (no path) is the Clean row; None for anything else."""
+    path = Path(spec)
+    if path.parent.name == "sets":
+        return path.name
+    return "Clean" if spec == CLEAN or "/" not in spec else None
+
+
 def runtime_config(name: str, ready: set[str], device: str,
                    columns: tuple[str, ...] | None = None) -> tuple[Path, int]:
     """A copy of configs/NAME.yaml naming only the rows whose sets are ready (and only ``columns``, when given),
     reusing every other results file of the campaign and the previous runs'; (its path, rows left out)."""
     raw = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
-    rows = {r: s for r, s in raw["train_sets"].items() if r in ready}
+    rows = {label: s for label, s in raw["train_sets"].items() if row_of(s) in ready}
     if columns is not None:
         label = lambda c: next(iter(c)) if isinstance(c, dict) else c  # noqa: E731  ({label: spec} or a name)
         raw["countermeasures"] = [c for c in raw["countermeasures"] if label(c) in columns]
@@ -349,10 +363,10 @@ def runtime_config(name: str, ready: set[str], device: str,
 
 
 def cmd_run(a: argparse.Namespace) -> None:
-    t_end = time.monotonic() + a.hours * 3600 - MARGIN_S
+    t_end = time.monotonic() + a.hours * 3600 - a.margin_s
     left = lambda: t_end - time.monotonic()  # noqa: E731
     session = {"started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "hours": a.hours,
-               "device": a.device, "executor": a.executor, "machine": machine(), "versions": versions()}
+               "device": a.device, "executor": a.executor, "workers": a.workers, "part": a.part, "machine": machine(), "versions": versions()}
     before = {g: len(read_results(HERE / f"{g}.jsonl")) for g in GRIDS}
     ready: set[str] = set()
     refused: list[str] = []
@@ -381,20 +395,21 @@ def cmd_run(a: argparse.Namespace) -> None:
                 print(f"campaign: grid {g}: {missing} rows wait for their sets", flush=True)
             if not load_config(cfg).train_sets:
                 continue
-            s = run_grid(cfg, executor=a.executor, progress=True, time_limit_s=max(0.0, left()))
+            s = run_grid(cfg, executor=a.executor, progress=True, time_limit_s=max(0.0, left()), workers=a.workers)
             print(f"campaign: grid {g}: {s.ran} run, {s.skipped} already done, {s.total - s.skipped - s.ran} left",
                   flush=True)
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a scheduler's stop still logs the session
     try:
-        if sets(MAIN_ROWS):
+        if a.part in ("all", "main") and sets(MAIN_ROWS):
             grids(MAIN_PASSES)
-        for h in HIDERS:  # the ablations once the main tables are done (or waiting only for time)
-            if left() <= 0 or not train_hider(h, a.device, left()):
-                break
-            hiders_done.append(h)
-        sets(hiders_done + ["ISGAN"])
-        grids(ABLATION_PASSES)
+        if a.part in ("all", "ablations"):  # the ablations once the main tables are done (or waiting only for time)
+            for h in HIDERS:
+                if left() <= 0 or not train_hider(h, a.device, left()):
+                    break
+                hiders_done.append(h)
+            sets(hiders_done + ["ISGAN"])
+            grids(ABLATION_PASSES)
     except (KeyboardInterrupt, SystemExit):
         session["stopped"] = "interrupted"
         raise
@@ -427,9 +442,16 @@ def main() -> None:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="make the missing sets, then run grid cells until the time is up")
     r.add_argument("--hours", type=float, required=True, help="wall time for this run (the summary is kept back)")
+    r.add_argument("--margin-s", type=float, default=MARGIN_S, metavar="S",
+                   help=f"seconds of --hours kept back for the summary and the commit (default {MARGIN_S})")
     r.add_argument("--device", default="cpu", help="torch device for sets and victims (cpu, cuda)")
-    r.add_argument("--executor", choices=["ray", "local"], default="ray",
-                   help="ray: one cell per core; local: cells one after another")
+    r.add_argument("--executor", choices=["ray", "pool", "local"], default="ray",
+                   help="ray: one cell per core; pool: --workers cells at once in processes of this machine (several "
+                        "sharing one GPU; no Ray needed); local: cells one after another")
+    r.add_argument("--workers", type=int, metavar="N", help="pool: cells at once (default: one per core)")
+    r.add_argument("--part", choices=["all", "main", "ablations"], default="all",
+                   help="main: the main rows' sets and grids; ablations: the ablation hiders, their sets and grids "
+                        "(two parts can run side by side on one machine: they write different results files)")
     r.set_defaults(fn=cmd_run)
     st = sub.add_parser("status", help="sets and cells done / left")
     st.set_defaults(fn=cmd_status)

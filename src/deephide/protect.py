@@ -19,7 +19,7 @@ from .data.mmap import release_rows
 from .errors import DeephideError
 from .ops.budget import clipped_count, quantise_within_budget
 from .ops.metrics import correlation, mse_psnr, psnr, ssim_uint8
-from .runtime import autocast, pick_device
+from .runtime import autocast, full_fp32, pick_device
 from .semantic import SecretBank
 
 
@@ -99,7 +99,7 @@ def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, l
         clean = torch.from_numpy(np.array(ds.images[i:i + batch_size])).to(dev).permute(0, 3, 1, 2)
         cover = clean.float().div(255)
         secret = secrets[torch.from_numpy(assign[i:i + batch_size])].to(dev).contiguous(memory_format=torch.channels_last)
-        with autocast(dev, bf16):
+        with full_fp32(dev), autocast(dev, bf16):
             stego, _ = hider.hide(cover, secret)
         q = quantise_within_budget(stego.float(), clean, levels)
         # how much the hard guarantee had to do: values the clip (eps-ball, 0..255) moved after rounding

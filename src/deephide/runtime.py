@@ -39,6 +39,22 @@ def autocast(device: torch.device, enabled: bool, dtype: torch.dtype = torch.bfl
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+@contextlib.contextmanager
+def full_fp32(device: torch.device):
+    """fp32 arithmetic without TF32 while inside (restored after): what a set's bytes are made with, so that a set
+    regenerated on a GPU differs from a CPU-made one by float rounding only (cuDNN convolutions use TF32 by default,
+    ~1e-3 relative error, enough to move many uint8 roundings). A no-op off CUDA."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
 def amp_dtype(device: torch.device, wanted: bool, allow_fp16: bool = True) -> torch.dtype | None:
     """The reduced precision to train in, or None for fp32.
 

@@ -20,8 +20,11 @@ def add_grid_parser(sub: Any) -> argparse.ArgumentParser:
                        description="Train every (train set, model, countermeasure, seed[, mixture]) cell of "
                                    "CONFIG not yet in its results file; results are appended as JSON lines.")
     g.add_argument("config", help="grid config YAML (e.g. experiments/reference-fmnist/configs/main.yaml)")
-    g.add_argument("--executor", choices=["local", "ray"], default="local",
-                   help="local: cells one after another here; ray: one Ray task per cell")
+    g.add_argument("--executor", choices=["local", "pool", "ray"], default="local",
+                   help="local: cells one after another here; pool: --workers cells at once in processes of this "
+                        "machine (e.g. several sharing one GPU); ray: one Ray task per cell")
+    g.add_argument("--workers", type=int, metavar="N", help="pool: cells at once (default: one per core the config's "
+                                                               "resources.cpus allows)")
     g.add_argument("--address", help="Ray cluster address (e.g. 127.0.0.1:6379 or auto); default: a new local cluster")
     g.add_argument("--dry-run", action="store_true", help="list the cells and whether each is done; train nothing")
     g.add_argument("--time-limit", type=float, metavar="SECONDS",
@@ -63,7 +66,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
         print(f"{sum(d for _, d in cells)} of {len(cells)} cells done", file=sys.stderr)
         return 0
     s = run_grid(args.config, executor=args.executor, address=args.address, progress=not args.quiet,
-                 time_limit_s=args.time_limit)
+                 time_limit_s=args.time_limit, workers=args.workers)
     left = s.total - s.skipped - s.ran
     print(f"grid {'stopped at its time limit' if s.stopped else 'done'}: {s.ran} cells run, {s.skipped} already there, "
           f"{left} left, {s.total} in all -> {s.out}")

@@ -227,8 +227,8 @@ def run_cell(cell: dict[str, Any], progress: bool = False,
     return line
 
 
-def _ray_cell(cell: dict[str, Any]) -> dict[str, Any]:
-    """Ray task body: one cell, no progress bar (workers' output would interleave)."""
+def _worker_cell(cell: dict[str, Any]) -> dict[str, Any]:
+    """A worker's body (a Ray task or a pool process): one cell, no progress bar (workers' output would interleave)."""
     return run_cell(cell, progress=False)
 
 

@@ -1,5 +1,6 @@
-"""Running a grid: the ``local`` executor (cells one after another in this process) and ``ray`` (one Ray task per
-cell; the driver is the only writer), ``run_grid`` and ``grid_status``."""
+"""Running a grid: the ``local`` executor (cells one after another in this process), ``pool`` (``workers`` cells at
+once in worker processes of this machine: several cells sharing one GPU, or the cores of a machine without Ray) and
+``ray`` (one Ray task per cell); the driver is the only writer. ``run_grid`` and ``grid_status``."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ from typing import Any
 from ...errors import DeephideError, error_line
 from ...fsutil import write_json
 from .config import GridConfig, load_config
-from .cells import _ray_cell, _resolve_cell_specs, content_key, expand, run_cell
+from .cells import _worker_cell, _resolve_cell_specs, content_key, expand, run_cell
 from .results import ResultsWriter, read_results, sidecar_path
 
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "pool", "ray")
 
 
 @dataclass
@@ -76,6 +77,42 @@ def _run_local(cells: list[dict[str, Any]], writer: ResultsWriter, summary: Grid
         summary.ran += 1
         clock.walls.append(time.perf_counter() - t0)
         _say(progress, f"[{i}/{len(cells)}] {_describe(cell)}: {line['acc']:.2f}% ({time.perf_counter() - t0:.0f} s)")
+
+
+def _run_pool(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSummary, progress: bool,
+              clock: _Clock, workers: int) -> None:
+    import multiprocessing as mp
+    import queue
+
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    pool = mp.get_context("spawn").Pool(workers)  # spawn: CUDA cannot be used again in a forked child
+    try:
+        todo, in_flight, done_n = list(cells), 0, 0
+        while todo or in_flight:
+            # no more in flight than workers (more would only queue): a time limit then stops new cells from
+            # starting without cutting any that run
+            while todo and in_flight < workers and clock.fits():
+                cell = todo.pop(0)
+                pool.apply_async(_worker_cell, (cell,), callback=lambda line, c=cell: finished.put((c, line, None)),
+                                 error_callback=lambda e, c=cell: finished.put((c, None, e)))
+                in_flight += 1
+            if not in_flight:
+                summary.stopped = "time_limit"
+                break
+            cell, line, err = finished.get()
+            in_flight, done_n = in_flight - 1, done_n + 1
+            if err is not None:  # one cell's error is recorded; the others go on
+                summary.failed.append((cell["key"], error_line(err, 300, with_type=True)))
+                _say(progress, f"[{done_n}/{len(cells)}] {_describe(cell)}: FAILED: {error_line(err, 300, with_type=True)}")
+                continue
+            writer.append(line)
+            summary.ran += 1
+            clock.walls.append(float(line.get("wall_time_s") or 0.0) / workers)  # cells finish `workers` at a time
+            _say(progress, f"[{done_n}/{len(cells)}] {_describe(cell)}: {line['acc']:.2f}% ({line['wall_time_s']:.0f} s)")
+        pool.close()
+        pool.join()
+    finally:
+        pool.terminate()  # an interrupt: no worker goes on training cells nobody will record
 
 
 def _host_port(address: str | None) -> tuple[str, int] | None:
@@ -161,7 +198,7 @@ def _run_ray(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSu
         opts: dict[str, Any] = {"num_cpus": res["cpus"], "max_retries": 1}
         if res["gpus"] > 0:
             opts["num_gpus"] = res["gpus"]
-        task = ray.remote(**opts)(_ray_cell)
+        task = ray.remote(**opts)(_worker_cell)
         # as many tasks in flight as the cluster runs at once (more only queue): a time limit then stops new
         # cells from starting without cancelling any that run
         width = max(1, int(ray.cluster_resources().get("CPU", 1) // res["cpus"]))
@@ -227,10 +264,11 @@ def _reuse(cfg: GridConfig, todo: list[dict[str, Any]], writer: ResultsWriter) -
 
 
 def run_grid(config_path: str | os.PathLike, executor: str = "local", address: str | None = None,
-             progress: bool = True, time_limit_s: float | None = None) -> GridSummary:
+             progress: bool = True, time_limit_s: float | None = None, workers: int | None = None) -> GridSummary:
     """Run every cell of the config at ``config_path`` not yet in its results file.
 
-    executor: ``local`` (sequential, this process) or ``ray`` (``ray.init(address=address)``; one task
+    executor: ``local`` (sequential, this process), ``pool`` (``workers`` worker processes, default one per core
+    the config's ``resources.cpus`` allows; on one GPU they share it) or ``ray`` (``ray.init(address=address)``; one task
     per cell with the config's ``resources``; address None starts a local cluster). Set paths are
     made absolute before tasks are sent, so workers need the same filesystem (one machine or a
     shared disk). A loopback head (``ray start --head --node-ip-address=127.0.0.1``, started with
@@ -257,6 +295,9 @@ def run_grid(config_path: str | os.PathLike, executor: str = "local", address: s
             _resolve_cell_specs(cfg, todo)
             if executor == "local":
                 _run_local(todo, writer, summary, progress, clock)
+            elif executor == "pool":
+                n = workers or max(1, (os.cpu_count() or 1) // max(1, int(cfg.resources["cpus"])))
+                _run_pool(todo, writer, summary, progress, clock, min(n, len(todo)))
             else:
                 _run_ray(todo, writer, summary, cfg, address, progress, clock)
     if summary.failed:

@@ -1,0 +1,6 @@
+"""``python -m deephide ...`` = the ``deephide`` command (where no console script is installed, e.g. a GPU image)."""
+
+from deephide.cli import main
+
+if __name__ == "__main__":
+    main()
