@@ -179,7 +179,9 @@ def sample_positions(n_values: int) -> np.ndarray:
 def run_child(cmd: list[str], seconds_left: float) -> int | None:
     """Run a deephide command; at the time limit, or when this process is stopped, the command gets SIGTERM (it
     removes its temporary output, a hider saves its checkpoint). Its exit code, or None when the time ran out."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+    # the campaign's cells run one thread each; a set is made by one process at a time, with every core
+    env = {**os.environ, "OMP_NUM_THREADS": str(len(os.sched_getaffinity(0)))}
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, env=env)
     try:
         return proc.wait(timeout=max(1.0, seconds_left))
     except BaseException as e:
@@ -366,7 +368,7 @@ def cmd_run(a: argparse.Namespace) -> None:
     t_end = time.monotonic() + a.hours * 3600 - a.margin_s
     left = lambda: t_end - time.monotonic()  # noqa: E731
     session = {"started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "hours": a.hours,
-               "device": a.device, "executor": a.executor, "workers": a.workers, "part": a.part, "machine": machine(), "versions": versions()}
+               "device": a.device, "executor": a.executor, "workers": a.workers, "part": a.part, "rows": a.rows, "machine": machine(), "versions": versions()}
     before = {g: len(read_results(HERE / f"{g}.jsonl")) for g in GRIDS}
     ready: set[str] = set()
     refused: list[str] = []
@@ -401,7 +403,8 @@ def cmd_run(a: argparse.Namespace) -> None:
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a scheduler's stop still logs the session
     try:
-        if a.part in ("all", "main") and sets(MAIN_ROWS):
+        main_rows = [r for r in MAIN_ROWS if a.rows is None or r in a.rows.split(",")]
+        if a.part in ("all", "main") and sets(main_rows):
             grids(MAIN_PASSES)
         if a.part in ("all", "ablations"):  # the ablations once the main tables are done (or waiting only for time)
             for h in HIDERS:
@@ -449,6 +452,8 @@ def main() -> None:
                    help="ray: one cell per core; pool: --workers cells at once in processes of this machine (several "
                         "sharing one GPU; no Ray needed); local: cells one after another")
     r.add_argument("--workers", type=int, metavar="N", help="pool: cells at once (default: one per core)")
+    r.add_argument("--rows", metavar="R1,R2", help="main part: only these rows' sets and cells (e.g. leave out rows "
+                                                    "whose sets another machine kind cannot regenerate within tolerance)")
     r.add_argument("--part", choices=["all", "main", "ablations"], default="all",
                    help="main: the main rows' sets and grids; ablations: the ablation hiders, their sets and grids "
                         "(two parts can run side by side on one machine: they write different results files)")

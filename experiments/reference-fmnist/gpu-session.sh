@@ -15,6 +15,7 @@
 #               their sets and grid cells, 3 at once
 # Writes to $OUT (default runs/gpu-out): gpu.txt, check.log, main.log, ablations.log, results.tgz
 # (results/reference-fmnist without the hiders) and hiders-N.tar (the trained ablation hiders, a few per file).
+# ROWS=R1,R2 limits the main part to those rows; ABLATIONS=0 leaves the ablation part out.
 # A second call on the same (still warm) machine continues from runs/keep/ (the first call's results files).
 set -u -o pipefail
 MINUTES=${1:?usage: gpu-session.sh MINUTES [check]}
@@ -42,8 +43,9 @@ if [ "${2:-}" = check ]; then
 fi
 left_h=$($PY -c "print(max(0.01, ($MINUTES * 60 - ($(date +%s) - $t0) - 45) / 3600))")
 C=experiments/reference-fmnist/campaign.py
-$PY $C run --hours "$left_h" --margin-s 20 --device $DEVICE --executor pool --workers ${WORKERS_MAIN:-12} --part main > "$OUT/main.log" 2>&1 &
-$PY $C run --hours "$left_h" --margin-s 20 --device $DEVICE --executor pool --workers ${WORKERS_ABL:-3} --part ablations > "$OUT/ablations.log" 2>&1 &
+$PY $C run --hours "$left_h" --margin-s 20 --device $DEVICE --executor pool --workers ${WORKERS_MAIN:-12} --part main \
+  ${ROWS:+--rows "$ROWS"} > "$OUT/main.log" 2>&1 &
+[ "${ABLATIONS:-1}" = 1 ] && $PY $C run --hours "$left_h" --margin-s 20 --device $DEVICE --executor pool --workers ${WORKERS_ABL:-3} --part ablations > "$OUT/ablations.log" 2>&1 &
 wait
 mkdir -p runs/keep && cp results/reference-fmnist/*.jsonl runs/keep/ && cp -r results/reference-fmnist/hiders runs/keep/ 2>/dev/null
 tar czf "$OUT/results.tgz" --exclude=results/reference-fmnist/hiders results/reference-fmnist
