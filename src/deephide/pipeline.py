@@ -63,6 +63,7 @@ def train_hider_job(train: ImageSet, test: ImageSet | None, secrets: str, mode: 
     from .hiding.train import train_hider
     from .semantic import load_bank, save_bank
 
+    t_start = time.perf_counter()  # the time limit covers the bank and the feature network too
     world = current()  # under torchrun: rank 0 makes and saves the bank, the others then read it
     out.mkdir(parents=True, exist_ok=True)
     bank = None
@@ -88,15 +89,17 @@ def train_hider_job(train: ImageSet, test: ImageSet | None, secrets: str, mode: 
                             seed=seed, device=device, progress=progress, record=lfc_record)
         from .runtime import pick_device
         feats = features_fn(net.to(pick_device(device)))
+    left = None if time_limit_s is None else max(0.0, time_limit_s - (time.perf_counter() - t_start))
     summary = train_hider(train, bank, profile, out, mode=mode, seed=seed, features=feats, device=device,
-                          progress=progress, time_limit_s=time_limit_s, init=init_ck)
+                          progress=progress, time_limit_s=left, init=init_ck)
     if feats is not None and world.is_main:  # how L_LFC's feature network was trained
         from .fsutil import write_json
         from .hiding.hiderdir import SUMMARY
 
         summary["lfc_feature_network"] = lfc_record
         write_json(out / SUMMARY, summary)
-    if test is not None and world.is_main:  # the reveal gate on held-out covers, from stored uint8 images
+    # the reveal gate on held-out covers, from stored uint8 images (none before a first step: nothing to open)
+    if test is not None and world.is_main and summary["iterations_done"] > 0:
         from .fsutil import write_json
         from .hiding.hiderdir import SUMMARY, open_hider
         from .protect import reveal_gate
