@@ -74,6 +74,10 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
                                     "--set", "w_sv=0.3", "--set", "sv_reset=200", "--set", "lr=0.0001"],
                           "sv-reset-class@2000 continued with L_sv at w 0.3 (3x), surrogate restarts every 200 steps, "
                           "lr 1e-4"),
+    "sv-use-class": ("class", ["--init", "fmnist-class", "--set", "w_sv=0.1", "--set", "sv_reset=200",
+                               "--set", "lr=0.0001", "--set", "w_use=0.05", "--set", "use_target=0.75"],
+                     "fmnist-class (sv-reset-class@2167) continued with L_sv (w 0.1, surrogate restarts every 200 steps) "
+                     "and L_use (w 0.05, target 6 of 8 levels), lr 1e-4: the shortcut L_sv shapes, louder"),
 }
 SHARED = ["--data", "fashion-mnist", "--secrets", "sig", "--profile", "long", "--set", "lr=0.0003",
           "--set", "lr_step_every=100000", "--set", "snapshot_at=250,500,1000,1500,2000,3000", "--set", "log_every=25",
