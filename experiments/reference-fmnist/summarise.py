@@ -126,6 +126,24 @@ def sessions_section(sessions: list[dict[str, Any]]) -> list[str]:
     return L
 
 
+def devices_line(grids: dict[str, Any]) -> str:
+    """How many of the tables' cells were trained on which device and machine (from the cells' own records)."""
+    from collections import Counter
+
+    where = Counter()
+    for _, recs, _ in grids.values():
+        for r in recs:
+            v = r.get("versions") or {}
+            dev = str(r.get("device") or "cpu")
+            if dev.startswith("cuda"):
+                where[f"{v.get('gpu', 'a GPU')} (cuda)"] += 1
+            elif "cpu_model" in v:
+                where[f"{v['cpu_model']} (cpu, native bf16 {v.get('cpu_bf16')})"] += 1
+            else:  # the label-keyed runs before the campaign recorded no CPU model
+                where["a CPU whose model was not recorded (the runs before the campaign)"] += 1
+    return "; ".join(f"{n} cells on {k}" for k, n in where.most_common()) + "." if where else "no cells yet."
+
+
 def main() -> None:
     ledger = read_jsonl(HERE / "sets.jsonl")
     recipes = {row: campaign.recipe(row) for row in {r["row"] for r in ledger}}
@@ -161,7 +179,10 @@ def main() -> None:
          "EarlyStop (the peak of the Vanilla cells, no extra training): 18. AT is PGD-2 (step 5/8 of eps) instead "
          "of PGD-10, to fit a CPU budget. `Mean` is over the paper's 13 columns.",
          "- Identity: each cell is keyed by the sha256 of its training bytes; sets regenerated on another machine "
-         "are compared with the first one on 131,072 sampled pixels (ledger below) and refused beyond 0.1%.", ""]
+         "are compared with the first one on 131,072 sampled pixels (ledger below) and refused beyond 0.1%.",
+         "- Where cells ran: " + devices_line(grids) + " A cell trains the same way on a CPU and on a GPU (bf16 "
+         "autocast on both); a row's set regenerated on a GPU is checked against the ledger like any other "
+         "(`experiments/reference-fmnist/gpu-session.sh`: the command a lent GPU machine ran).", ""]
 
     cfg, recs, _ = grids["main"]
     recs_es = recs + early_stop(recs)
