@@ -16,6 +16,12 @@
 # Writes to $OUT (default runs/gpu-out): gpu.txt, check.log, main.log, ablations.log, results.tgz
 # (results/reference-fmnist without the hiders) and hiders-N.tar (the trained ablation hiders, a few per file).
 # ROWS=R1,R2 limits the main part to those rows; ABLATIONS=0 leaves the ablation part out.
+# Learnt on the H200 of 2026-12-04 (results/reference-fmnist/gpu-sessions/): the machine's image has no emoji font,
+# so the rows whose secrets are rendered from emoji (semantic-added-C/S, and every ablation hider's SIG bank) fail
+# there unless /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf (11 MB) is carried too, and the whole transfer must
+# stay under 64 MiB (the repository without optimizer states and snapshots ~26 MB, wheels 8 MB, data 27 MB). EM,
+# EM-C and REM were left out: their sets come from training a model, which a GPU does not repeat bit for bit.
+# Cells shared the GPU by time slices: 14 fastcnn cells at once took 15-30 s each (UEraser ~70 s).
 # A second call on the same (still warm) machine continues from runs/keep/ (the first call's results files).
 set -u -o pipefail
 MINUTES=${1:?usage: gpu-session.sh MINUTES [check]}
