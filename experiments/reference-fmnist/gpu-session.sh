@@ -20,7 +20,8 @@
 # so the rows whose secrets are rendered from emoji (semantic-added-C/S, and every ablation hider's SIG bank) fail
 # there unless /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf (11 MB) is carried too, and the whole transfer must
 # stay under 64 MiB (the repository without optimizer states and snapshots ~26 MB, wheels 8 MB, data 27 MB). EM,
-# EM-C and REM were left out: their sets come from training a model, which a GPU does not repeat bit for bit.
+# EM-C and REM were left out (not tried): their sets come from training a model, so a GPU's would likely differ from
+# the canonical CPU-made ones beyond the tolerance.
 # Cells shared the GPU by time slices: 14 fastcnn cells at once took 15-30 s each (UEraser ~70 s).
 # A second call on the same (still warm) machine continues from runs/keep/ (the first call's results files).
 set -u -o pipefail
