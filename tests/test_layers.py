@@ -10,7 +10,7 @@ the module graph has no cycle. A newcomer can read the package bottom-up:
     attacks                                        (6: the baseline attacks, ISGAN beside the INN)
     protect, trace, pipeline                       (7-9: protecting a set; source tracing; whole jobs)
     evaluation                                     (10: grids, reports, statistics)
-    cli, launch                                    (11-12: the command line; its torchrun entry)
+    cli, launch, __main__                          (11-12: the command line; its torchrun and `python -m` entries)
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ LAYERS = {
     "attacks": 6,
     "protect": 7, "trace": 8, "pipeline": 9,
     "evaluation": 10,
-    "cli": 11, "launch": 12,
+    "cli": 11, "launch": 12, "__main__": 12,
     "hiders": 0,  # shipped weights only
 }
 
