@@ -14,7 +14,7 @@ Commands (repository root, after `make setup`):
   .venv/bin/python experiments/hider-fmnist/variants.py report NAME[:STEP] ...      # the chosen ones: seeds 0-2
   .venv/bin/python experiments/hider-fmnist/variants.py table                      # the selection table (stdout)
 The measured states not shipped (sv-sample-high at step 1,000, sv-reset-class at 1,000 and 2,000, sv-reset-sample at
-500, 1,000, 1,500 and 2,000, sv-reset-class-hi at 1,000 and 2,865: weights, bank, log) are committed under results/hider-fmnist/variants/
+500, 1,000, 1,500 and 2,000, sv-reset-class-hi at 1,000 and 2,865, sv-use-class at 2,150: weights, bank, log) are committed under results/hider-fmnist/variants/
 so their sets and victims can be regenerated after runs/ is gone. Shipped: sv-reset-class at step 2,167 as
 src/deephide/hiders/fmnist-class, sv-reset-sample at 2,857 as fmnist-sample (each with optimizer and surrogate
 state, so `train NAME` on a new machine continues it from there), sv-class-high at 1,050 as fmnist-class-sv.
