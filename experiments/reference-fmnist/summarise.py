@@ -144,6 +144,26 @@ def devices_line(grids: dict[str, Any]) -> str:
     return "; ".join(f"{n} cells on {k}" for k, n in where.most_common()) + "." if where else "no cells yet."
 
 
+def gpu_vs_cpu_section() -> list[str]:
+    """The GPU's cells trained again on a CPU (configs/gpu-vs-cpu.yaml): same cell keys, both accuracies."""
+    again = read_results(HERE / "gpu-vs-cpu.jsonl")
+    if not again:
+        return []
+    keys = {r["key"] for r in again}
+    gpu = [r for r in read_results(HERE / "main.jsonl") if r["key"] in keys and str(r.get("device", "")).startswith("cuda")]
+    L = ["### The same cells on the GPU and on a CPU", "",
+         "`deephide grid experiments/reference-fmnist/configs/gpu-vs-cpu.yaml` trained cells of the main grid that the "
+         "GPU had trained (the same cell keys: same training bytes and settings) again on a CPU; mean ± std over seeds.", "",
+         "| cell | seeds | GPU final | CPU final | GPU peak | CPU peak |", "|---|---|---:|---:|---:|---:|"]
+    agg = {(dev, stat): aggregate(recs, stat) for dev, recs in (("gpu", gpu), ("cpu", again)) for stat in ("final", "best")}
+    fmt = lambda a: f"{a.mean:.2f} ± {a.std:.2f}" if a is not None and a.n > 1 else (f"{a.mean:.2f}" if a else "–")  # noqa: E731
+    for k, a in agg[("cpu", "final")].items():
+        g = lambda stat: agg[("gpu", stat)].get(k)  # noqa: E731
+        L.append(f"| {' '.join(str(x) for x in k if x is not None)} | {a.n} | {fmt(g('final'))} | {fmt(a)} | "
+                 f"{fmt(g('best'))} | {fmt(agg[('cpu', 'best')].get(k))} |")
+    return L + [""]
+
+
 def main() -> None:
     ledger = read_jsonl(HERE / "sets.jsonl")
     recipes = {row: campaign.recipe(row) for row in {r["row"] for r in ledger}}
@@ -190,6 +210,7 @@ def main() -> None:
         t = build_main_table(recs_es, stat, papers(cfg) if stat == "final" else [])
         L += [f"## Main table, {what} accuracy (paper Tables E/K layout)", ""]
         L += [to_markdown(t) if t else "(no cells yet)", ""]
+    L += gpu_vs_cpu_section()
     ident_table, identities = identity_section(ledger)
     if identities:
         L += ["Identities on this data (the column changes < 0.01% of the set's values, so it trains on the set "
