@@ -371,7 +371,8 @@ def cmd_run(a: argparse.Namespace) -> None:
     t_end = time.monotonic() + a.hours * 3600 - a.margin_s
     left = lambda: t_end - time.monotonic()  # noqa: E731
     session = {"started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "hours": a.hours,
-               "device": a.device, "executor": a.executor, "workers": a.workers, "part": a.part, "rows": a.rows, "machine": machine(), "versions": versions()}
+               "device": a.device, "executor": a.executor, "workers": a.workers, "part": a.part, "rows": a.rows,
+               "machine": machine(), "versions": versions()}
     before = {g: len(read_results(HERE / f"{g}.jsonl")) for g in GRIDS}
     ready: set[str] = set()
     refused: list[str] = []
@@ -406,7 +407,8 @@ def cmd_run(a: argparse.Namespace) -> None:
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a scheduler's stop still logs the session
     try:
-        main_rows = [r for r in MAIN_ROWS if a.rows is None or r in a.rows.split(",")]
+        only = None if a.rows is None else set(a.rows.split(","))
+        main_rows = [r for r in MAIN_ROWS if only is None or r in only]
         if a.part in ("all", "main") and sets(main_rows):
             grids(MAIN_PASSES)
         if a.part in ("all", "ablations"):  # the ablations once the main tables are done (or waiting only for time)

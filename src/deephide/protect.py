@@ -94,22 +94,23 @@ def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, l
     t0 = time.perf_counter()
     n = len(ds)
     linf = clipped = 0
-    for i in tqdm(range(0, n, batch_size), total=math.ceil(n / batch_size), desc=f"protect ({mode})",
-                  disable=not progress, leave=False, dynamic_ncols=True):
-        clean = torch.from_numpy(np.array(ds.images[i:i + batch_size])).to(dev).permute(0, 3, 1, 2)
-        cover = clean.float().div(255)
-        secret = secrets[torch.from_numpy(assign[i:i + batch_size])].to(dev).contiguous(memory_format=torch.channels_last)
-        with full_fp32(dev), autocast(dev, bf16):
-            stego, _ = hider.hide(cover, secret)
-        q = quantise_within_budget(stego.float(), clean, levels)
-        # how much the hard guarantee had to do: values the clip (eps-ball, 0..255) moved after rounding
-        clipped += clipped_count(stego, q)
-        # checked per batch: a whole-set int16 difference would cost 4x the set's size in memory
-        linf = max(linf, int((q.to(torch.int16) - clean.to(torch.int16)).abs().max()))
-        out[i:i + batch_size] = q.permute(0, 2, 3, 1).cpu().numpy()
-        # a mapped input or output keeps no pages resident once done: memory stays flat in N
-        release_rows(ds.images, i, i + batch_size)
-        release_rows(out, i, i + batch_size)
+    with full_fp32(dev):  # entered once for the whole set, not per batch
+        for i in tqdm(range(0, n, batch_size), total=math.ceil(n / batch_size), desc=f"protect ({mode})",
+                      disable=not progress, leave=False, dynamic_ncols=True):
+            clean = torch.from_numpy(np.array(ds.images[i:i + batch_size])).to(dev).permute(0, 3, 1, 2)
+            cover = clean.float().div(255)
+            secret = secrets[torch.from_numpy(assign[i:i + batch_size])].to(dev).contiguous(memory_format=torch.channels_last)
+            with autocast(dev, bf16):
+                stego, _ = hider.hide(cover, secret)
+            q = quantise_within_budget(stego.float(), clean, levels)
+            # how much the hard guarantee had to do: values the clip (eps-ball, 0..255) moved after rounding
+            clipped += clipped_count(stego, q)
+            # checked per batch: a whole-set int16 difference would cost 4x the set's size in memory
+            linf = max(linf, int((q.to(torch.int16) - clean.to(torch.int16)).abs().max()))
+            out[i:i + batch_size] = q.permute(0, 2, 3, 1).cpu().numpy()
+            # a mapped input or output keeps no pages resident once done: memory stays flat in N
+            release_rows(ds.images, i, i + batch_size)
+            release_rows(out, i, i + batch_size)
     if linf > levels:  # cannot happen by construction; refuse to return a set that breaks the contract
         raise DeephideError(f"{ds.source}: budget violated ({linf} > {levels} levels); output discarded")
     elapsed = time.perf_counter() - t0
