@@ -10,12 +10,20 @@ fmnist-class / fmnist-sample are objective variants beyond it: variants.py). For
             on it by the grid (fastcnn and ResNet-20, victim profile `fast`, seeds 0-2; final and peak
             accuracy)                                                            -> victims.jsonl
   summarise README.md here, and card.md / card.json in each shipped hider's directory.
+The architecture question (4 vs 16 coupling blocks at equal wall time): series ``class16`` is the class-wise paper
+objective with HiNet's 16 blocks (profile `long`, ``--set blocks=16``, same bank, seed and conditions: one thread
+beside one other job on 2 cores), trained for the 4-block hider's recorded wall time; ``blocks16 pick`` commits, for
+each 4-block point, the 16-block snapshot with the most training seconds not beyond that point's (blocks16-class/).
 
 Commands (from the repository root, after `make setup`):
   .venv/bin/python experiments/hider-fmnist/curve.py gate
   .venv/bin/python experiments/hider-fmnist/curve.py victims --points class:final sample:final \
       [--countermeasures Vanilla Cutout MedianF BDR JPEG10] [--models fastcnn resnet20] [--seeds 0 1 2]
   .venv/bin/python experiments/hider-fmnist/curve.py summarise
+  .venv/bin/python experiments/hider-fmnist/curve.py blocks16 train     # resumable; until the 4-block final's seconds
+  .venv/bin/python experiments/hider-fmnist/curve.py blocks16 pick      # equal-time snapshots -> blocks16-class/
+  .venv/bin/python experiments/hider-fmnist/curve.py gate --modes class16
+  .venv/bin/python experiments/hider-fmnist/curve.py victims --points class16:N ... --no-clean
   .venv/bin/python experiments/hider-fmnist/curve.py figure    # reveal-{class,sample}.png: what is hidden and revealed
 The hiders themselves: `bash experiments/hider-fmnist/run.sh` (resumable, continues the committed checkpoints).
 """
@@ -24,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,14 +58,27 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "results" / "hider-fmnist"  # what this script reads and writes
 SETS = ROOT / "runs" / "hider-fmnist" / "sets"
 MODES = {"class": "fmnist-class-paper", "sample": "fmnist-sample-paper"}
-ROW = {"class": "DH-C", "sample": "DH-S"}
+ROW = {"class": "DH-C", "sample": "DH-S", "class16": "DH-C 16 blocks"}
+#: the 16-block comparison hider: trained in runs/ (one session: its optimizer state, 2x 16 MB, is not committed), its
+#: equal-time snapshots (weights only, 16 MB each), bank and log committed under results/hider-fmnist/blocks16-class
+BLOCKS16 = HERE / "blocks16-class"
+BLOCKS16_RUN = ROOT / "runs" / "hider-fmnist" / "fmnist-class-16"
+BLOCKS16_EVERY = 25  # snapshot spacing (steps): the equal-time point is picked to within one spacing
+#: series -> mode of protection (the paper-objective hiders' series are their modes)
+SERIES_MODE = {"class": "class", "sample": "sample", "class16": "class"}
 
 
-def points(mode: str) -> list[tuple[str, Path]]:
-    """(label, checkpoint dir) of every state of the ``mode`` hider: its snapshots, then 'final' (latest)."""
-    d = shipped_hiders()[MODES[mode]]
+def hider_dir(series: str) -> Path:
+    return BLOCKS16 if series == "class16" else shipped_hiders()[MODES[series]]
+
+
+def points(series: str) -> list[tuple[str, Path]]:
+    """(label, checkpoint dir) of every state of a series' hider: its snapshots, then 'final' (latest; the
+    16-block comparison hider has its picked snapshots only)."""
+    d = hider_dir(series)
     snaps = sorted(((int(p.name), p) for p in (d / "snapshots").glob("*") if p.name.isdigit()), key=lambda t: t[0])
-    return [(str(n), p) for n, p in snaps] + [("final", d / "checkpoint")]
+    final = [("final", d / "checkpoint")] if (d / "checkpoint").is_dir() else []
+    return [(str(n), p) for n, p in snaps] + final
 
 
 def step_of(ck: Path) -> int:
@@ -68,14 +91,14 @@ def cmd_gate(a: argparse.Namespace) -> None:
     out = HERE / "curve.jsonl"
     done = {(r["mode"], r["step"]) for r in map(json.loads, out.read_text().splitlines())} if out.exists() else set()
     for mode in a.modes:
-        bank = load_bank(shipped_hiders()[MODES[mode]] / "bank")
+        bank = load_bank(hider_dir(mode) / "bank")
         for label, ck in points(mode):
             step = step_of(ck)
             if (mode, step) in done:
                 continue
             hider = load_hider(ck, image_size=32)
-            g = reveal_gate(test, hider, bank, mode, levels=8, seed=0, limit=2000)
-            prot = protect(sub, hider, bank, mode, levels=8, seed=0, progress=False)
+            g = reveal_gate(test, hider, bank, SERIES_MODE[mode], levels=8, seed=0, limit=2000)
+            prot = protect(sub, hider, bank, SERIES_MODE[mode], levels=8, seed=0, progress=False)
             p = perturbation_stats(sub, prot, n=None)
             rec = {"mode": mode, "step": step, "point": label, "seconds": read_checkpoint(ck)["training"].get("seconds"),
                    "reveal_gate": g, "band_energy": p["band_energy"], "lag1_autocorr": p["lag1_autocorr"],
@@ -100,8 +123,9 @@ def cmd_victims(a: argparse.Namespace) -> None:
         path = SETS / f"{mode}-{step}"
         if not (path / "manifest.json").exists():
             hider = load_hider(ck, image_size=32)
-            bank = load_bank(shipped_hiders()[MODES[mode]] / "bank")
-            prot = protect(train, hider, bank, mode, levels=8, seed=0, progress=True).replace(test_spec="fashion-mnist")
+            bank = load_bank(hider_dir(mode) / "bank")
+            prot = protect(train, hider, bank, SERIES_MODE[mode], levels=8, seed=0,
+                           progress=True).replace(test_spec="fashion-mnist")
             save_imageset(prot, path, force=True)
         sets[f"{ROW[mode]}@{step}"] = str(path.relative_to(ROOT))
     cfg = {"name": "hider-fmnist-victims", "out": "results/hider-fmnist/victims.jsonl", "test": "fashion-mnist",
@@ -112,6 +136,82 @@ def cmd_victims(a: argparse.Namespace) -> None:
     yaml.parent.mkdir(parents=True, exist_ok=True)
     yaml.write_text(json.dumps(cfg, indent=1))  # JSON is YAML
     subprocess.run([str(Path(sys.executable).with_name("deephide")), "grid", str(yaml), "--quiet"], cwd=ROOT, check=True)
+
+
+def blocks16_command(seconds: float) -> list[str]:
+    """The 16-block comparison hider's training command (resumable: train-hider continues runs/ when it is there)."""
+    snaps = ",".join(str(n) for n in range(BLOCKS16_EVERY, 16_001, BLOCKS16_EVERY))
+    return ["deephide", "train-hider", "--data", "fashion-mnist", "--secrets", "src/deephide/hiders/fmnist-class-paper/bank",
+            "--mode", "class", "--profile", "long", "--set", "blocks=16", "--set", f"snapshot_at={snaps}",
+            "--time-limit", f"{seconds:.0f}", "--out", str(BLOCKS16_RUN.relative_to(ROOT)), "--quiet"]
+
+
+def cmd_blocks16(a: argparse.Namespace) -> None:
+    """train: the 16-block hider until its training seconds reach the 4-block hider's latest checkpoint's (one thread;
+    the 4-block hider was trained with one thread beside one other job on 2 cores: run it so, e.g. beside the campaign).
+    pick: for each 4-block point, the 16-block snapshot with the most training seconds not beyond that point's."""
+    four = points("class")
+    if a.action == "train":
+        target = read_checkpoint(four[-1][1])["training"]["seconds"]
+        ck = BLOCKS16_RUN / "checkpoint"
+        done = read_checkpoint(ck)["training"]["seconds"] if ck.is_dir() else 0.0
+        if done >= target:
+            print(f"curve.py: the 16-block hider has trained {done:.0f} s >= the 4-block's {target:.0f} s")
+            return
+        cmd = blocks16_command(target - done + BLOCKS16_EVERY * 4)  # a little past: the pick takes the step at or before
+        cmd[0] = str(Path(sys.executable).with_name("deephide"))
+        subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return
+    snaps = [(read_checkpoint(p)["training"]["seconds"], int(p.name), p)
+             for p in (BLOCKS16_RUN / "snapshots").glob("*") if p.name.isdigit()]
+    if not snaps:
+        sys.exit(f"curve.py: {BLOCKS16_RUN}/snapshots: none yet (run `curve.py blocks16 train` first)")
+    pairs = json.loads((BLOCKS16 / "pairs.json").read_text()) if (BLOCKS16 / "pairs.json").exists() else {}
+    for label, ck in four:
+        t4 = read_checkpoint(ck)["training"]["seconds"]
+        fit = [s for s in snaps if s[0] <= t4]
+        if not fit or max(s[0] for s in snaps) < t4 - 60 * 2:  # the 16-block run has not got there yet
+            print(f"4-block {label} ({t4:.0f} s): the 16-block run has not trained that long yet")
+            continue
+        sec, step, src = max(fit)
+        dst = BLOCKS16 / "snapshots" / str(step)
+        if not dst.exists():
+            shutil.copytree(src, dst)
+        pairs[str(step_of(ck))] = step
+        print(f"4-block {label} (step {step_of(ck)}, {t4:.0f} s) <-> 16-block step {step} ({sec:.0f} s)")
+    if pairs:
+        write_json(BLOCKS16 / "pairs.json", pairs)  # 4-block step -> 16-block step at equal wall time
+    for entry in ("bank", "log.jsonl"):
+        if (BLOCKS16_RUN / entry).is_dir():
+            shutil.copytree(BLOCKS16_RUN / entry, BLOCKS16 / entry, dirs_exist_ok=True)
+        elif (BLOCKS16_RUN / entry).exists():
+            shutil.copy2(BLOCKS16_RUN / entry, BLOCKS16 / entry)
+
+
+def blocks_lines(curve: list[dict], fin: dict, best: dict) -> list[str]:
+    """The 4- vs 16-block table (Markdown lines): each equal-time pair's gate and Vanilla victims (seeds 0-2)."""
+    f = BLOCKS16 / "pairs.json"
+    if not f.exists():
+        return ["(no 16-block states picked yet: `curve.py blocks16 train`, then `blocks16 pick`)"]
+    gate = {(r["mode"], r["step"]): r for r in curve}
+
+    def acc(row: str, model: str) -> str:
+        k = next((k for k in fin if k[0] == row and k[1] == model and k[2] == "Vanilla"), None)
+        return f"{fmt(fin[k])} / {fmt(best.get(k))}" if k else "-"
+
+    lines = ["| blocks | step | train time (h) | reveal PSNR (dB) | margin | mean abs (levels) | LL / HH | "
+             "fastcnn final / peak | resnet20 final / peak |", "|---|---|---|---|---|---|---|---|---|"]
+    for s4, s16 in sorted(json.loads(f.read_text()).items(), key=lambda kv: int(kv[0])):
+        for blocks, series, step in ((4, "class", int(s4)), (16, "class16", s16)):
+            r = gate.get((series, step))
+            if r is None:
+                lines.append(f"| {blocks} | {step} | - | (run `curve.py gate --modes {series}`) | | | | | |")
+                continue
+            g, b, row = r["reveal_gate"], r["band_energy"], f"{ROW[series]}@{step}"
+            lines.append(f"| {blocks} | {step} | {(r['seconds'] or 0) / 3600:.2f} | {g['reveal_psnr']:.2f} | "
+                         f"{g['margin_db']:+.2f} | {g['mean_abs_levels']:.2f} | {b['LL']:.2f} / {b['HH']:.2f} | "
+                         f"{acc(row, 'fastcnn')} | {acc(row, 'resnet20')} |")
+    return lines
 
 
 #: the short runs that chose the `long` profile's settings (explore/NAME.jsonl = that run's log.jsonl); all class-wise,
@@ -181,6 +281,16 @@ def cmd_summarise(a: argparse.Namespace) -> None:
             f"{g['corr_own_mean']:+.3f} / {g['corr_other_mean']:+.3f} | {g['clip_share']:.4f} | {g['mean_abs_levels']:.2f} | "
             f"{g['at_bound_share']:.2f} | {b['LL']:.2f} / {b['HL']:.2f} / {b['LH']:.2f} / {b['HH']:.2f} |")
     lines += [
+        "",
+        "## 4 vs 16 coupling blocks at equal wall time",
+        "",
+        "The class-wise paper objective (profile `long`) with HiNet's 16 coupling blocks (4.05 M parameters) instead of "
+        "4 (1.01 M), same bank, seed and conditions (one thread beside one other job on 2 cores), each 16-block state "
+        "the one with the most training seconds not beyond its 4-block partner's (`curve.py blocks16 train`, then "
+        "`blocks16 pick`; snapshots every 25 steps; weights in blocks16-class/). Gate as above; victims Vanilla, "
+        "seeds 0-2, mean ± std, final / peak.",
+        "",
+        *blocks_lines(curve, fin, best),
         "",
         "## How the `long` profile's settings were chosen",
         "",
@@ -289,7 +399,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("gate")
-    g.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    g.add_argument("--modes", nargs="+", default=list(MODES), choices=list(SERIES_MODE))
     v = sub.add_parser("victims")
     v.add_argument("--points", nargs="+", required=True, help="MODE:STEP or MODE:final, e.g. class:500 sample:final")
     v.add_argument("--models", nargs="+", default=["fastcnn", "resnet20"])
@@ -297,10 +407,13 @@ def main() -> None:
     v.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     v.add_argument("--no-clean", dest="clean", action="store_false", help="leave out the Clean row's victims")
     sub.add_parser("summarise")
+    b = sub.add_parser("blocks16", help="the 16-block hider at the 4-block one's wall time")
+    b.add_argument("action", choices=["train", "pick"])
     fg = sub.add_parser("figure")
     fg.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     a = p.parse_args()
-    {"gate": cmd_gate, "victims": cmd_victims, "summarise": cmd_summarise, "figure": cmd_figure}[a.cmd](a)
+    {"gate": cmd_gate, "victims": cmd_victims, "summarise": cmd_summarise, "figure": cmd_figure,
+     "blocks16": cmd_blocks16}[a.cmd](a)
 
 
 if __name__ == "__main__":
