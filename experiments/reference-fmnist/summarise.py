@@ -144,6 +144,48 @@ def devices_line(grids: dict[str, Any]) -> str:
     return "; ".join(f"{n} cells on {k}" for k, n in where.most_common()) + "." if where else "no cells yet."
 
 
+def time_left_line(grids: dict[str, Any]) -> str:
+    """The campaign's remaining cost on each CPU kind, from the cells' own recorded wall times (no benchmark):
+    per missing cell the median wall time of recorded cells of its (model, countermeasure) on that kind (else of
+    its model, else of all), summed into core-hours (a pool worker is one core); the ablation hiders left beside."""
+    from collections import defaultdict
+    from statistics import median
+
+    done = {(g, r["row"], r["model"], r["countermeasure"], r["seed"], r.get("mixture"))
+            for g, (_, recs, _) in grids.items() for r in recs}
+    missing = []
+    for g, (cfg, _, _) in grids.items():
+        for row in cfg.train_sets:
+            for model in cfg.models:
+                for cm in cfg.countermeasures:
+                    for seed in cfg.seeds:
+                        for mix in (cfg.mixtures or [None]):
+                            if (g, row, model, cm.label, seed, mix) not in done:
+                                missing.append((model, cm.label))
+    parts = []
+    for bf16 in (True, False):
+        walls: dict[Any, list[float]] = defaultdict(list)
+        for _, recs, _ in grids.values():
+            for r in recs:
+                v = r.get("versions") or {}
+                if str(r.get("device") or "cpu") == "cpu" and v.get("cpu_bf16") is bf16 and r.get("wall_time_s"):
+                    for k in ((r["model"], r["countermeasure"]), r["model"], None):
+                        walls[k].append(float(r["wall_time_s"]))
+        if not walls:
+            continue
+        known = [(m, c) for m, c in missing if walls.get(m)]
+        cost = sum(median(walls.get((m, c)) or walls[m]) for m, c in known)
+        unknown = sorted({m for m, _ in missing if not walls.get(m)})
+        parts.append(f"{cost / 3600:.1f} core-hours on a CPU with native bf16 {bf16} (medians of {len(walls[None])} "
+                     "cells recorded there)" + (f" plus {len(missing) - len(known)} cells of {', '.join(unknown)}, "
+                                                "never trained there (not estimated)" if unknown else ""))
+    hiders = [h for h in campaign.HIDERS if not (campaign.HIDERS_DIR / h / "checkpoint").is_dir()]
+    return (f"- Time left ({len(missing)} cells; estimated from the cells' own wall times, each a one-thread worker "
+            "beside another, so two workers on 2 cores take about half the core-hours): " + (
+                "; ".join(parts) if parts else "no CPU cells recorded yet") +
+            f". Not counted: {len(hiders)} ablation hiders to train (500 steps each) and their sets.")
+
+
 def gpu_vs_cpu_section() -> list[str]:
     """The GPU's cells trained again on a CPU (configs/gpu-vs-cpu.yaml): same cell keys, both accuracies."""
     again = read_results(HERE / "gpu-vs-cpu.jsonl")
@@ -202,7 +244,8 @@ def main() -> None:
          "are compared with the first one on 131,072 sampled pixels (ledger below) and refused beyond 0.1%.",
          "- Where cells ran: " + devices_line(grids) + " A cell trains the same way on a CPU and on a GPU (bf16 "
          "autocast on both); a row's set regenerated on a GPU is checked against the ledger like any other "
-         "(`experiments/reference-fmnist/gpu-session.sh`: the command a lent GPU machine ran).", ""]
+         "(`experiments/reference-fmnist/gpu-session.sh`: the command a lent GPU machine ran).",
+         time_left_line(grids), ""]
 
     cfg, recs, _ = grids["main"]
     recs_es = recs + early_stop(recs)
