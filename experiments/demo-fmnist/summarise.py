@@ -34,9 +34,13 @@ def main() -> None:
         "## The demo (`deephide demo`, settings: `DEMO` in src/deephide/pipeline.py)",
         "",
         f"- Settings: {json.dumps(cfg)}",
-        f"- Wall time: **{s['minutes']:.1f} min** in all; hider training {h['seconds'] / 60:.1f} min "
-        f"({h['iterations_done']} steps; the L_LFC network's training before it not included), victims "
-        f"{s['clean']['wall_time_s'] / 60:.1f} + {s['protected']['wall_time_s'] / 60:.1f} min.",
+        f"- Wall time: **{s['minutes']:.1f} min** in all; " + (
+            f"hider training {h['seconds'] / 60:.1f} min ({h['iterations_done']} steps; the L_LFC network's training "
+            "before it not included)" if cfg.get("hider", "train") == "train" else
+            f"no hider training (the shipped hider `{cfg['hider']}`: src/deephide/hiders/{cfg['hider']}/card.md); "
+            f"loading, protecting {s['verify'].get('n', 60000):,} images and verifying "
+            f"{s['minutes'] - (s['clean']['wall_time_s'] + s['protected']['wall_time_s']) / 60:.1f} min") +
+        f", victims {s['clean']['wall_time_s'] / 60:.1f} + {s['protected']['wall_time_s'] / 60:.1f} min.",
         f"- Protected set: L-inf {s['verify']['linf_levels']} levels, PSNR {s['verify']['psnr']:.2f} dB, "
         f"SSIM {s['verify']['ssim']:.4f}.",
         f"- Victim seed 0 (what the demo prints): clean data {s['clean']['final_acc']:.2f} %, protected data "

@@ -188,6 +188,33 @@ def cmd_blocks16(a: argparse.Namespace) -> None:
             shutil.copy2(BLOCKS16_RUN / entry, BLOCKS16 / entry)
 
 
+CURVE_COLUMNS = (("fastcnn", "Vanilla"), ("resnet20", "Vanilla"), ("fastcnn", "Cutout"), ("fastcnn", "MedianF"),
+                 ("fastcnn", "BDR"), ("fastcnn", "JPEG10"))
+
+
+def curve_lines(curve: list[dict], fin: dict, best: dict) -> list[str]:
+    """The learning curve (Markdown lines): per paper-objective hider state with victims, what it hides (gate), how
+    its raw output sits against the budget (training log at or before that step), and its victims, final / peak."""
+    lines = ["| row | step | reveal PSNR (dB) | margin | raw L-inf (levels, log) | HH share | "
+             + " | ".join(f"{m} {c}" for m, c in CURVE_COLUMNS) + " |", "|---" * (6 + len(CURVE_COLUMNS)) + "|"]
+    for mode in MODES:
+        log = [json.loads(x) for x in (hider_dir(mode) / "log.jsonl").read_text().splitlines()]
+        for r in sorted((r for r in curve if r["mode"] == mode), key=lambda r: r["step"]):
+            row = f"{ROW[mode]}@{r['step']}"
+            cells = []
+            for model, cm in CURVE_COLUMNS:
+                k = next((k for k in fin if k[0] == row and k[1] == model and k[2] == cm), None)
+                cells.append(f"{fmt(fin[k])} / {fmt(best.get(k))}" if k else "-")
+            if all(c == "-" for c in cells):
+                continue
+            raw = max((x for x in log if x["iteration"] <= r["step"]), key=lambda x: x["iteration"], default={})
+            g = r["reveal_gate"]
+            lines.append(f"| {row} | {r['step']} | {g['reveal_psnr']:.2f} | {g['margin_db']:+.2f} | "
+                         f"{raw.get('pre_bound_linf_levels', float('nan')):.1f} | {r['band_energy']['HH']:.2f} | "
+                         + " | ".join(cells) + " |")
+    return lines
+
+
 def blocks_lines(curve: list[dict], fin: dict, best: dict) -> list[str]:
     """The 4- vs 16-block table (Markdown lines): each equal-time pair's gate and Vanilla victims (seeds 0-2)."""
     f = BLOCKS16 / "pairs.json"
@@ -199,10 +226,15 @@ def blocks_lines(curve: list[dict], fin: dict, best: dict) -> list[str]:
         k = next((k for k in fin if k[0] == row and k[1] == model and k[2] == "Vanilla"), None)
         return f"{fmt(fin[k])} / {fmt(best.get(k))}" if k else "-"
 
-    lines = ["| blocks | step | train time (h) | reveal PSNR (dB) | margin | mean abs (levels) | LL / HH | "
+    def params(series: str) -> str:
+        ck = points(series)[0][1]
+        return f"{sum(p.numel() for p in load_hider(ck, image_size=32).parameters()) / 1e6:.2f} M"
+
+    lines = ["| blocks (parameters) | step | train time (h) | reveal PSNR (dB) | margin | mean abs (levels) | LL / HH | "
              "fastcnn final / peak | resnet20 final / peak |", "|---|---|---|---|---|---|---|---|---|"]
+    size = {"class": params("class"), "class16": params("class16")}
     for s4, s16 in sorted(json.loads(f.read_text()).items(), key=lambda kv: int(kv[0])):
-        for blocks, series, step in ((4, "class", int(s4)), (16, "class16", s16)):
+        for blocks, series, step in ((f"4 ({size['class']})", "class", int(s4)), (f"16 ({size['class16']})", "class16", s16)):
             r = gate.get((series, step))
             if r is None:
                 lines.append(f"| {blocks} | {step} | - | (run `curve.py gate --modes {series}`) | | | | | |")
@@ -282,10 +314,19 @@ def cmd_summarise(a: argparse.Namespace) -> None:
             f"{g['at_bound_share']:.2f} | {b['LL']:.2f} / {b['HL']:.2f} / {b['LH']:.2f} / {b['HH']:.2f} |")
     lines += [
         "",
+        "## Learning curve: does real hiding change unlearnability?",
+        "",
+        "The paper-objective hiders' states that have victims (`curve.py victims`): reveal gate as above; raw L-inf = "
+        "the INN's output before the bound, from the training log at or before that step; HH share = finest Haar "
+        "band's share of the stored perturbation's energy. Victims: clean test accuracy (%), seeds 0-2, "
+        "final / peak, mean ± std (victim profile `fast`). ResNet-20 under the countermeasures is not run (3 min "
+        "a cell on one core; fastcnn's are 40-50 s).",
+        "",
+        *curve_lines(curve, fin, best),
+        "",
         "## 4 vs 16 coupling blocks at equal wall time",
         "",
-        "The class-wise paper objective (profile `long`) with HiNet's 16 coupling blocks (4.05 M parameters) instead of "
-        "4 (1.01 M), same bank, seed and conditions (one thread beside one other job on 2 cores), each 16-block state "
+        "The class-wise paper objective (profile `long`) with HiNet's 16 coupling blocks instead of 4, same bank, seed and conditions (one thread beside one other job on 2 cores), each 16-block state "
         "the one with the most training seconds not beyond its 4-block partner's (`curve.py blocks16 train`, then "
         "`blocks16 pick`; snapshots every 25 steps; weights in blocks16-class/). Gate as above; victims Vanilla, "
         "seeds 0-2, mean ± std, final / peak.",
