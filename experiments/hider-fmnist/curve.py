@@ -21,7 +21,7 @@ Commands (from the repository root, after `make setup`):
       [--countermeasures Vanilla Cutout MedianF BDR JPEG10] [--models fastcnn resnet20] [--seeds 0 1 2]
   .venv/bin/python experiments/hider-fmnist/curve.py summarise
   .venv/bin/python experiments/hider-fmnist/curve.py blocks16 train     # resumable; until the 4-block final's seconds
-  .venv/bin/python experiments/hider-fmnist/curve.py blocks16 pick      # equal-time snapshots -> blocks16-class/
+  .venv/bin/python experiments/hider-fmnist/curve.py blocks16 pick --points 500 final   # equal-time states -> blocks16-class/
   .venv/bin/python experiments/hider-fmnist/curve.py gate --modes class16
   .venv/bin/python experiments/hider-fmnist/curve.py victims --points class16:N ... --no-clean
   .venv/bin/python experiments/hider-fmnist/curve.py figure    # reveal-{class,sample}.png: what is hidden and revealed
@@ -168,6 +168,8 @@ def cmd_blocks16(a: argparse.Namespace) -> None:
         sys.exit(f"curve.py: {BLOCKS16_RUN}/snapshots: none yet (run `curve.py blocks16 train` first)")
     pairs = json.loads((BLOCKS16 / "pairs.json").read_text()) if (BLOCKS16 / "pairs.json").exists() else {}
     for label, ck in four:
+        if a.points and label not in a.points:
+            continue
         t4 = read_checkpoint(ck)["training"]["seconds"]
         fit = [s for s in snaps if s[0] <= t4]
         if not fit or max(s[0] for s in snaps) < t4 - 60 * 2:  # the 16-block run has not got there yet
@@ -450,6 +452,8 @@ def main() -> None:
     sub.add_parser("summarise")
     b = sub.add_parser("blocks16", help="the 16-block hider at the 4-block one's wall time")
     b.add_argument("action", choices=["train", "pick"])
+    b.add_argument("--points", nargs="+", help="pick: only these 4-block points (e.g. 500 final; default all): "
+                                                 "each picked 16-block state is 16 MB of committed weights")
     fg = sub.add_parser("figure")
     fg.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     a = p.parse_args()
