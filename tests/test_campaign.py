@@ -180,3 +180,30 @@ def test_summary_finds_cells_by_their_training_bytes(tmp_path, monkeypatch):
     _, recs, planned = mod.grid_records("g", mod.row_fingerprints(ledger))
     assert planned == 2
     assert sorted((r["row"], r["final_acc"]) for r in recs) == [("DH-C", 30.0), ("DH-C-paper", 76.0)]
+
+
+def test_time_left_counts_missing_cells_at_recorded_wall_times(tmp_path, monkeypatch):
+    """The status line's estimate: each missing cell at the median wall time of recorded cells of its (model,
+    countermeasure) on that CPU kind, else of its model; a model never trained there is named, not guessed."""
+    spec = importlib.util.spec_from_file_location("summarise_under_test", ROOT / "experiments" / "reference-fmnist" / "summarise.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "g.yaml").write_text(yaml.safe_dump({
+        "name": "g", "out": "g.jsonl", "test": CLEAN, "seeds": [0, 1], "profile": "fast",
+        "models": ["fastcnn", "resnet18"], "train_sets": {"A": "a"}, "countermeasures": ["Vanilla", "Cutout"]}))
+    monkeypatch.setattr(mod, "CONFIGS", tmp_path / "configs")
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    monkeypatch.setattr(mod.campaign, "HIDERS_DIR", tmp_path / "hiders")  # none trained
+    cpu = {"cpu_model": "X", "cpu_bf16": True}
+    with open(tmp_path / "g.jsonl", "w") as f:
+        for key, cm, seed, wall in (("k1", "Vanilla", 0, 3600.0), ("k2", "Cutout", 0, 1800.0)):
+            f.write(json.dumps({"key": key, "row": "A", "model": "fastcnn", "countermeasure": cm, "seed": seed,
+                                "profile": "fast", "final_acc": 50.0, "wall_time_s": wall, "device": "cpu",
+                                "versions": cpu, "data": {"train": {"fingerprint": "fa"}}}) + "\n")
+    grids = {"g": mod.grid_records("g", {"A": {"fa"}})}
+    line = mod.time_left_line(grids)
+    # missing: fastcnn Vanilla seed 1 (1 h) + fastcnn Cutout seed 1 (0.5 h) = 1.5 core-hours; 4 resnet18 cells unknown
+    assert "6 cells" in line and "1.5 core-hours on a CPU with native bf16 True" in line
+    assert "4 cells of resnet18, never trained there" in line
+    assert f"{len(mod.campaign.HIDERS)} ablation hiders" in line
