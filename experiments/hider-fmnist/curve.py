@@ -245,6 +245,15 @@ def blocks_lines(curve: list[dict], fin: dict, best: dict) -> list[str]:
             lines.append(f"| {blocks} | {step} | {(r['seconds'] or 0) / 3600:.2f} | {g['reveal_psnr']:.2f} | "
                          f"{g['margin_db']:+.2f} | {g['mean_abs_levels']:.2f} | {b['LL']:.2f} / {b['HH']:.2f} | "
                          f"{acc(row, 'fastcnn')} | {acc(row, 'resnet20')} |")
+    logs = {n: [json.loads(x) for x in (hider_dir(series) / "log.jsonl").read_text().splitlines()]
+            for n, series in ((4, "class"), (16, "class16"))}
+    at = lambda n, step: max((x for x in logs[n] if x["iteration"] <= step), key=lambda x: x["iteration"])  # noqa: E731
+    last16 = max(int(v) for v in json.loads(f.read_text()).values())
+    last4 = max(int(k) for k in json.loads(f.read_text()))
+    lines += ["", f"Training stability (the hiders' logs): spike-guard rollbacks by the last picked step, 4 blocks "
+              f"{at(4, last4)['rollbacks']}, 16 blocks {at(16, last16)['rollbacks']}; the training log's reveal PSNR "
+              f"(training batches, mean over the last 50 steps) there: 4 blocks {at(4, last4)['reveal_psnr']:.2f} dB, "
+              f"16 blocks {at(16, last16)['reveal_psnr']:.2f} dB, against the gate's held-out figure above."]
     return lines
 
 
