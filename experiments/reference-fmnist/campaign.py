@@ -406,6 +406,9 @@ def cmd_run(a: argparse.Namespace) -> None:
                   flush=True)
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a scheduler's stop still logs the session
+    # a background job of a non-interactive shell starts with SIGINT ignored (POSIX), and Python keeps it so:
+    # `kill -INT` of a `nohup ... &` campaign did nothing (one session's run had to be killed unlogged)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         only = None if a.rows is None else set(a.rows.split(","))
         main_rows = [r for r in MAIN_ROWS if only is None or r in only]
