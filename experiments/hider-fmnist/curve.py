@@ -81,6 +81,12 @@ def points(series: str) -> list[tuple[str, Path]]:
     return [(str(n), p) for n, p in snaps] + final
 
 
+def log_at(series: str, step: int) -> dict:
+    """The series' training-log line at ``step`` or the last one before it ({} if none)."""
+    log = [json.loads(x) for x in (hider_dir(series) / "log.jsonl").read_text().splitlines()]
+    return max((x for x in log if x["iteration"] <= step), key=lambda x: x["iteration"], default={})
+
+
 def step_of(ck: Path) -> int:
     return int(read_checkpoint(ck).get("training", {}).get("iteration", 0))
 
@@ -200,7 +206,6 @@ def curve_lines(curve: list[dict], fin: dict, best: dict) -> list[str]:
     lines = ["| row | step | reveal PSNR (dB) | margin | raw L-inf (levels, log) | HH share | "
              + " | ".join(f"{m} {c}" for m, c in CURVE_COLUMNS) + " |", "|---" * (6 + len(CURVE_COLUMNS)) + "|"]
     for mode in MODES:
-        log = [json.loads(x) for x in (hider_dir(mode) / "log.jsonl").read_text().splitlines()]
         for r in sorted((r for r in curve if r["mode"] == mode), key=lambda r: r["step"]):
             row = f"{ROW[mode]}@{r['step']}"
             cells = []
@@ -209,7 +214,7 @@ def curve_lines(curve: list[dict], fin: dict, best: dict) -> list[str]:
                 cells.append(f"{fmt(fin[k])} / {fmt(best.get(k))}" if k else "-")
             if all(c == "-" for c in cells):
                 continue
-            raw = max((x for x in log if x["iteration"] <= r["step"]), key=lambda x: x["iteration"], default={})
+            raw = log_at(mode, r["step"])
             g = r["reveal_gate"]
             lines.append(f"| {row} | {r['step']} | {g['reveal_psnr']:.2f} | {g['margin_db']:+.2f} | "
                          f"{raw.get('pre_bound_linf_levels', float('nan')):.1f} | {r['band_energy']['HH']:.2f} | "
@@ -222,6 +227,7 @@ def blocks_lines(curve: list[dict], fin: dict, best: dict) -> list[str]:
     f = BLOCKS16 / "pairs.json"
     if not f.exists():
         return ["(no 16-block states picked yet: `curve.py blocks16 train`, then `blocks16 pick`)"]
+    pairs = {int(s4): s16 for s4, s16 in json.loads(f.read_text()).items()}  # 4-block step -> 16-block step
     gate = {(r["mode"], r["step"]): r for r in curve}
 
     def acc(row: str, model: str) -> str:
@@ -235,8 +241,8 @@ def blocks_lines(curve: list[dict], fin: dict, best: dict) -> list[str]:
     lines = ["| blocks (parameters) | step | train time (h) | reveal PSNR (dB) | margin | mean abs (levels) | LL / HH | "
              "fastcnn final / peak | resnet20 final / peak |", "|---|---|---|---|---|---|---|---|---|"]
     size = {"class": params("class"), "class16": params("class16")}
-    for s4, s16 in sorted(json.loads(f.read_text()).items(), key=lambda kv: int(kv[0])):
-        for blocks, series, step in ((f"4 ({size['class']})", "class", int(s4)), (f"16 ({size['class16']})", "class16", s16)):
+    for s4, s16 in sorted(pairs.items()):
+        for blocks, series, step in ((f"4 ({size['class']})", "class", s4), (f"16 ({size['class16']})", "class16", s16)):
             r = gate.get((series, step))
             if r is None:
                 lines.append(f"| {blocks} | {step} | - | (run `curve.py gate --modes {series}`) | | | | | |")
@@ -245,15 +251,11 @@ def blocks_lines(curve: list[dict], fin: dict, best: dict) -> list[str]:
             lines.append(f"| {blocks} | {step} | {(r['seconds'] or 0) / 3600:.2f} | {g['reveal_psnr']:.2f} | "
                          f"{g['margin_db']:+.2f} | {g['mean_abs_levels']:.2f} | {b['LL']:.2f} / {b['HH']:.2f} | "
                          f"{acc(row, 'fastcnn')} | {acc(row, 'resnet20')} |")
-    logs = {n: [json.loads(x) for x in (hider_dir(series) / "log.jsonl").read_text().splitlines()]
-            for n, series in ((4, "class"), (16, "class16"))}
-    at = lambda n, step: max((x for x in logs[n] if x["iteration"] <= step), key=lambda x: x["iteration"])  # noqa: E731
-    last16 = max(int(v) for v in json.loads(f.read_text()).values())
-    last4 = max(int(k) for k in json.loads(f.read_text()))
+    l4, l16 = log_at("class", max(pairs)), log_at("class16", max(pairs.values()))
     lines += ["", f"Training stability (the hiders' logs): spike-guard rollbacks by the last picked step, 4 blocks "
-              f"{at(4, last4)['rollbacks']}, 16 blocks {at(16, last16)['rollbacks']}; the training log's reveal PSNR "
-              f"(training batches, mean over the last 50 steps) there: 4 blocks {at(4, last4)['reveal_psnr']:.2f} dB, "
-              f"16 blocks {at(16, last16)['reveal_psnr']:.2f} dB, against the gate's held-out figure above."]
+              f"{l4['rollbacks']}, 16 blocks {l16['rollbacks']}; the training log's reveal PSNR "
+              f"(training batches, mean over the last 50 steps) there: 4 blocks {l4['reveal_psnr']:.2f} dB, "
+              f"16 blocks {l16['reveal_psnr']:.2f} dB, against the gate's held-out figure above."]
     return lines
 
 

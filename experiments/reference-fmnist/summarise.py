@@ -149,19 +149,15 @@ def time_left_line(grids: dict[str, Any]) -> str:
     per missing cell the median wall time of recorded cells of its (model, countermeasure) on that kind (else of
     its model, else of all), summed into core-hours (a pool worker is one core); the ablation hiders left beside."""
     from collections import defaultdict
+    from itertools import product
     from statistics import median
 
     done = {(g, r["row"], r["model"], r["countermeasure"], r["seed"], r.get("mixture"))
             for g, (_, recs, _) in grids.items() for r in recs}
-    missing = []
-    for g, (cfg, _, _) in grids.items():
-        for row in cfg.train_sets:
-            for model in cfg.models:
-                for cm in cfg.countermeasures:
-                    for seed in cfg.seeds:
-                        for mix in (cfg.mixtures or [None]):
-                            if (g, row, model, cm.label, seed, mix) not in done:
-                                missing.append((model, cm.label))
+    missing = [(model, cm.label) for g, (cfg, _, _) in grids.items()
+               for row, model, cm, seed, mix in product(cfg.train_sets, cfg.models, cfg.countermeasures, cfg.seeds,
+                                                        cfg.mixtures or [None])
+               if (g, row, model, cm.label, seed, mix) not in done]
     parts = []
     for bf16 in (True, False):
         walls: dict[Any, list[float]] = defaultdict(list)
