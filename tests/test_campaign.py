@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import yaml
 
 from deephide.data import load_dataset, save_imageset
 from deephide.evaluation import grid as G
+from deephide.profiles import get_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 CLEAN = "synthetic?n=200&size=32&classes=4"
@@ -184,7 +186,8 @@ def test_summary_finds_cells_by_their_training_bytes(tmp_path, monkeypatch):
 
 def test_time_left_counts_missing_cells_at_recorded_wall_times(tmp_path, monkeypatch):
     """The status line's estimate: each missing cell at the median wall time of recorded cells of its (model,
-    countermeasure) on that CPU kind, else of its model; a model never trained there is named, not guessed."""
+    countermeasure) on that CPU kind, else of its model; a model never trained there is named and scaled by training
+    FLOPs from the recorded one (ResNet-18 does far more work per image than fastcnn)."""
     spec = importlib.util.spec_from_file_location("summarise_under_test", ROOT / "experiments" / "reference-fmnist" / "summarise.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -199,11 +202,12 @@ def test_time_left_counts_missing_cells_at_recorded_wall_times(tmp_path, monkeyp
     with open(tmp_path / "g.jsonl", "w") as f:
         for key, cm, seed, wall in (("k1", "Vanilla", 0, 3600.0), ("k2", "Cutout", 0, 1800.0)):
             f.write(json.dumps({"key": key, "row": "A", "model": "fastcnn", "countermeasure": cm, "seed": seed,
-                                "profile": "fast", "final_acc": 50.0, "wall_time_s": wall, "device": "cpu",
+                                "profile": "fast", "profile_settings": get_profile("victim", "fast"), "final_acc": 50.0, "wall_time_s": wall, "device": "cpu",
                                 "versions": cpu, "data": {"train": {"fingerprint": "fa"}}}) + "\n")
     grids = {"g": mod.grid_records("g", {"A": {"fa"}})}
     line = mod.time_left_line(grids)
     # missing: fastcnn Vanilla seed 1 (1 h) + fastcnn Cutout seed 1 (0.5 h) = 1.5 core-hours; 4 resnet18 cells unknown
     assert "6 cells" in line and "1.5 core-hours on a CPU with native bf16 True" in line
-    assert "4 cells of resnet18, never trained there" in line
+    scaled = re.search(r"4 cells of resnet18, never trained there: ~([0-9.]+) core-hours scaled by training FLOPs", line)
+    assert scaled and float(scaled.group(1)) > 10 * 4 * 2700 / 3600  # > 10x fastcnn's median (0.75 h) per cell
     assert f"{len(mod.campaign.HIDERS)} ablation hiders" in line

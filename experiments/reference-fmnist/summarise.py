@@ -147,34 +147,47 @@ def devices_line(grids: dict[str, Any]) -> str:
 def time_left_line(grids: dict[str, Any]) -> str:
     """The campaign's remaining cost on each CPU kind, from the cells' own recorded wall times (no benchmark):
     per missing cell the median wall time of recorded cells of its (model, countermeasure) on that kind (else of
-    its model, else of all), summed into core-hours (a pool worker is one core); the ablation hiders left beside."""
+    its model); a model never trained on that kind is scaled from the best-recorded one by training FLOPs, as the
+    grid's time limit does (deephide.evaluation.grid.clock); summed into core-hours (a pool worker is one core);
+    the ablation hiders left beside."""
     from collections import defaultdict
     from itertools import product
     from statistics import median
 
+    from deephide.evaluation.grid.clock import Clock, device_kind
+    from deephide.profiles import get_profile
+
     done = {(g, r["row"], r["model"], r["countermeasure"], r["seed"], r.get("mixture"))
             for g, (_, recs, _) in grids.items() for r in recs}
-    missing = [(model, cm.label) for g, (cfg, _, _) in grids.items()
+    missing = [(model, cm.label, get_profile("victim", cfg.profile, **cfg.overrides))
+               for g, (cfg, _, _) in grids.items()
                for row, model, cm, seed, mix in product(cfg.train_sets, cfg.models, cfg.countermeasures, cfg.seeds,
                                                         cfg.mixtures or [None])
                if (g, row, model, cm.label, seed, mix) not in done]
+    clock = Clock(None, shape=lambda cell: ((1, 28, 28), 10))  # Fashion-MNIST
+    clock.learn(r for _, recs, _ in grids.values() for r in recs)
     parts = []
     for bf16 in (True, False):
+        kind = device_kind("cpu", bf16)
         walls: dict[Any, list[float]] = defaultdict(list)
         for _, recs, _ in grids.values():
             for r in recs:
-                v = r.get("versions") or {}
-                if str(r.get("device") or "cpu") == "cpu" and v.get("cpu_bf16") is bf16 and r.get("wall_time_s"):
+                if device_kind(r.get("device"), (r.get("versions") or {}).get("cpu_bf16")) == kind and r.get("wall_time_s"):
                     for k in ((r["model"], r["countermeasure"]), r["model"], None):
                         walls[k].append(float(r["wall_time_s"]))
         if not walls:
             continue
-        known = [(m, c) for m, c in missing if walls.get(m)]
+        known = [(m, c) for m, c, _ in missing if walls.get(m)]
         cost = sum(median(walls.get((m, c)) or walls[m]) for m, c in known)
-        unknown = sorted({m for m, _ in missing if not walls.get(m)})
+        scaled = [(m, clock.estimate({"model": m, "profile_settings": st}, kind=kind)) for m, _, st in missing
+                  if not walls.get(m)]
+        unknown = sorted({m for m, _ in scaled})
         parts.append(f"{cost / 3600:.1f} core-hours on a CPU with native bf16 {bf16} (medians of {len(walls[None])} "
-                     "cells recorded there)" + (f" plus {len(missing) - len(known)} cells of {', '.join(unknown)}, "
-                                                "never trained there (not estimated)" if unknown else ""))
+                     "cells recorded there)" + (
+                         f" plus {len(scaled)} cells of {', '.join(unknown)}, never trained there: "
+                         f"~{sum(e for _, e in scaled) / 3600:.1f} core-hours scaled by training FLOPs from the "
+                         "best-recorded model (an upper-side estimate: a larger model uses a CPU better)"
+                         if scaled else ""))
     hiders = [h for h in campaign.HIDERS if not (campaign.HIDERS_DIR / h / "checkpoint").is_dir()]
     return (f"- Time left ({len(missing)} cells; estimated from the cells' own wall times, each a one-thread worker "
             "beside another, so two workers on 2 cores take about half the core-hours): " + (

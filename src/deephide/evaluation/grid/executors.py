@@ -16,7 +16,8 @@ from typing import Any
 from ...errors import DeephideError, error_line
 from ...fsutil import write_json
 from .config import GridConfig, load_config
-from .cells import _worker_cell, _resolve_cell_specs, content_key, expand, run_cell
+from .cells import _worker_cell, _resolve_cell_specs, cached_dataset, content_key, expand, run_cell
+from .clock import Clock
 from .results import ResultsWriter, read_results, sidecar_path
 
 
@@ -35,19 +36,10 @@ class GridSummary:
     stopped: str | None = None  # "time_limit" when cells were left for a later call
 
 
-class _Clock:
-    """The time limit of one ``run_grid`` call: a cell starts only if the mean wall time of the cells finished so
-    far still fits (the first always starts while any time is left); None = no limit."""
-
-    def __init__(self, limit_s: float | None) -> None:
-        self.limit_s, self.t0, self.walls = limit_s, time.monotonic(), []
-
-    def fits(self) -> bool:
-        if self.limit_s is None:
-            return True
-        used = time.monotonic() - self.t0
-        est = sum(self.walls) / len(self.walls) if self.walls else 0.0
-        return used < self.limit_s and used + est <= self.limit_s
+def _data_shape(cell: dict[str, Any]) -> tuple[tuple[int, int, int], int]:
+    """((C, H, W), number of classes) of a cell's test data (for the clock's FLOP scaling)."""
+    ds = cached_dataset((cell.get("resolved") or {}).get("test") or cell["test"], "test")
+    return ds.shape, ds.num_classes
 
 
 def _describe(cell: dict[str, Any]) -> str:
@@ -61,11 +53,11 @@ def _say(progress: bool, msg: str) -> None:
 
 
 def _run_local(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSummary, progress: bool,
-               clock: _Clock) -> None:
+               clock: Clock) -> None:
     for i, cell in enumerate(cells, 1):
-        if not clock.fits():
+        if not clock.fits(cell):  # a cheaper cell later on may still fit
             summary.stopped = "time_limit"
-            break
+            continue
         t0 = time.perf_counter()
         try:
             line = run_cell(cell, progress=progress)
@@ -75,12 +67,12 @@ def _run_local(cells: list[dict[str, Any]], writer: ResultsWriter, summary: Grid
             continue
         writer.append(line)
         summary.ran += 1
-        clock.walls.append(time.perf_counter() - t0)
+        clock.finished(cell, time.perf_counter() - t0)
         _say(progress, f"[{i}/{len(cells)}] {_describe(cell)}: {line['acc']:.2f}% ({time.perf_counter() - t0:.0f} s)")
 
 
 def _run_pool(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSummary, progress: bool,
-              clock: _Clock, workers: int) -> None:
+              clock: Clock, workers: int) -> None:
     import multiprocessing as mp
     import queue
 
@@ -91,13 +83,15 @@ def _run_pool(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridS
         while todo or in_flight:
             # no more in flight than workers (more would only queue): a time limit then stops new cells from
             # starting without cutting any that run
-            while todo and in_flight < workers and clock.fits():
+            while todo and in_flight < workers:
                 cell = todo.pop(0)
+                if not clock.fits(cell):  # left for a later run; a cheaper cell later on may still fit
+                    summary.stopped = "time_limit"
+                    continue
                 pool.apply_async(_worker_cell, (cell,), callback=lambda line, c=cell: finished.put((c, line, None)),
                                  error_callback=lambda e, c=cell: finished.put((c, None, e)))
                 in_flight += 1
             if not in_flight:
-                summary.stopped = "time_limit"
                 break
             cell, line, err = finished.get()
             in_flight, done_n = in_flight - 1, done_n + 1
@@ -107,7 +101,7 @@ def _run_pool(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridS
                 continue
             writer.append(line)
             summary.ran += 1
-            clock.walls.append(float(line.get("wall_time_s") or 0.0) / workers)  # cells finish `workers` at a time
+            clock.finished(cell, float(line.get("wall_time_s") or 0.0))
             _say(progress, f"[{done_n}/{len(cells)}] {_describe(cell)}: {line['acc']:.2f}% ({line['wall_time_s']:.0f} s)")
         pool.close()
         pool.join()
@@ -175,7 +169,7 @@ def _match_head_auth(address: str | None) -> None:
 
 
 def _run_ray(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSummary, cfg: GridConfig,
-             address: str | None, progress: bool, clock: _Clock) -> None:
+             address: str | None, progress: bool, clock: Clock) -> None:
     try:
         import ray
     except ImportError:
@@ -207,13 +201,15 @@ def _run_ray(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSu
         queue, refs, pending, done_n = list(cells), {}, [], 0
         try:
             while queue or pending:
-                while queue and len(pending) < width and clock.fits():
+                while queue and len(pending) < width:
                     cell = queue.pop(0)
+                    if not clock.fits(cell):  # left for a later run; a cheaper cell later on may still fit
+                        summary.stopped = "time_limit"
+                        continue
                     ref = task.remote(cell)
                     refs[ref] = cell
                     pending.append(ref)
                 if not pending:
-                    summary.stopped = "time_limit"
                     break
                 ready, pending = ray.wait(pending, num_returns=1)
                 for ref in ready:
@@ -226,7 +222,7 @@ def _run_ray(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSu
                         continue
                     writer.append(line)
                     summary.ran += 1
-                    clock.walls.append(float(line.get("wall_time_s") or 0.0) / width)  # cells finish width at a time
+                    clock.finished(cell, float(line.get("wall_time_s") or 0.0))
                     _say(progress, f"[{done_n}/{len(cells)}] {_describe(cell)}: {line['acc']:.2f}% "
                                    f"({line['wall_time_s']:.0f} s)")
         except BaseException:
@@ -274,12 +270,13 @@ def run_grid(config_path: str | os.PathLike, executor: str = "local", address: s
     shared disk). A loopback head (``ray start --head --node-ip-address=127.0.0.1``, started with
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) is reached on loopback. Results are appended to ``out`` as cells finish; a
     failed cell is reported and left out (rerun to retry), and the call then raises DeephideError.
-    ``time_limit_s``: start no cell that would, at the mean wall time of those finished, end past the limit;
-    cells that run are never cut (``summary.stopped`` says "time_limit" when some were left).
+    ``time_limit_s``: start no cell that would, at its estimated wall time (:mod:`.clock`: this run's cells of its
+    model, else those recorded in ``out`` and ``reuse`` on this device kind, else FLOP-scaled from another model),
+    end past the limit; cells that run are never cut (``summary.stopped`` says "time_limit" when some were left).
     """
     if executor not in EXECUTORS:
         raise DeephideError(f"unknown executor '{executor}'; choose one of: {', '.join(EXECUTORS)}")
-    clock = _Clock(time_limit_s)
+    clock = Clock(time_limit_s, shape=_data_shape)
     cfg = load_config(config_path)
     cells = expand(cfg)
     summary = GridSummary(out=cfg.out, total=len(cells))
@@ -289,6 +286,8 @@ def run_grid(config_path: str | os.PathLike, executor: str = "local", address: s
         todo = [c for c in cells if c["key"] not in done]
         todo = _reuse(cfg, todo, writer)
         summary.skipped = len(cells) - len(todo)
+        if time_limit_s is not None:  # the estimates of what each cell will take (evaluation/grid/clock.py)
+            clock.learn(r for path in [cfg.out, *(cfg.reuse or [])] for r in read_results(path))
         _say(progress, f"grid {cfg.name}: {len(cells)} cells, {summary.skipped} already in {cfg.out}, "
                        f"{len(todo)} to run ({executor})")
         if todo:

@@ -1,0 +1,131 @@
+"""Which grid cell may still start under a time limit (``run_grid(time_limit_s=...)``).
+
+A cell starts only if its estimated wall time ends within the limit; a cell that runs is never cut. The estimate
+of a cell, the first of these that applies:
+
+1. the mean wall time of this run's finished cells of its model;
+2. the median wall time recorded for its model on this device kind (``cuda``, or a CPU with / without native bf16:
+   they differ ~7x) in the records given (the grid's results file, its ``reuse`` files);
+3. the median of the model with the most records there, scaled by training work: forward FLOPs of one image
+   (``torch.utils.flop_counter``) x iterations x batch size. Conservative for a model larger than the reference,
+   which uses a CPU's vector units better than a small one does;
+4. none, when nothing was recorded on this device kind: then only a run's first cell starts (there is nothing to
+   judge by, and a limit was asked for).
+
+Why rule 3 exists: with only 2. and "the first always starts", a campaign's later grid started a ResNet-18 cell (an
+hour or more on a 2-core CPU, never trained there before) with one minute of its time left.
+
+Example::
+
+    >>> clock = Clock(None)
+    >>> clock.fits({"model": "fastcnn", "device": "cpu"})
+    True
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from statistics import median
+from typing import Any, Callable, Iterable
+
+
+def device_kind(device: str | None, cpu_bf16: bool | None) -> str | None:
+    """``cuda`` for any CUDA device, else ``cpu/bf16`` or ``cpu/fp32`` (whether the CPU has native bf16); None for a
+    CPU record that did not say (older records: their kind is unknown, so they inform no estimate)."""
+    if str(device or "cpu").startswith("cuda"):
+        return "cuda"
+    return None if cpu_bf16 is None else "cpu/bf16" if cpu_bf16 else "cpu/fp32"
+
+
+def _here_kind(device: str | None) -> str | None:
+    if str(device or "cpu").startswith("cuda"):
+        return "cuda"
+    import torch
+
+    from ...runtime import bf16_supported
+
+    return device_kind("cpu", bf16_supported(torch.device("cpu")))
+
+
+def _work(model: str, settings: dict[str, Any], shape: tuple[int, int, int], num_classes: int,
+          memo: dict[str, float]) -> float:
+    """Training work of a cell in forward FLOPs: one image's forward FLOPs x iterations x batch size."""
+    if model not in memo:
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from ...models import build_model
+
+        net = build_model(model, num_classes, shape[0], shape[1]).eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            net(torch.zeros(1, *shape))
+        memo[model] = float(max(1, fc.get_total_flops()))
+    return memo[model] * float(settings.get("iterations") or 1) * float(settings.get("batch_size") or 1)
+
+
+class Clock:
+    """The time limit of one run: ``fits(cell)`` before starting a cell, ``finished(cell, wall_s)`` after.
+
+    ``limit_s``: seconds from construction (None: no limit). ``shape``: a callable giving ``((C, H, W),
+    num_classes)`` of a cell's data, needed only for rule 3 (FLOP scaling). ``learn(records)`` adds finished
+    cells' results lines (any grid) whose ``wall_time_s`` inform the estimates.
+    """
+
+    def __init__(self, limit_s: float | None, shape: Callable[[dict[str, Any]], tuple[tuple[int, int, int], int]]
+                 | None = None) -> None:
+        self.limit_s, self.t0, self.started = limit_s, time.monotonic(), 0
+        self._mine: dict[str, list[float]] = defaultdict(list)
+        self._seen: dict[tuple[str, str], list[tuple[float, dict[str, Any]]]] = defaultdict(list)
+        self._shape, self._flops, self._kinds = shape, {}, {}
+
+    def learn(self, records: Iterable[dict[str, Any]]) -> None:
+        """Take the recorded wall times of finished cells (results lines) as estimates of their models."""
+        for r in records:
+            if r.get("wall_time_s") and r.get("model"):
+                kind = device_kind(r.get("device"), (r.get("versions") or {}).get("cpu_bf16"))
+                if kind is not None:
+                    self._seen[(kind, r["model"])].append((float(r["wall_time_s"]), r.get("profile_settings") or {}))
+
+    def left_s(self) -> float:
+        return float("inf") if self.limit_s is None else self.limit_s - (time.monotonic() - self.t0)
+
+    def estimate(self, cell: dict[str, Any], kind: str | None = None) -> float | None:
+        """Estimated wall seconds of ``cell`` (rules 1-3 of the module docstring), None if unknown; on this machine,
+        or from the records of another device ``kind`` (:func:`device_kind`) when given (rule 1 then does not
+        apply)."""
+        model = cell["model"]
+        if kind is None and self._mine[model]:
+            return sum(self._mine[model]) / len(self._mine[model])
+        if kind is None:
+            dev = cell.get("device")
+            kind = self._kinds.setdefault(str(dev), _here_kind(dev))
+        same = self._seen.get((kind, model))
+        if same:
+            return median(w for w, _ in same)
+        refs = [(m, [(w, s) for w, s in v if s.get("iterations") and s.get("batch_size")])  # whose work is known
+                for (k, m), v in self._seen.items() if k == kind]
+        refs = [(m, v) for m, v in refs if v]
+        if not refs or self._shape is None:
+            return None
+        ref_model, ref = max(refs, key=lambda mv: len(mv[1]))
+        shape, n_cls = self._shape(cell)
+        per_work = median(w / _work(ref_model, s, shape, n_cls, self._flops) for w, s in ref)
+        return per_work * _work(model, cell.get("profile_settings") or {}, shape, n_cls, self._flops)
+
+    def fits(self, cell: dict[str, Any]) -> bool:
+        """Whether ``cell`` may start now: no limit, or its estimate ends within the limit (rule 4 for none)."""
+        if self.limit_s is None:
+            return True
+        left = self.left_s()
+        if left <= 0:
+            return False
+        est = self.estimate(cell)
+        ok = (self.started == 0) if est is None else est <= left
+        self.started += ok
+        return ok
+
+    def finished(self, cell: dict[str, Any], wall_s: float) -> None:
+        """Record a finished cell's own wall time (its run, alongside whatever else ran)."""
+        if wall_s > 0:
+            self._mine[cell["model"]].append(float(wall_s))

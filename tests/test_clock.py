@@ -1,0 +1,69 @@
+"""deephide.evaluation.grid.clock: which cell may start under a grid's time limit."""
+
+from __future__ import annotations
+
+import torch
+
+from deephide.evaluation.grid.clock import Clock, device_kind
+from deephide.runtime import bf16_supported
+
+HERE = bool(bf16_supported(torch.device("cpu")))  # this CPU's kind: records from it inform the estimates
+FMNIST = lambda cell: ((1, 28, 28), 10)  # noqa: E731
+FAST = {"iterations": 937, "batch_size": 128}
+
+
+def record(model: str, wall: float, bf16: bool = HERE, device: str = "cpu", **settings) -> dict:
+    return {"model": model, "wall_time_s": wall, "device": device, "versions": {"cpu_bf16": bf16},
+            "profile_settings": {**FAST, **settings}}
+
+
+def cell(model: str, **settings) -> dict:
+    return {"model": model, "device": "cpu", "profile_settings": {**FAST, **settings}}
+
+
+def test_device_kind_separates_cuda_and_the_two_cpu_kinds():
+    assert device_kind("cuda:0", None) == "cuda" and device_kind("cpu", True) == "cpu/bf16"
+    assert device_kind(None, False) == "cpu/fp32" and device_kind("cpu", None) is None  # an older record: unknown
+
+
+def test_recorded_median_of_the_model_on_this_cpu_kind_decides():
+    clock = Clock(150.0, shape=FMNIST)
+    clock.learn([record("fastcnn", w) for w in (90, 100, 400)] + [record("fastcnn", 1000, bf16=not HERE),
+                                                                  record("fastcnn", 5, device="cuda")])
+    assert clock.estimate(cell("fastcnn")) == 100  # the other CPU kind and the GPU do not count
+    assert clock.fits(cell("fastcnn"))
+    tight = Clock(60.0, shape=FMNIST)
+    tight.learn([record("fastcnn", 100)])
+    assert not tight.fits(cell("fastcnn"))
+
+
+def test_a_model_never_run_here_is_estimated_by_training_flops_and_does_not_start_late():
+    """The bug this module fixes: with a minute left, a ResNet-18 cell (never trained on this CPU) started."""
+    clock = Clock(60.0, shape=FMNIST)
+    clock.learn([record("fastcnn", 30.0) for _ in range(3)])
+    fast, r18 = clock.estimate(cell("fastcnn")), clock.estimate(cell("resnet18"))
+    assert fast == 30.0 and r18 > 20 * fast  # ResNet-18 does far more work per image
+    assert clock.estimate(cell("resnet18", iterations=2 * 937)) == 2 * r18  # linear in the number of steps
+    assert not clock.fits(cell("resnet18")) and clock.fits(cell("fastcnn"))
+
+
+def test_this_runs_own_cells_override_the_records():
+    clock = Clock(100.0, shape=FMNIST)
+    clock.learn([record("fastcnn", 500.0)])
+    assert not clock.fits(cell("fastcnn"))
+    clock.finished(cell("fastcnn"), 20.0)
+    clock.finished(cell("fastcnn"), 40.0)
+    assert clock.estimate(cell("fastcnn")) == 30.0 and clock.fits(cell("fastcnn"))
+
+
+def test_nothing_recorded_on_this_kind_starts_only_the_first_cell():
+    clock = Clock(1000.0, shape=FMNIST)
+    clock.learn([record("fastcnn", 10.0, device="cuda"), record("fastcnn", 10.0, bf16=None)])
+    assert clock.estimate(cell("fastcnn")) is None
+    assert clock.fits(cell("fastcnn")) and not clock.fits(cell("resnet20"))
+
+
+def test_no_limit_always_fits_and_a_spent_limit_never_does():
+    assert Clock(None).fits(cell("resnet18"))
+    spent = Clock(0.0, shape=FMNIST)
+    assert not spent.fits(cell("fastcnn")) and spent.started == 0
