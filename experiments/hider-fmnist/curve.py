@@ -24,6 +24,8 @@ Commands (from the repository root, after `make setup`):
   .venv/bin/python experiments/hider-fmnist/curve.py blocks16 pick --points 500 final   # equal-time states -> blocks16-class/
   .venv/bin/python experiments/hider-fmnist/curve.py gate --modes class16
   .venv/bin/python experiments/hider-fmnist/curve.py victims --points class16:N ... --no-clean
+  .venv/bin/python experiments/hider-fmnist/curve.py probe --points class16:1325 class16:200 class:500 class:final
+                                           # training vs held-out covers, fp32 vs bf16, float vs stored -> probe.jsonl
   .venv/bin/python experiments/hider-fmnist/curve.py figure    # reveal-{class,sample}.png: what is hidden and revealed
 The hiders themselves: `bash experiments/hider-fmnist/run.sh` (resumable, continues the committed checkpoints).
 """
@@ -114,6 +116,70 @@ def cmd_gate(a: argparse.Namespace) -> None:
             done.add((mode, step))
             print(f"{mode} step {step}: reveal {g['reveal_psnr']:.2f} dB vs trivial {g['trivial_psnr']:.2f} "
                   f"(hides: {g['hides']}), clip share {g['clip_share']:.4f}, HH {p['band_energy']['HH']:.2f}")
+
+
+PROBE_SPLITS = ("train", "test")
+PROBE_PRECISIONS = ("fp32", "bf16")
+
+
+def probe_state(ds, hider, bank, mode: str, bf16: bool, batch: int = 128) -> dict[str, float]:
+    """Reveal PSNR (dB, uint8 against the secret) of one hider state on ``ds``'s covers, revealed from the float
+    stego (as the training log measures it, before storage) and from the stored uint8 image (as the gate does);
+    ``bf16``: hide and reveal under bf16 autocast (as training ran), else fp32 (as protect runs by default)."""
+    import torch
+
+    from deephide.ops.budget import quantise_within_budget
+    from deephide.ops.metrics import psnr
+    from deephide.protect import secrets_tensor
+    from deephide.runtime import autocast
+
+    secrets = secrets_tensor(bank, ds.shape, ds.source)
+    assign = bank.assign(ds.labels, mode, 0)
+    to8 = lambda x: x.float().clamp(0, 1).mul(255).round().to(torch.uint8)  # noqa: E731
+    got: dict[str, list] = {"truth": [], "float": [], "stored": []}
+    cpu = torch.device("cpu")
+    with torch.no_grad():
+        for i in range(0, len(ds), batch):
+            clean = torch.from_numpy(np.array(ds.images[i:i + batch])).permute(0, 3, 1, 2)
+            secret = secrets[torch.from_numpy(assign[i:i + batch])]
+            with autocast(cpu, bf16):
+                stego, _ = hider.hide(clean.float().div(255), secret)
+                q = quantise_within_budget(stego.float(), clean, 8)
+                got["float"].append(to8(hider.reveal(stego.float())))
+                got["stored"].append(to8(hider.reveal(q.float().div(255))))
+            got["truth"].append(to8(secret))
+    t = {k: torch.cat(v) for k, v in got.items()}
+    return {"reveal_float_psnr": psnr(t["float"], t["truth"]), "reveal_stored_psnr": psnr(t["stored"], t["truth"])}
+
+
+def cmd_probe(a: argparse.Namespace) -> None:
+    """Where a state's training-log reveal and its gate part (the 16-block question): the same state's reveal on
+    training vs held-out covers, fp32 vs bf16, from the float stego vs the stored image."""
+    data = {s: load_dataset("fashion-mnist", s) for s in PROBE_SPLITS}
+    out = HERE / "probe.jsonl"
+    done = {(r["series"], r["point"], r["n"]) for r in map(json.loads, out.read_text().splitlines())} \
+        if out.exists() else set()
+    for spec in a.points:
+        series, label = spec.split(":")
+        known = dict(points(series))
+        if label not in known:
+            sys.exit(f"curve.py: {series} hider has no point {label!r} (has: {', '.join(known)})")
+        if (series, label, a.n) in done:
+            continue
+        hider = load_hider(known[label], image_size=32).eval()
+        bank = load_bank(hider_dir(series) / "bank")
+        step = step_of(known[label])
+        rec = {"series": series, "point": label, "step": step, "n": a.n, "log": log_at(series, step).get("reveal_psnr"),
+               "cells": [{"covers": s, "precision": pr,
+                          **probe_state(data[s].subset(np.arange(a.n), note=f"first {a.n}"), hider, bank,
+                                        SERIES_MODE[series], pr == "bf16")}
+                         for s in PROBE_SPLITS for pr in PROBE_PRECISIONS],
+               "versions": versions()}
+        with open(out, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        print(f"{series}:{label} (step {step}, log {rec['log']}): " + ", ".join(
+            f"{c['covers']}/{c['precision']} float {c['reveal_float_psnr']:.2f} stored {c['reveal_stored_psnr']:.2f}"
+            for c in rec["cells"]))
 
 
 def cmd_victims(a: argparse.Namespace) -> None:
@@ -465,11 +531,14 @@ def main() -> None:
     b.add_argument("action", choices=["train", "pick"])
     b.add_argument("--points", nargs="+", help="pick: only these 4-block points (e.g. 500 final; default all): "
                                                  "each picked 16-block state is 16 MB of committed weights")
+    pr = sub.add_parser("probe", help="one state's reveal on training vs held-out covers, fp32 vs bf16, float vs stored")
+    pr.add_argument("--points", nargs="+", required=True, help="SERIES:POINT, e.g. class16:1325 class:final")
+    pr.add_argument("--n", type=int, default=512, help="covers from each split (the first N)")
     fg = sub.add_parser("figure")
     fg.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     a = p.parse_args()
     {"gate": cmd_gate, "victims": cmd_victims, "summarise": cmd_summarise, "figure": cmd_figure,
-     "blocks16": cmd_blocks16}[a.cmd](a)
+     "blocks16": cmd_blocks16, "probe": cmd_probe}[a.cmd](a)
 
 
 if __name__ == "__main__":
