@@ -307,6 +307,65 @@ def test_train_hider_rolls_back_a_loss_spike(train, bank, tmp_path, monkeypatch)
     assert all(torch.isfinite(p).all() for p in open_hider(tmp_path / "h")[0].parameters())
 
 
+def _spike_at(monkeypatch, call: int) -> None:
+    """reveal_loss x 1e6 at its ``call``-th call (one call per forward: iteration i is call i + 1)."""
+    from deephide.hiding import train as train_mod
+
+    real, calls = train_mod.reveal_loss, {"n": 0}
+
+    def spiking(a, b):
+        calls["n"] += 1
+        v = real(a, b)
+        return v * 1e6 if calls["n"] == call else v
+
+    monkeypatch.setattr(train_mod, "reveal_loss", spiking)
+
+
+def test_only_judged_states_are_kept_a_snapshot_before_a_spike_is_the_rolled_back_state(train, bank, tmp_path,
+                                                                                       monkeypatch):
+    """The weights right after an update are unjudged until the next forward: a 16-block hider's snapshot taken
+    there revealed 11.2 dB between states at 23.4 and 22.3 dB. A snapshot (or checkpoint) is now written only once a
+    forward has judged its state; when that forward spikes, the state training goes on from (the rollback) is kept."""
+    from deephide.hiding import train as train_mod
+    from deephide.hiding.checkpoint import load_hider
+
+    w = train_mod.SPIKE_WARMUP  # the guard arms after this many accepted steps; GOOD_EVERY divides w
+    assert w % train_mod.GOOD_EVERY == 0
+    prof = get_hider_profile("tiny", lfc=False, iterations=w + 10, checkpoint_every=w + 10, log_every=10,
+                             snapshot_at=[w, w + 5])
+    state = lambda d, n: load_hider(d / "snapshots" / str(n)).state_dict()  # noqa: E731
+    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
+
+    s = train_hider(train, bank, prof, tmp_path / "calm", mode="class", progress=False)
+    assert s["rollbacks"] == 0 and not same(state(tmp_path / "calm", w), state(tmp_path / "calm", w + 5))
+    _spike_at(monkeypatch, w + 5 + 1)  # the forward that judges the state after w + 5 updates
+    s = train_hider(train, bank, prof, tmp_path / "spiked", mode="class", progress=False)
+    assert s["rollbacks"] == 1 and s["finished"]
+    # snapshot w+5 is the state training went on from (the kept state of step w), not the rejected one
+    assert same(state(tmp_path / "spiked", w + 5), state(tmp_path / "spiked", w))
+    assert same(state(tmp_path / "spiked", w), state(tmp_path / "calm", w))
+
+
+def test_the_last_update_is_judged_too(train, bank, tmp_path, monkeypatch):
+    """A run ends with one more forward (no update) on the next batch: a final state that spikes is rolled back to
+    the last kept one, so a finished hider never ends on an unjudged update."""
+    from deephide.hiding import train as train_mod
+    from deephide.hiding.checkpoint import load_hider
+
+    w = train_mod.SPIKE_WARMUP
+    prof = get_hider_profile("tiny", lfc=False, iterations=w + 10, checkpoint_every=w + 10, log_every=10,
+                             snapshot_at=[w, w + 10])
+    state = lambda d, n: load_hider(d / "snapshots" / str(n)).state_dict()  # noqa: E731
+    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a)  # noqa: E731
+    train_hider(train, bank, prof, tmp_path / "calm", mode="class", progress=False)
+    _spike_at(monkeypatch, w + 10 + 1)  # the judge's forward: iterations 0 .. w+9 are calls 1 .. w+10
+    s = train_hider(train, bank, prof, tmp_path / "h", mode="class", progress=False)
+    assert s["rollbacks"] == 1 and s["finished"] and s["iterations_done"] == w + 10
+    final = open_hider(tmp_path / "h")[0].state_dict()
+    assert same(final, state(tmp_path / "calm", w)) and same(final, state(tmp_path / "h", w + 10))
+    assert not same(final, state(tmp_path / "calm", w + 10))  # without the spike it ends on the last update
+
+
 def test_train_hider_continues_with_a_new_lr_schedule_recorded(train, bank, tmp_path):
     prof = get_hider_profile("tiny", lfc=False, iterations=4, checkpoint_every=2, log_every=1)
     train_hider(train, bank, prof, tmp_path / "h", mode="class", progress=False)

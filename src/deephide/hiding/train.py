@@ -233,6 +233,71 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     it = start
     stopped = None
     in_a_row = 0  # rollbacks since the last accepted step
+
+    def forward(it: int) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                  torch.Tensor, torch.Tensor]:
+        """Batch ``it`` through the step and the hider's own loss terms (the surrogate's is added by the caller):
+        (terms, raw, stored, secret_hat, target, cover, y). The batch and its draws are seeded by (seed, it): the
+        same on every rank and on resume."""
+        rng = np.random.default_rng(derive_seed(seed, "hider_batch", it))
+        idx = balanced_batch(by_class, per_class, n_cls, rng)  # the global batch: the same on every rank
+        sidx = _secret_index(bank, train.labels[idx], mode, rng)
+        z = None
+        if profile.get("z_noise") == "gauss":  # drawn for the whole global batch: each rank keeps its rows
+            gz = torch.Generator().manual_seed(derive_seed(seed, "hider_z", it))
+            z = torch.randn((idx.size, hider.dwt_channels, h // 2, w // 2), generator=gz)[part].to(dev)
+        idx, sidx = idx[part], sidx[part]
+        cover = covers[torch.from_numpy(idx).to(dev)].float().div_(255)
+        secret = secrets[torch.from_numpy(sidx).to(dev)].float().div_(255)
+        y = torch.from_numpy(train.labels[idx]).to(dev)
+        with autocast(dev, use_bf16):
+            gd = torch.Generator().manual_seed(derive_seed(seed, "hider_distortion", it)) if dist_names else None
+            raw, stored, secret_hat, target = step(cover, secret, z, gd)
+        # L_hide bounds the INN's own output (before the budget map: it keeps the map out of saturation);
+        # every other term sees exactly what protect stores
+        terms = {"hide": hide_loss(cover + raw, cover, eps), "reveal": reveal_loss(secret_hat, target),
+                 "freq": freq_loss(stored, cover)}
+        if use_lfc:
+            terms["lfc"] = lfc_loss(features, stored, cover, y, eps, reduction=profile.get("lfc_reduction", "sum"),
+                                    repulsion=float(profile.get("lfc_repulsion", 0.0)))
+            if lfc_scale != 1:  # a per-rank sum over pairs: x world size, so DDP's mean is the global sum
+                terms["lfc"] = terms["lfc"] * lfc_scale
+        if weights["use"] > 0:
+            terms["use"] = use_loss(stored, cover, eps, float(profile["use_target"]))
+        return terms, raw, stored, secret_hat, target, cover, y
+
+    def spiking(guarded: float) -> bool:
+        return loss_ema is not None and accepted >= SPIKE_WARMUP and guarded > SPIKE_FACTOR * loss_ema
+
+    def keep(n: int, guarded: float, last: bool = False) -> None:
+        """The weights after ``n`` updates, just judged sound by a forward whose guarded loss was ``guarded``: the
+        only kind of state kept as the rollback target, a checkpoint or a snapshot. (The weights right after an
+        update are unjudged: one such state, kept as snapshot 1,325 of a 16-block hider, revealed 11.2 dB where
+        the states 25 steps before and after revealed 23.4 and 22.3, and the next step was rolled back.)"""
+        nonlocal good
+        healthy = loss_ema is None or guarded <= GOOD_FACTOR * loss_ema
+        if (n % GOOD_EVERY == 0 and healthy) or n % profile["checkpoint_every"] == 0:
+            # the state a rollback returns to: kept in memory often, so a spike costs tens of steps, not hundreds,
+            # but only from a step whose loss is near its running mean (not from a blow-up under way: that made
+            # every later step a rollback to the same bad state, 50 in a row)
+            good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()), n, (loss_ema, accepted),
+                    surrogate.state() if surrogate else None)
+        if n > start and world.is_main:
+            elapsed = round(elapsed0 + time.perf_counter() - t0, 1)
+            if n % profile["checkpoint_every"] == 0 or last:  # last: the run ends here (finished or stopped)
+                _save(ck, hider, opt, run_cfg, n, rollbacks, elapsed, (loss_ema, accepted), schedule, surrogate)
+            if n in snapshots:  # learning-curve points: weights only
+                save_hider(out / SNAPSHOTS / str(n), hider, profile=profile.get("profile"), overwrite=True,
+                           training={"iteration": n, "seconds": elapsed, "run": run_cfg})
+
+    def roll_back() -> None:
+        nonlocal rollbacks
+        hider.load_state_dict(good[0])
+        opt.load_state_dict(good[1])
+        if surrogate is not None:
+            surrogate.load(good[4])
+        rollbacks += 1
+
     try:
         for it in range(start, total_it):
             if stop_after is not None and it >= stop_after:
@@ -241,35 +306,9 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
             if time_limit_s is not None and distributed.any_rank(time.perf_counter() - t0 > time_limit_s, world):
                 stopped = "time_limit"
                 break
-            rng = np.random.default_rng(derive_seed(seed, "hider_batch", it))
-            idx = balanced_batch(by_class, per_class, n_cls, rng)  # the global batch: the same on every rank
-            sidx = _secret_index(bank, train.labels[idx], mode, rng)
-            z = None
-            if profile.get("z_noise") == "gauss":  # drawn for the whole global batch: each rank keeps its rows
-                gz = torch.Generator().manual_seed(derive_seed(seed, "hider_z", it))
-                z = torch.randn((idx.size, hider.dwt_channels, h // 2, w // 2), generator=gz)[part].to(dev)
-            idx, sidx = idx[part], sidx[part]
-            labels = train.labels[idx]
-            cover = covers[torch.from_numpy(idx).to(dev)].float().div_(255)
-            secret = secrets[torch.from_numpy(sidx).to(dev)].float().div_(255)
-            y = torch.from_numpy(labels).to(dev)
             for g in opt.param_groups:
                 g["lr"] = profile["lr"] * profile["lr_gamma"] ** (it // profile["lr_step_every"])
-            with autocast(dev, use_bf16):
-                # the same draw on every rank and on resume: seeded by (seed, iteration)
-                gd = torch.Generator().manual_seed(derive_seed(seed, "hider_distortion", it)) if dist_names else None
-                raw, stored, secret_hat, target = step(cover, secret, z, gd)
-            # L_hide bounds the INN's own output (before the budget map: it keeps the map out of saturation);
-            # every other term sees exactly what protect stores
-            terms = {"hide": hide_loss(cover + raw, cover, eps), "reveal": reveal_loss(secret_hat, target),
-                     "freq": freq_loss(stored, cover)}
-            if use_lfc:
-                terms["lfc"] = lfc_loss(features, stored, cover, y, eps, reduction=profile.get("lfc_reduction", "sum"),
-                                        repulsion=float(profile.get("lfc_repulsion", 0.0)))
-                if lfc_scale != 1:  # a per-rank sum over pairs: x world size, so DDP's mean is the global sum
-                    terms["lfc"] = terms["lfc"] * lfc_scale
-            if weights["use"] > 0:
-                terms["use"] = use_loss(stored, cover, eps, float(profile["use_target"]))
+            terms, raw, stored, secret_hat, target, cover, y = forward(it)
             if surrogate is not None:  # min-min: the surrogate fits this stored batch, then scores it for the hider
                 if int(profile["sv_reset"]) > 0 and it > 0 and it % int(profile["sv_reset"]) == 0:
                     surrogate.reset(derive_seed(seed, "surrogate_init", it))  # seeded by the step: resumes alike
@@ -281,24 +320,21 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
             # (sv_reset), which is no blow-up (counted in, every restart was rolled back and so undone)
             guarded = vals["total"] - weights["sv"] * vals["sv"] if surrogate is not None else vals["total"]
             opt.zero_grad(set_to_none=True)
-            spike = loss_ema is not None and accepted >= SPIKE_WARMUP and guarded > SPIKE_FACTOR * loss_ema
-            bad = distributed.any_rank(not math.isfinite(vals["total"]) or spike, world)  # every rank must skip together
+            bad = distributed.any_rank(not math.isfinite(vals["total"]) or spiking(guarded), world)  # all ranks skip
             if not bad:
                 loss.backward()
                 gnorm = torch.nn.utils.clip_grad_norm_(hider.parameters(), profile["grad_clip"])
                 bad = not bool(torch.isfinite(gnorm))
             if bad:  # the INN diverges now and then (a NaN, or a loss that jumps far above its running mean, seen
                 # here: 0.006 -> 33,918 within 50 steps at lr 1e-3, raw output 81,808 levels): roll back, skip this batch
-                hider.load_state_dict(good[0])
-                opt.load_state_dict(good[1])
-                if surrogate is not None:
-                    surrogate.load(good[4])
-                rollbacks += 1
+                roll_back()
                 in_a_row += 1
                 if in_a_row > MAX_ROLLBACKS_IN_A_ROW:
                     raise DeephideError(f"{out}: hider training diverged repeatedly ({in_a_row} rollbacks in a row at "
                                         f"step {it}); continue it with a lower lr (--set lr=...)")
+                keep(it, loss_ema or 0.0)  # a snapshot or checkpoint due here: the state training goes on from
                 continue
+            keep(it, guarded)  # this forward judged the weights as they stand, `it` updates in
             opt.step()
             accepted, in_a_row = accepted + 1, 0
             loss_ema = guarded if loss_ema is None else SPIKE_DECAY * loss_ema + (1 - SPIKE_DECAY) * guarded
@@ -321,20 +357,18 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                         f.write(json.dumps(rec) + "\n")
                 bar.set_postfix(rev=f"{rec['reveal_psnr']:.1f}dB", lv=f"{rec['mean_levels']:.2f}")
                 acc = {}
-            healthy = loss_ema is None or guarded <= GOOD_FACTOR * loss_ema
-            if (done % GOOD_EVERY == 0 and healthy) or done % profile["checkpoint_every"] == 0:
-                # the state a rollback returns to: kept in memory often, so a spike costs tens of steps, not hundreds,
-                # but only from a step whose loss is near its running mean (not from a blow-up under way: that made
-                # every later step a rollback to the same bad state, 50 in a row)
-                good = (copy.deepcopy(hider.state_dict()), copy.deepcopy(opt.state_dict()), done, (loss_ema, accepted),
-                        surrogate.state() if surrogate else None)
-            if done % profile["checkpoint_every"] == 0 or done == total_it:
-                if world.is_main:
-                    _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0, (loss_ema, accepted), schedule,
-                          surrogate)
-            if done in snapshots and world.is_main:  # learning-curve points: weights only
-                save_hider(out / SNAPSHOTS / str(done), hider, profile=profile.get("profile"), overwrite=True,
-                           training={"iteration": done, "seconds": round(elapsed0 + time.perf_counter() - t0, 1), "run": run_cfg})
+        bar.close()
+        if stopped is not None:
+            done = it
+        else:  # the loop ran to its end, or had nothing left to do (a finished hider opened again)
+            done = it + 1 if total_it > start else start
+        if done > start:  # the last update is judged like every other: one forward on the next batch, no update
+            with torch.no_grad():
+                terms = forward(done)[0]
+                guarded = total_loss(terms, weights)[1]["total"]
+            if distributed.any_rank(not math.isfinite(guarded) or spiking(guarded), world):
+                roll_back()  # the run ends on the last kept state (its step count stays: those batches were seen)
+            keep(done, guarded, last=True)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (a scheduler's limit): keep the last good state, then stop
         if world.is_main and good[2] > start:
             hider.load_state_dict(good[0])
@@ -343,14 +377,6 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                 surrogate.load(good[4])
             _save(ck, hider, opt, run_cfg, good[2], rollbacks, elapsed0 + time.perf_counter() - t0, good[3], schedule, surrogate)
         raise
-    bar.close()
-    if stopped is not None:
-        done = it
-    else:  # the loop ran to its end, or had nothing left to do (a finished hider opened again)
-        done = it + 1 if total_it > start else start
-    if stopped is not None and done > start and world.is_main:
-        _save(ck, hider, opt, run_cfg, done, rollbacks, elapsed0 + time.perf_counter() - t0, (loss_ema, accepted), schedule,
-              surrogate)
     distributed.barrier(world)  # rank 0's last log line and checkpoint are on disk before anyone reads them
     summary = {"iterations_done": done, "iterations": total_it, "finished": done >= total_it, "stopped": stopped,
                "schedule": schedule,
