@@ -464,3 +464,41 @@ def test_pool_executor_trains_cells_in_worker_processes_and_resumes(tmp_path):
                        train_sets={"Broken": str(broken)})
     with pytest.raises(DeephideError, match="1 of 1 cells failed"):
         G.run_grid(bad, executor="pool", workers=2, progress=False)
+
+
+def test_pool_driver_handles_a_signal_while_it_waits_for_a_cell():
+    """A campaign stopped with SIGTERM while the pool driver waited on a cell did not stop until that cell ended
+    (minutes): the kernel gave the signal to another thread (the pool's), and Python runs handlers only in the main
+    thread, which a blocking get() never woke. The driver now waits in short slices."""
+    import queue
+    import signal
+    import threading
+
+    from deephide.evaluation.grid.executors import _next_finished
+
+    class Stop(Exception):
+        pass
+
+    def raise_stop(*_):
+        raise Stop
+
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    idle = threading.Event()
+    other = threading.Thread(target=idle.wait, args=(30,), daemon=True)  # stands for the pool's threads
+    other.start()
+    late = threading.Timer(10.0, lambda: finished.put("late"))  # a cell that ends long after the signal
+    kill = threading.Timer(0.2, lambda: signal.pthread_kill(other.ident, signal.SIGUSR1))  # to the other thread
+    old = signal.signal(signal.SIGUSR1, raise_stop)
+    t0 = time.monotonic()
+    try:
+        late.start()
+        kill.start()
+        with pytest.raises(Stop):
+            _next_finished(finished)
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+        late.cancel()
+        idle.set()
+    finished.put("now")
+    assert _next_finished(finished) == "now"

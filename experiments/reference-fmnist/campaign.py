@@ -373,7 +373,11 @@ def cmd_run(a: argparse.Namespace) -> None:
     session = {"started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "hours": a.hours,
                "device": a.device, "executor": a.executor, "workers": a.workers, "part": a.part, "rows": a.rows,
                "machine": machine(), "versions": versions()}
-    before = {g: len(read_results(HERE / f"{g}.jsonl")) for g in GRIDS}
+    # the grids this run writes: two parts side by side on one machine append to different results files, and each
+    # session line counts only its own (counting every grid gave the other part's cells to both)
+    mine = sorted({g for part, passes in (("main", MAIN_PASSES), ("ablations", ABLATION_PASSES))
+                   if a.part in ("all", part) for g, _ in passes})
+    before = {g: len(read_results(HERE / f"{g}.jsonl")) for g in mine}
     ready: set[str] = set()
     refused: list[str] = []
     hiders_done: list[str] = []
@@ -425,9 +429,9 @@ def cmd_run(a: argparse.Namespace) -> None:
         session["stopped"] = "interrupted"
         raise
     finally:
-        after = {g: len(read_results(HERE / f"{g}.jsonl")) for g in GRIDS}
+        after = {g: len(read_results(HERE / f"{g}.jsonl")) for g in mine}
         session.update(ended_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), refused=refused,
-                       cells_added={g: after[g] - before[g] for g in GRIDS}, sets_ready=sorted(ready),
+                       cells_added={g: after[g] - before[g] for g in mine}, sets_ready=sorted(ready),
                        hiders_ready=hiders_done)
         append_jsonl(SESSIONS, session)
     print(f"campaign: session logged in {SESSIONS.relative_to(ROOT)}; commit results/reference-fmnist", flush=True)

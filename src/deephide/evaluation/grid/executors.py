@@ -93,7 +93,7 @@ def _run_pool(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridS
                 in_flight += 1
             if not in_flight:
                 break
-            cell, line, err = finished.get()
+            cell, line, err = _next_finished(finished)
             in_flight, done_n = in_flight - 1, done_n + 1
             if err is not None:  # one cell's error is recorded; the others go on
                 summary.failed.append((cell["key"], error_line(err, 300, with_type=True)))
@@ -107,6 +107,18 @@ def _run_pool(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridS
         pool.join()
     finally:
         pool.terminate()  # an interrupt: no worker goes on training cells nobody will record
+
+
+def _next_finished(finished: Any) -> Any:
+    """The next finished cell from the pool's callbacks. Waits in short slices: a signal handler (SIGTERM -> exit,
+    SIGINT) runs only between them, and one blocking get() held a stopped campaign until its cell ended (minutes)."""
+    import queue
+
+    while True:
+        try:
+            return finished.get(timeout=0.5)
+        except queue.Empty:
+            continue
 
 
 def _host_port(address: str | None) -> tuple[str, int] | None:
