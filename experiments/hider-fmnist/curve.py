@@ -369,7 +369,10 @@ def blocks_lines(curve: list[dict], fin: dict, best: dict) -> list[str]:
             notes += ["", f"The 16-block snapshot {step} was picked before the pick passed over transient collapses "
                       f"(`curve.py blocks16 pick`, COLLAPSE_DB = {j['threshold_db']:g}): on {j['covers']} it reveals "
                       + ", ".join(f"{v:.2f} dB at step {n}" for n, v in j["reveal_train_psnr"].items())
-                      + "; the training's own state 25 steps either side hides (`curve.py probe`)."]
+                      + " (reveal PSNR from the stored image, bf16 as trained): a collapse the training recovered "
+                      "from within 25 steps, not its state at that time. The neighbouring snapshots are in the "
+                      "training's runs/ directory (`curve.py blocks16 train` makes them again); `curve.py probe` "
+                      "measures any committed state on training and held-out covers in fp32 and bf16."]
     lines += notes
     l4, l16 = log_at("class", max(pairs)), log_at("class16", max(pairs.values()))
     lines += ["", f"Training stability (the hiders' logs): spike-guard rollbacks by the last picked step, 4 blocks "
