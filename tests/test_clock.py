@@ -12,13 +12,13 @@ FMNIST = lambda cell: ((1, 28, 28), 10)  # noqa: E731
 FAST = {"iterations": 937, "batch_size": 128}
 
 
-def record(model: str, wall: float, bf16: bool = HERE, device: str = "cpu", **settings) -> dict:
-    return {"model": model, "wall_time_s": wall, "device": device, "versions": {"cpu_bf16": bf16},
-            "profile_settings": {**FAST, **settings}}
+def record(model: str, wall: float, bf16: bool = HERE, device: str = "cpu", cm: str = "Vanilla", **settings) -> dict:
+    return {"model": model, "countermeasure": cm, "wall_time_s": wall, "device": device,
+            "versions": {"cpu_bf16": bf16}, "profile_settings": {**FAST, **settings}}
 
 
-def cell(model: str, **settings) -> dict:
-    return {"model": model, "device": "cpu", "profile_settings": {**FAST, **settings}}
+def cell(model: str, cm: str = "Vanilla", **settings) -> dict:
+    return {"model": model, "countermeasure": cm, "device": "cpu", "profile_settings": {**FAST, **settings}}
 
 
 def test_device_kind_separates_cuda_and_the_two_cpu_kinds():
@@ -45,6 +45,16 @@ def test_a_model_never_run_here_is_estimated_by_training_flops_and_does_not_star
     assert fast == 30.0 and r18 > 20 * fast  # ResNet-18 does far more work per image
     assert clock.estimate(cell("resnet18", iterations=2 * 937)) == 2 * r18  # linear in the number of steps
     assert not clock.fits(cell("resnet18")) and clock.fits(cell("fastcnn"))
+
+
+def test_a_countermeasure_with_its_own_records_is_estimated_by_them():
+    """An AT cell (PGD in every step) costs several Vanilla cells of the same model."""
+    clock = Clock(200.0, shape=FMNIST)
+    clock.learn([record("fastcnn", 50.0), record("fastcnn", 60.0), record("fastcnn", 300.0, cm="AT-2/255")])
+    assert clock.estimate(cell("fastcnn", "AT-2/255")) == 300.0 and not clock.fits(cell("fastcnn", "AT-2/255"))
+    assert clock.estimate(cell("fastcnn", "Cutout")) == 60.0  # none of its own: the model's median
+    clock.finished(cell("fastcnn", "Vanilla"), 10.0)
+    assert clock.estimate(cell("fastcnn", "AT-2/255")) == 300.0 and clock.estimate(cell("fastcnn", "Cutout")) == 10.0
 
 
 def test_this_runs_own_cells_override_the_records():

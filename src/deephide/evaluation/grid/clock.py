@@ -3,9 +3,10 @@
 A cell starts only if its estimated wall time ends within the limit; a cell that runs is never cut. The estimate
 of a cell, the first of these that applies:
 
-1. the mean wall time of this run's finished cells of its model;
-2. the median wall time recorded for its model on this device kind (``cuda``, or a CPU with / without native bf16:
-   they differ ~7x) in the records given (the grid's results file, its ``reuse`` files);
+1. the mean wall time of this run's finished cells of its model and countermeasure, else the median recorded for
+   them on this device kind (``cuda``, or a CPU with / without native bf16: they differ ~7x) in the records given
+   (the grid's results file, its ``reuse`` files): an AT cell costs several Vanilla cells of the same model;
+2. the same for its model, any countermeasure;
 3. the median of the model with the most records there, scaled by training work: forward FLOPs of one image
    (``torch.utils.flop_counter``) x iterations x batch size. Conservative for a model larger than the reference,
    which uses a CPU's vector units better than a small one does;
@@ -64,6 +65,12 @@ def _work(model: str, settings: dict[str, Any], shape: tuple[int, int, int], num
     return memo[model] * float(settings.get("iterations") or 1) * float(settings.get("batch_size") or 1)
 
 
+def _keys(cell_or_record: dict[str, Any]) -> tuple[tuple[str, ...], ...]:
+    """What a wall time is filed under: (model, countermeasure label) when there is one, and (model,)."""
+    model, cm = cell_or_record["model"], cell_or_record.get("countermeasure")
+    return ((model, str(cm)), (model,)) if cm is not None else ((model,),)
+
+
 class Clock:
     """The time limit of one run: ``fits(cell)`` before starting a cell, ``finished(cell, wall_s)`` after.
 
@@ -75,8 +82,9 @@ class Clock:
     def __init__(self, limit_s: float | None, shape: Callable[[dict[str, Any]], tuple[tuple[int, int, int], int]]
                  | None = None) -> None:
         self.limit_s, self.t0, self.started = limit_s, time.monotonic(), 0
-        self._mine: dict[str, list[float]] = defaultdict(list)
-        self._seen: dict[tuple[str, str], list[tuple[float, dict[str, Any]]]] = defaultdict(list)
+        # keyed (model, countermeasure) and (model,); _seen also by device kind first
+        self._mine: dict[tuple[str, ...], list[float]] = defaultdict(list)
+        self._seen: dict[tuple[str, ...], list[tuple[float, dict[str, Any]]]] = defaultdict(list)
         self._shape, self._flops, self._kinds = shape, {}, {}
 
     def learn(self, records: Iterable[dict[str, Any]]) -> None:
@@ -85,7 +93,8 @@ class Clock:
             if r.get("wall_time_s") and r.get("model"):
                 kind = device_kind(r.get("device"), (r.get("versions") or {}).get("cpu_bf16"))
                 if kind is not None:
-                    self._seen[(kind, r["model"])].append((float(r["wall_time_s"]), r.get("profile_settings") or {}))
+                    for key in _keys(r):
+                        self._seen[(kind, *key)].append((float(r["wall_time_s"]), r.get("profile_settings") or {}))
 
     def left_s(self) -> float:
         return float("inf") if self.limit_s is None else self.limit_s - (time.monotonic() - self.t0)
@@ -94,17 +103,17 @@ class Clock:
         """Estimated wall seconds of ``cell`` (rules 1-3 of the module docstring), None if unknown; on this machine,
         or from the records of another device ``kind`` (:func:`device_kind`) when given (rule 1 then does not
         apply)."""
-        model = cell["model"]
-        if kind is None and self._mine[model]:
-            return sum(self._mine[model]) / len(self._mine[model])
-        if kind is None:
+        model, here = cell["model"], kind is None
+        if here:
             dev = cell.get("device")
             kind = self._kinds.setdefault(str(dev), _here_kind(dev))
-        same = self._seen.get((kind, model))
-        if same:
-            return median(w for w, _ in same)
-        refs = [(m, [(w, s) for w, s in v if s.get("iterations") and s.get("batch_size")])  # whose work is known
-                for (k, m), v in self._seen.items() if k == kind]
+        for key in _keys(cell):  # (model, countermeasure), then (model,)
+            if here and self._mine[key]:
+                return sum(self._mine[key]) / len(self._mine[key])
+            if self._seen.get((kind, *key)):
+                return median(w for w, _ in self._seen[(kind, *key)])
+        refs = [(k[1], [(w, s) for w, s in v if s.get("iterations") and s.get("batch_size")])  # whose work is known
+                for k, v in self._seen.items() if k[0] == kind and len(k) == 2]
         refs = [(m, v) for m, v in refs if v]
         if not refs or self._shape is None:
             return None
@@ -128,4 +137,5 @@ class Clock:
     def finished(self, cell: dict[str, Any], wall_s: float) -> None:
         """Record a finished cell's own wall time (its run, alongside whatever else ran)."""
         if wall_s > 0:
-            self._mine[cell["model"]].append(float(wall_s))
+            for key in _keys(cell):
+                self._mine[key].append(float(wall_s))
