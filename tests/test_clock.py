@@ -8,7 +8,7 @@ from deephide.evaluation.grid.clock import Clock, device_kind
 from deephide.runtime import bf16_supported
 
 HERE = bool(bf16_supported(torch.device("cpu")))  # this CPU's kind: records from it inform the estimates
-FMNIST = lambda cell: ((1, 28, 28), 10)  # noqa: E731
+FMNIST = lambda cell: ((3, 32, 32), 10)  # noqa: E731  (Fashion-MNIST as the grids train on it)
 FAST = {"iterations": 937, "batch_size": 128}
 
 
@@ -77,3 +77,14 @@ def test_no_limit_always_fits_and_a_spent_limit_never_does():
     assert Clock(None).fits(cell("resnet18"))
     spent = Clock(0.0, shape=FMNIST)
     assert not spent.fits(cell("fastcnn")) and spent.started == 0
+
+
+def test_the_grid_gives_the_clock_channels_first_shapes():
+    """A campaign crashed in the FLOP count: the grid passed an ImageSet's (H, W, C) where (C, H, W) is meant."""
+    from deephide.evaluation.grid.executors import _data_shape
+
+    spec = "synthetic?n=8&size=32&classes=4"
+    assert _data_shape({"test": spec}) == ((3, 32, 32), 4)
+    clock = Clock(1e9, shape=_data_shape)
+    clock.learn([record("fastcnn", 30.0)])
+    assert clock.estimate({**cell("resnet18"), "test": spec}) > 30.0

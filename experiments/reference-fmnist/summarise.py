@@ -164,7 +164,7 @@ def time_left_line(grids: dict[str, Any]) -> str:
                for row, model, cm, seed, mix in product(cfg.train_sets, cfg.models, cfg.countermeasures, cfg.seeds,
                                                         cfg.mixtures or [None])
                if (g, row, model, cm.label, seed, mix) not in done]
-    clock = Clock(None, shape=lambda cell: ((1, 28, 28), 10))  # Fashion-MNIST
+    clock = Clock(None, shape=lambda cell: ((3, 32, 32), 10))  # Fashion-MNIST as the campaign trains on it (RGB 32x32)
     clock.learn(r for _, recs, _ in grids.values() for r in recs)
     parts = []
     for bf16 in (True, False):

@@ -39,7 +39,8 @@ class GridSummary:
 def _data_shape(cell: dict[str, Any]) -> tuple[tuple[int, int, int], int]:
     """((C, H, W), number of classes) of a cell's test data (for the clock's FLOP scaling)."""
     ds = cached_dataset((cell.get("resolved") or {}).get("test") or cell["test"], "test")
-    return ds.shape, ds.num_classes
+    h, w, c = ds.shape  # an ImageSet's images are (N, H, W, C)
+    return (c, h, w), ds.num_classes
 
 
 def _describe(cell: dict[str, Any]) -> str:
