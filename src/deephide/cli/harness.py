@@ -28,7 +28,8 @@ def add_grid_parser(sub: Any) -> argparse.ArgumentParser:
     g.add_argument("--address", help="Ray cluster address (e.g. 127.0.0.1:6379 or auto); default: a new local cluster")
     g.add_argument("--dry-run", action="store_true", help="list the cells and whether each is done; train nothing")
     g.add_argument("--time-limit", type=float, metavar="SECONDS",
-                   help="start no cell that would end past this many seconds (at the mean cell time so far); "
+                   help="start no cell that would end past this many seconds (at its estimated time: this run's "
+                        "and the recorded cells of its model on this device kind, else scaled by training FLOPs); "
                         "running cells finish, the rest wait for the next call")
     g.add_argument("--quiet", action="store_true", help="no progress output")
     return g
