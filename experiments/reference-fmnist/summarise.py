@@ -150,9 +150,7 @@ def time_left_line(grids: dict[str, Any]) -> str:
     its model); a model never trained on that kind is scaled from the best-recorded one by training FLOPs, as the
     grid's time limit does (deephide.evaluation.grid.clock); summed into core-hours (a pool worker is one core);
     the ablation hiders left beside."""
-    from collections import defaultdict
     from itertools import product
-    from statistics import median
 
     from deephide.evaluation.grid.clock import Clock, device_kind
     from deephide.profiles import get_profile
@@ -169,20 +167,14 @@ def time_left_line(grids: dict[str, Any]) -> str:
     parts = []
     for bf16 in (True, False):
         kind = device_kind("cpu", bf16)
-        walls: dict[Any, list[float]] = defaultdict(list)
-        for _, recs, _ in grids.values():
-            for r in recs:
-                if device_kind(r.get("device"), (r.get("versions") or {}).get("cpu_bf16")) == kind and r.get("wall_time_s"):
-                    for k in ((r["model"], r["countermeasure"]), r["model"], None):
-                        walls[k].append(float(r["wall_time_s"]))
-        if not walls:
+        if not clock.recorded(kind):
             continue
-        known = [(m, c) for m, c, _ in missing if walls.get(m)]
-        cost = sum(median(walls.get((m, c)) or walls[m]) for m, c in known)
-        scaled = [(m, clock.estimate({"model": m, "profile_settings": st}, kind=kind)) for m, _, st in missing
-                  if not walls.get(m)]
+        est = [(m, clock.estimate({"model": m, "countermeasure": c, "profile_settings": st}, kind=kind))
+               for m, c, st in missing]
+        cost = sum(e for m, e in est if clock.recorded(kind, m))
+        scaled = [(m, e) for m, e in est if not clock.recorded(kind, m)]
         unknown = sorted({m for m, _ in scaled})
-        parts.append(f"{cost / 3600:.1f} core-hours on a CPU with native bf16 {bf16} (medians of {len(walls[None])} "
+        parts.append(f"{cost / 3600:.1f} core-hours on a CPU with native bf16 {bf16} (medians of {clock.recorded(kind)} "
                      "cells recorded there)" + (
                          f" plus {len(scaled)} cells of {', '.join(unknown)}, never trained there: "
                          f"~{sum(e for _, e in scaled) / 3600:.1f} core-hours scaled by training FLOPs from the "

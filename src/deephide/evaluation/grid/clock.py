@@ -96,6 +96,10 @@ class Clock:
                     for key in _keys(r):
                         self._seen[(kind, *key)].append((float(r["wall_time_s"]), r.get("profile_settings") or {}))
 
+    def recorded(self, kind: str, model: str | None = None) -> int:
+        """How many learnt records of device ``kind`` there are (of ``model``, or of any model)."""
+        return sum(len(v) for k, v in self._seen.items() if len(k) == 2 and k[0] == kind and model in (None, k[1]))
+
     def left_s(self) -> float:
         return float("inf") if self.limit_s is None else self.limit_s - (time.monotonic() - self.t0)
 
