@@ -290,12 +290,16 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                 save_hider(out / SNAPSHOTS / str(n), hider, profile=profile.get("profile"), overwrite=True,
                            training={"iteration": n, "seconds": elapsed, "run": run_cfg})
 
-    def roll_back() -> None:
-        nonlocal rollbacks
+    def restore_good() -> None:
+        """Weights, optimizer and surrogate back to the last kept state."""
         hider.load_state_dict(good[0])
         opt.load_state_dict(good[1])
         if surrogate is not None:
             surrogate.load(good[4])
+
+    def roll_back() -> None:
+        nonlocal rollbacks
+        restore_good()
         rollbacks += 1
 
     try:
@@ -371,10 +375,7 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
             keep(done, guarded, last=True)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (a scheduler's limit): keep the last good state, then stop
         if world.is_main and good[2] > start:
-            hider.load_state_dict(good[0])
-            opt.load_state_dict(good[1])
-            if surrogate is not None:
-                surrogate.load(good[4])
+            restore_good()
             _save(ck, hider, opt, run_cfg, good[2], rollbacks, elapsed0 + time.perf_counter() - t0, good[3], schedule, surrogate)
         raise
     distributed.barrier(world)  # rank 0's last log line and checkpoint are on disk before anyone reads them
