@@ -211,3 +211,43 @@ def test_time_left_counts_missing_cells_at_recorded_wall_times(tmp_path, monkeyp
     scaled = re.search(r"4 cells of resnet18, never trained there: ~([0-9.]+) core-hours scaled by training FLOPs", line)
     assert scaled and float(scaled.group(1)) > 10 * 4 * 2700 / 3600  # > 10x fastcnn's median (0.75 h) per cell
     assert f"{len(mod.campaign.HIDERS)} ablation hiders" in line
+
+
+def test_each_set_made_is_followed_by_the_cells_of_the_rows_ready_so_far(campaign, tmp_path, monkeypatch):
+    # a run that ends between two sets keeps the cells it trained (results are committed, sets in runs/ are not)
+    import argparse
+    from types import SimpleNamespace
+
+    events: list[str] = []
+    monkeypatch.setattr(campaign, "ROOT", tmp_path)
+    monkeypatch.setattr(campaign, "SESSIONS", tmp_path / "results" / "campaign.jsonl")
+    monkeypatch.setattr(campaign, "HIDERS", {"a": ("class", "x", []), "b": ("class", "x", [])})
+    monkeypatch.setattr(campaign, "SETS", {"a": ["protect"], "b": ["protect"], "ISGAN": ["attack"]})
+    monkeypatch.setattr(campaign, "train_hider", lambda name, device, left: True)
+    monkeypatch.setattr(campaign, "make_set", lambda row, device, left: events.append(f"set {row}") or True)
+    monkeypatch.setattr(campaign, "check_set", lambda row: {"verdict": "canonical"})
+    monkeypatch.setattr(campaign, "runtime_config", lambda g, ready, device, columns: ((g, sorted(ready)), []))
+    monkeypatch.setattr(campaign, "load_config", lambda cfg: SimpleNamespace(train_sets=cfg[1]))
+
+    def run_grid(cfg, **kw):
+        events.append(f"grid {cfg[0]} {','.join(cfg[1])}")
+        return SimpleNamespace(ran=0, skipped=0, total=0)
+
+    monkeypatch.setattr(campaign, "run_grid", run_grid)
+    run = argparse.Namespace(hours=1.0, margin_s=0, device="cpu", executor="local", workers=None, part="ablations",
+                             rows=None)
+    campaign.cmd_run(run)
+    passes = [g for g, _ in campaign.ABLATION_PASSES]
+    expect = []
+    for made, ready in (("a", "a"), ("b", "a,b"), ("ISGAN", "ISGAN,a,b")):
+        expect += [f"set {made}"] + [f"grid {g} {ready}" for g in passes]
+    assert events == expect
+    session = json.loads((tmp_path / "results" / "campaign.jsonl").read_text().splitlines()[-1])
+    assert session["part"] == "ablations" and session["sets_ready"] == ["ISGAN", "a", "b"]
+    # sets already on disk are checked together first, then the others one by one
+    events.clear()
+    campaign.set_dir("b").mkdir(parents=True)
+    (campaign.set_dir("b") / "manifest.json").write_text("{}")
+    campaign.cmd_run(run)
+    assert events == ["set b", *[f"grid {g} b" for g in passes], "set a", *[f"grid {g} a,b" for g in passes],
+                      "set ISGAN", *[f"grid {g} ISGAN,a,b" for g in passes]]

@@ -409,6 +409,16 @@ def cmd_run(a: argparse.Namespace) -> None:
             print(f"campaign: grid {g}: {s.ran} run, {s.skipped} already done, {s.total - s.skipped - s.ran} left",
                   flush=True)
 
+    def sets_then_cells(rows: list[str], passes: tuple[tuple[str, tuple[str, ...] | None], ...]) -> None:
+        """The rows' sets, each set made followed by the passes over every row ready so far: finished cells are
+        committed, sets (runs/) are not, so a run that ends before its last set keeps what it trained (the ablation
+        part made its 12 sets, ~6 min each, before its first cell). Sets already on disk are checked first."""
+        first = [r for r in rows if SETS[r] is None or (set_dir(r) / "manifest.json").exists()]
+        for batch in ([first] if first else []) + [[r] for r in rows if r not in first]:
+            if not sets(batch):
+                return
+            grids(passes)
+
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a scheduler's stop still logs the session
     # a background job of a non-interactive shell starts with SIGINT ignored (POSIX), and Python keeps it so:
     # `kill -INT` of a `nohup ... &` campaign did nothing (one session's run had to be killed unlogged)
@@ -416,15 +426,14 @@ def cmd_run(a: argparse.Namespace) -> None:
     try:
         only = None if a.rows is None else set(a.rows.split(","))
         main_rows = [r for r in MAIN_ROWS if only is None or r in only]
-        if a.part in ("all", "main") and sets(main_rows):
-            grids(MAIN_PASSES)
+        if a.part in ("all", "main"):
+            sets_then_cells(main_rows, MAIN_PASSES)
         if a.part in ("all", "ablations"):  # the ablations once the main tables are done (or waiting only for time)
             for h in HIDERS:
                 if left() <= 0 or not train_hider(h, a.device, left()):
                     break
                 hiders_done.append(h)
-            sets(hiders_done + ["ISGAN"])
-            grids(ABLATION_PASSES)
+            sets_then_cells(hiders_done + ["ISGAN"], ABLATION_PASSES)
     except (KeyboardInterrupt, SystemExit):
         session["stopped"] = "interrupted"
         raise
