@@ -101,6 +101,46 @@ def test_dense_subnet_starts_at_zero() -> None:
     assert torch.equal(net(torch.randn(2, 12, 4, 4)), torch.zeros(2, 12, 4, 4))
 
 
+def _dense_before_issue_20(net: DenseSubnet, x: torch.Tensor) -> torch.Tensor:
+    """DenseSubnet.forward as it was: one cat of the input with every feature so far (fp32 once x is fp32)."""
+    feats = [x]
+    for conv in net.convs[:4]:
+        feats.append(net.act(conv(torch.cat(feats, dim=1))))
+    return net.convs[4](torch.cat(feats, dim=1))
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_dense_subnet_keeps_its_values_and_gradients_bit_for_bit_under_autocast(amp: bool) -> None:
+    # the subnet now casts its input to the autocast dtype at each use, so the cat stays bf16: a pure speed change
+    net = DenseSubnet(12, 12, growth=8)
+    _randomise(net, 0.1, seed=0)
+    x = torch.randn(3, 12, 6, 6, generator=torch.Generator().manual_seed(1)).contiguous(memory_format=torch.channels_last)
+    results = []
+    for forward in (net.forward, lambda t: _dense_before_issue_20(net, t)):
+        xi = x.clone().requires_grad_(True)
+        net.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            y = forward(xi)
+        (y.float() * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        results.append([y.detach(), xi.grad] + [p.grad for p in net.parameters()])
+    assert results[0][0].dtype == (torch.bfloat16 if amp else torch.float32)
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+def test_lfc_network_is_frozen_channels_last_and_passes_gradients_to_its_input() -> None:
+    from deephide.hiding.lfc import frozen
+    from deephide.models import build_model
+
+    torch.manual_seed(0)
+    net = frozen(build_model("fastcnn", num_classes=10).double())
+    assert not net.training and not any(p.requires_grad for p in net.parameters())
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in net.parameters() if p.ndim == 4)
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    net.features(x).sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
 def test_coupling_block_inverse_random_weights() -> None:
     block = CouplingBlock(12, 12, clamp=2.0, growth=4)
     _randomise(block, 0.05, seed=1)
