@@ -9,7 +9,10 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
+import tarfile
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -118,3 +121,22 @@ def synthetic_bank(num_classes: int, size: int, per_class: int = 1, seed: int = 
     images = rng.integers(0, 256, size=(num_classes * per_class, size, size, 3), dtype=np.uint8)
     group = np.repeat(np.arange(num_classes), per_class)
     return SecretBank(images, group, num_classes, {"source": "benchmark-random"})
+
+
+def baseline_src(root: Path, rev: str, into: Path) -> Path:
+    """The ``src`` folder of git revision ``rev`` of the repository at ``root``, extracted under ``into``: put it
+    first on PYTHONPATH to run the package as it was at ``rev``."""
+    blob = subprocess.run(["git", "-C", str(root), "archive", rev, "src"], capture_output=True, check=False)
+    if blob.returncode != 0:
+        raise SystemExit(f"benchmarks: git archive {rev} failed: {blob.stderr.decode().strip()}")
+    tar = into / "baseline.tar"
+    tar.write_bytes(blob.stdout)
+    with tarfile.open(tar) as t:
+        t.extractall(into, filter="data")
+    return into / "src"
+
+
+def short_rev(root: Path, rev: str) -> str:
+    """``rev`` as a short commit hash (``rev`` itself when git cannot resolve it)."""
+    out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", rev], capture_output=True, text=True)
+    return out.stdout.strip() or rev

@@ -123,3 +123,33 @@ def test_reference_cost_measures_a_victim_step():
     prof = {"batch_size": 8, "eval_batch_size": 8, "bf16": False, "channels_last": False}
     train_s, eval_s = rc.victim_step_s("fastcnn", prof, threads=1, steps=2)
     assert 0 < eval_s < train_s
+
+
+def test_hide_speed_against_a_baseline_revision(tmp_path):
+    # the committed HEAD as the baseline: both sides run (fresh interpreters), the table has a row per precision
+    hide = _load("hide_speed")
+    n = torch.get_num_threads()
+    try:
+        assert hide.main(["--baseline", "HEAD", "--quick", "--threads", "1", "--out", str(tmp_path / "h.md")]) == 0
+    finally:
+        torch.set_num_threads(n)
+    res = json.loads((tmp_path / "h.json").read_text())
+    assert [r["precision"] for r in res["rows"]][0] == "fp32"
+    for r in res["rows"]:
+        assert r["baseline_images_per_s"] > 0 and r["this_images_per_s"] > 0 and 0 < r["this_share_of_peak"] < 1
+        assert isinstance(r["same_output"], bool)
+    md = (tmp_path / "h.md").read_text()
+    assert "Command: `python benchmarks/hide_speed.py --baseline HEAD --quick" in md
+    assert all(len(row) == len(t[0]) for t in _tables(md) for row in t)
+
+
+def test_hider_step_against_a_baseline_revision(tmp_path):
+    step = _load("hider_step")
+    assert step.main(["--baseline", "HEAD", "--quick", "--profiles", "long", "--precisions", "fp32",
+                      "--out", str(tmp_path / "s.md")]) == 0
+    res = json.loads((tmp_path / "s.json").read_text())
+    (row,) = res["rows"]
+    assert row["profile"] == "long" and row["blocks"] == 1 and row["baseline_s_per_step"] > 0
+    assert row["seed_noise"] is None and row["window"] == 1 and len(row["curves"]["baseline"]) == 2
+    md = (tmp_path / "s.md").read_text()
+    assert "| long | fp32 | 1 | 40 |" in md

@@ -1,0 +1,153 @@
+"""The INN's hide throughput, this tree against a baseline revision, as a share of the measured matmul peak (issue 20).
+
+    python benchmarks/hide_speed.py --baseline 1c825c0 --out benchmarks/HIDE_SPEED.md   # ~3 min on an idle 2-core CPU
+    python benchmarks/hide_speed.py --baseline HEAD --quick --out /tmp/hs                 # smoke test (seconds)
+
+What is measured: ``Hider.hide`` of the 16-block HiNet INN (growth 32, random weights: a trained one costs the
+same) on batches of 256 random 32x32 RGB covers and secrets already in memory, channels-last as ``protect`` holds
+them, without gradients, in fp32 and under bf16 autocast (where the CPU has native bf16): the bare INN of
+``protect``. Each side runs in a fresh interpreter (the baseline is ``git archive REV src``, first on PYTHONPATH),
+alternating for ``--rounds`` rounds; the median images/s of each side is compared, and given as a share of this
+run's own matmul rate (2048x2048, same threads) with the INN's FLOPs per image from torch's FlopCounterMode.
+Output: whether both sides produce the same stego tensor bit for bit (then the stored bytes are the same too).
+Run it on an otherwise idle machine: the share of peak is absolute (the ratio between the sides is not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(HERE) not in sys.path:  # a script, not a package: its helpers live beside it
+    sys.path.insert(0, str(HERE))
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Hide throughput of whichever package PYTHONPATH gives, per precision, and a hash of each output."""
+    import torch
+
+    from benchlib import random_hider
+    from deephide.runtime import autocast, bf16_supported
+
+    torch.set_num_threads(spec["threads"])
+    dev = torch.device("cpu")
+    hider = random_hider(spec["blocks"], spec["growth"]).to(memory_format=torch.channels_last)  # protect's layout
+    g = torch.Generator().manual_seed(0)
+    cover = torch.rand(spec["batch"], 3, 32, 32, generator=g).contiguous(memory_format=torch.channels_last)
+    secret = torch.rand(spec["batch"], 3, 32, 32, generator=g).contiguous(memory_format=torch.channels_last)
+    out: dict[str, Any] = {}
+    for prec in ["fp32"] + (["bf16"] if bf16_supported(dev) else []):
+        with torch.no_grad(), autocast(dev, prec == "bf16"):
+            stego, _ = hider.hide(cover, secret)  # warm-up: oneDNN primitive creation
+            t0 = time.perf_counter()
+            for _ in range(spec["batches"]):
+                hider.hide(cover, secret)
+            dt = time.perf_counter() - t0
+        out[prec] = {"images_per_s": spec["batches"] * spec["batch"] / dt,
+                     "sha256": hashlib.sha256(stego.float().contiguous().numpy().tobytes()).hexdigest()[:16]}
+    return out
+
+
+def run_worker(src: Path, spec: dict[str, Any]) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS=str(spec["threads"]))
+    res = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+                         capture_output=True, text=True, env=env, check=False)
+    if res.returncode != 0:
+        tail = (res.stderr or res.stdout).strip().splitlines()[-1:]
+        raise SystemExit(f"hide_speed: a run of {src} failed: {tail}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--baseline", default="HEAD", help="git revision to compare against (default: HEAD)")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each side, alternating (default 3)")
+    ap.add_argument("--batches", type=int, default=4, help="timed batches of 256 per run and precision (default 4)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
+    ap.add_argument("--quick", action="store_true", help="2 blocks, growth 8, batch 32, 1 round (smoke test)")
+    ap.add_argument("--out", default=str(HERE / "HIDE_SPEED.md"), help="markdown file (a .json beside it)")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.worker:
+        print(json.dumps(worker(json.loads(a.worker))))
+        return 0
+    import torch
+
+    from benchlib import baseline_src, count_flops, machine, matmul_gflops, random_hider, short_rev
+
+    torch.set_num_threads(a.threads)
+    spec = {"blocks": 2, "growth": 8, "batch": 32, "batches": 1} if a.quick else \
+        {"blocks": 16, "growth": 32, "batch": 256, "batches": a.batches}
+    spec["threads"] = a.threads
+    rounds = 1 if a.quick else a.rounds
+    t_start = time.perf_counter()
+    dev = torch.device("cpu")
+    flops = count_flops(lambda: random_hider(spec["blocks"], spec["growth"]).hide(torch.rand(1, 3, 32, 32),
+                                                                                   torch.rand(1, 3, 32, 32)))
+    peak = {"fp32": matmul_gflops(dev, torch.float32, 256 if a.quick else 2048, 3)}
+    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "this tree": []}
+    with tempfile.TemporaryDirectory(prefix="hide-speed-") as tmp:
+        sides = {"baseline": baseline_src(ROOT, a.baseline, Path(tmp)), "this tree": ROOT / "src"}
+        for _ in range(rounds):
+            for side, src in sides.items():
+                runs[side].append(run_worker(src, spec))
+    precisions = list(runs["this tree"][0])
+    if "bf16" in precisions:
+        peak["bf16"] = matmul_gflops(dev, torch.bfloat16, 256 if a.quick else 2048, 3)
+    rows = []
+    for prec in precisions:
+        ips = {side: statistics.median(r[prec]["images_per_s"] for r in rs) for side, rs in runs.items()}
+        same = runs["baseline"][0][prec]["sha256"] == runs["this tree"][0][prec]["sha256"]
+        rows.append({"precision": prec, "baseline_images_per_s": ips["baseline"], "this_images_per_s": ips["this tree"],
+                     "speedup": ips["this tree"] / ips["baseline"], "matmul_gflops": peak[prec],
+                     "baseline_share_of_peak": ips["baseline"] * flops / 1e9 / peak[prec],
+                     "this_share_of_peak": ips["this tree"] * flops / 1e9 / peak[prec], "same_output": same,
+                     "runs": {side: [r[prec]["images_per_s"] for r in rs] for side, rs in runs.items()}})
+        print(f"hide {prec}: {ips['baseline']:.1f} -> {ips['this tree']:.1f} img/s "
+              f"({ips['this tree'] / ips['baseline']:.2f}x), {100 * rows[-1]['this_share_of_peak']:.1f}% of the "
+              f"{prec} matmul peak; same output: {same}", flush=True)
+    res = {"date": _dt.datetime.now().isoformat(timespec="seconds"), "argv": sys.argv[1:] if argv is None else argv,
+           "baseline": short_rev(ROOT, a.baseline), "machine": machine(dev), "spec": spec,
+           "gflop_per_image": flops / 1e9, "wall_s": round(time.perf_counter() - t_start, 1), "rows": rows}
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
+    out.write_text(render(res))
+    print(f"hide_speed: wrote {out} and {out.with_suffix('.json')}")
+    return 0
+
+
+def render(res: dict[str, Any]) -> str:
+    m, s = res["machine"], res["spec"]
+    lines = [
+        "# The INN's hide throughput: this tree against a baseline revision", "",
+        f"Command: `python benchmarks/hide_speed.py {' '.join(res['argv'])}`  ",
+        f"Date: {res['date']}; wall time {res['wall_s'] / 60:.1f} min; baseline `{res['baseline']}`  ",
+        f"CPU: {m.get('cpu')}, {m.get('cpus')} logical cores, native bf16: {m.get('bf16_native')}; torch "
+        f"{m.get('torch')}; {s['threads']} thread(s)  ",
+        f"INN: {s['blocks']} blocks, growth {s['growth']}, batch {s['batch']}, {res['gflop_per_image']:.4f} GFLOP per "
+        "image (FlopCounterMode: convolutions)", "",
+        "| precision | baseline img/s | this tree img/s | speedup | matmul peak (GFLOP/s) | baseline share of peak | this tree share of peak | same output bit for bit |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in res["rows"]:
+        lines.append(f"| {r['precision']} | {r['baseline_images_per_s']:.1f} | {r['this_images_per_s']:.1f} | "
+                     f"**{r['speedup']:.2f}x** | {r['matmul_gflops']:,.0f} | {100 * r['baseline_share_of_peak']:.1f}% | "
+                     f"**{100 * r['this_share_of_peak']:.1f}%** | {'yes' if r['same_output'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
