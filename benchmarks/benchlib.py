@@ -5,11 +5,13 @@ Nothing here is imported by the package; the scripts put this folder on ``sys.pa
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
 import statistics
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -140,3 +142,33 @@ def short_rev(root: Path, rev: str) -> str:
     """``rev`` as a short commit hash (``rev`` itself when git cannot resolve it)."""
     out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", rev], capture_output=True, text=True)
     return out.stdout.strip() or rev
+
+
+def run_side(script: Path, src: Path, spec: dict[str, Any]) -> dict[str, Any]:
+    """``script --worker SPEC`` in a fresh interpreter running the package in ``src`` (first on PYTHONPATH) with
+    ``spec["threads"]`` threads; the JSON object its last output line holds. A failed run stops the benchmark."""
+    env = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS=str(spec["threads"]))
+    res = subprocess.run([sys.executable, str(script), "--worker", json.dumps(spec)], capture_output=True, text=True,
+                         env=env, check=False)
+    if res.returncode != 0:
+        tail = (res.stderr or res.stdout).strip().splitlines()[-1:]
+        raise SystemExit(f"{script.name}: a run of {src} failed ({json.dumps(spec)}): {tail}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def baseline_header(title: str, script: str, res: dict[str, Any], threads: int) -> list[str]:
+    """The first lines of a this-tree-against-a-baseline result file: title, command, date, baseline, machine."""
+    m = res["machine"]
+    return [f"# {title}", "",
+            f"Command: `python benchmarks/{script} {' '.join(res['argv'])}`  ",
+            f"Date: {res['date']}; wall time {res['wall_s'] / 60:.1f} min; baseline `{res['baseline']}`  ",
+            f"CPU: {m.get('cpu')}, {m.get('cpus')} logical cores, native bf16: {m.get('bf16_native')}; torch "
+            f"{m.get('torch')}; {threads} thread(s) per run  "]
+
+
+def save_result(out: Path, res: dict[str, Any], markdown: str) -> None:
+    """``res`` as JSON beside the markdown file ``out`` (same name, .json), both written; says where."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
+    out.write_text(markdown)
+    print(f"benchmarks: wrote {out} and {out.with_suffix('.json')}")

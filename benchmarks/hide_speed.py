@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,16 +59,6 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_worker(src: Path, spec: dict[str, Any]) -> dict[str, Any]:
-    env = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS=str(spec["threads"]))
-    res = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-                         capture_output=True, text=True, env=env, check=False)
-    if res.returncode != 0:
-        tail = (res.stderr or res.stdout).strip().splitlines()[-1:]
-        raise SystemExit(f"hide_speed: a run of {src} failed: {tail}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--baseline", default="HEAD", help="git revision to compare against (default: HEAD)")
@@ -85,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    from benchlib import baseline_src, count_flops, machine, matmul_gflops, random_hider, short_rev
+    from benchlib import (baseline_src, count_flops, machine, matmul_gflops, random_hider, run_side, save_result,
+                          short_rev)
 
     torch.set_num_threads(a.threads)
     spec = {"blocks": 2, "growth": 8, "batch": 32, "batches": 1} if a.quick else \
@@ -102,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         sides = {"baseline": baseline_src(ROOT, a.baseline, Path(tmp)), "this tree": ROOT / "src"}
         for _ in range(rounds):
             for side, src in sides.items():
-                runs[side].append(run_worker(src, spec))
+                runs[side].append(run_side(Path(__file__).resolve(), src, spec))
     precisions = list(runs["this tree"][0])
     if "bf16" in precisions:
         peak["bf16"] = matmul_gflops(dev, torch.bfloat16, 256 if a.quick else 2048, 3)
@@ -121,22 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     res = {"date": _dt.datetime.now().isoformat(timespec="seconds"), "argv": sys.argv[1:] if argv is None else argv,
            "baseline": short_rev(ROOT, a.baseline), "machine": machine(dev), "spec": spec,
            "gflop_per_image": flops / 1e9, "wall_s": round(time.perf_counter() - t_start, 1), "rows": rows}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
-    out.write_text(render(res))
-    print(f"hide_speed: wrote {out} and {out.with_suffix('.json')}")
+    save_result(Path(a.out), res, render(res))
     return 0
 
 
 def render(res: dict[str, Any]) -> str:
-    m, s = res["machine"], res["spec"]
-    lines = [
-        "# The INN's hide throughput: this tree against a baseline revision", "",
-        f"Command: `python benchmarks/hide_speed.py {' '.join(res['argv'])}`  ",
-        f"Date: {res['date']}; wall time {res['wall_s'] / 60:.1f} min; baseline `{res['baseline']}`  ",
-        f"CPU: {m.get('cpu')}, {m.get('cpus')} logical cores, native bf16: {m.get('bf16_native')}; torch "
-        f"{m.get('torch')}; {s['threads']} thread(s)  ",
+    from benchlib import baseline_header
+
+    s = res["spec"]
+    lines = baseline_header("The INN's hide throughput: this tree against a baseline revision", "hide_speed.py", res,
+                            s["threads"]) + [
         f"INN: {s['blocks']} blocks, growth {s['growth']}, batch {s['batch']}, {res['gflop_per_image']:.4f} GFLOP per "
         "image (FlopCounterMode: convolutions)", "",
         "| precision | baseline img/s | this tree img/s | speedup | matmul peak (GFLOP/s) | baseline share of peak | this tree share of peak | same output bit for bit |",

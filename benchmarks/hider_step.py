@@ -24,11 +24,8 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +33,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+if str(HERE) not in sys.path:  # a script, not a package: its helpers live beside it
+    sys.path.insert(0, str(HERE))
 PROFILES = ("cpu", "long", "paper")
 
 
@@ -48,9 +47,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     from deephide.hiding.train import train_hider
     from deephide.models import build_model
 
-    torch.set_num_threads(spec["threads"])
-    sys.path.insert(0, str(HERE))
     from benchlib import synthetic_bank
+
+    torch.set_num_threads(spec["threads"])
 
     warm, n = spec["iters"]
     over = {"iterations": warm + n, "log_every": 1, "checkpoint_every": 10**9, "snapshot_at": ()}
@@ -81,33 +80,6 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             "total": [r["total"] for r in log], "rollbacks": log[-1].get("rollbacks", 0)}
 
 
-def run_worker(src: Path, spec: dict[str, Any]) -> dict[str, Any]:
-    env = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS=str(spec["threads"]))
-    res = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-                         capture_output=True, text=True, env=env, check=False)
-    if res.returncode != 0:
-        tail = (res.stderr or res.stdout).strip().splitlines()[-1:]
-        raise SystemExit(f"hider_step: a {spec['profile']} run of {src} failed: {tail}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
-
-
-def baseline_src(rev: str, into: Path) -> Path:
-    """The ``src`` folder of git revision ``rev``, extracted under ``into``."""
-    blob = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=False)
-    if blob.returncode != 0:
-        raise SystemExit(f"hider_step: git archive {rev} failed: {blob.stderr.decode().strip()}")
-    tar = into / "base.tar"
-    tar.write_bytes(blob.stdout)
-    with tarfile.open(tar) as t:
-        t.extractall(into, filter="data")
-    return into / "src"
-
-
-def rev_name(rev: str) -> str:
-    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], capture_output=True, text=True)
-    return out.stdout.strip() or rev
-
-
 def max_rel_diff(a: list[float], b: list[float], window: int = 1) -> float:
     """Largest relative difference between the means of ``a`` and ``b`` over consecutive windows of ``window`` steps."""
     means = lambda xs: [statistics.fmean(xs[i:i + window]) for i in range(0, len(xs) - window + 1, window)]  # noqa: E731
@@ -135,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    sys.path.insert(0, str(HERE))
-    from benchlib import machine
+    from benchlib import baseline_src, machine, run_side, save_result, short_rev
+
+    script = Path(__file__).resolve()
 
     if a.quick:
         a.warm, a.steps, a.rounds, a.curve_steps, a.window, a.same_steps = 2, 2, 1, 4, 2, 2
@@ -144,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="hider-step-") as tmp:
         tmp = Path(tmp)
-        sides = {"baseline": baseline_src(a.baseline, tmp), "this tree": ROOT / "src"}
+        sides = {"baseline": baseline_src(ROOT, a.baseline, tmp), "this tree": ROOT / "src"}
         for prof in a.profiles:
             for prec in a.precisions:
                 base = {"profile": prof, "bf16": prec == "bf16", "threads": a.threads, "n": 2000,
@@ -153,16 +126,18 @@ def main(argv: list[str] | None = None) -> int:
                 info: dict[str, Any] = {}
                 for r in range(a.rounds):
                     for side, src in sides.items():
-                        res = run_worker(src, {**base, "iters": [a.warm, a.steps], "out": str(tmp / f"{prof}-{prec}-t{r}-{side[:4]}")})
+                        res = run_side(script, src, {**base, "iters": [a.warm, a.steps],
+                                                     "out": str(tmp / f"{prof}-{prec}-t{r}-{side[:4]}")})
                         times[side].append(res["s_per_step"])
                         info = res
                 n_curve = a.curve_steps if prec == "bf16" else a.same_steps
-                curves = {side: run_worker(src, {**base, "iters": [0, n_curve], "out": str(tmp / f"{prof}-{prec}-curve-{side[:4]}")})
+                curves = {side: run_side(script, src, {**base, "iters": [0, n_curve],
+                                                       "out": str(tmp / f"{prof}-{prec}-curve-{side[:4]}")})
                           for side, src in sides.items()}
                 window = a.window if prec == "bf16" else 1
                 noise = None
                 if prec == "bf16":
-                    seed1 = run_worker(sides["baseline"], {**base, "iters": [0, n_curve], "seed": 1,
+                    seed1 = run_side(script, sides["baseline"], {**base, "iters": [0, n_curve], "seed": 1,
                                                             "out": str(tmp / f"{prof}-{prec}-curve-seed1")})
                     noise = max_rel_diff(curves["baseline"]["total"], seed1["total"], window)
                 tb, tn = statistics.median(times["baseline"]), statistics.median(times["this tree"])
@@ -178,25 +153,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{prof} {prec}: {tb:.3f} -> {tn:.3f} s/step ({tb / tn:.2f}x); loss curves differ by at most "
                       f"{row['curve_max_rel_diff']:.2e} (relative, {window}-step means) over {n_curve} steps"
                       + (f"; seed 0 vs 1 of the baseline: {noise:.2e}" if noise is not None else ""), flush=True)
-    res = {"date": _dt.datetime.now().isoformat(timespec="seconds"), "argv": sys.argv[1:],
-           "baseline": rev_name(a.baseline), "machine": machine(torch.device("cpu")), "threads": a.threads,
+    res = {"date": _dt.datetime.now().isoformat(timespec="seconds"), "argv": sys.argv[1:] if argv is None else argv,
+           "baseline": short_rev(ROOT, a.baseline), "machine": machine(torch.device("cpu")), "threads": a.threads,
            "wall_s": round(time.perf_counter() - t_start, 1), "rows": rows}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
-    out.write_text(render(res))
-    print(f"hider_step: wrote {out} and {out.with_suffix('.json')}")
+    save_result(Path(a.out), res, render(res))
     return 0
 
 
 def render(res: dict[str, Any]) -> str:
-    m = res["machine"]
-    lines = [
-        "# Hider training: this tree against a baseline revision", "",
-        f"Command: `python benchmarks/hider_step.py {' '.join(res['argv'])}`  ",
-        f"Date: {res['date']}; wall time {res['wall_s'] / 60:.1f} min; baseline `{res['baseline']}`  ",
-        f"CPU: {m.get('cpu')}, {m.get('cpus')} logical cores, native bf16: {m.get('bf16_native')}; "
-        f"torch {m.get('torch')}; {res['threads']} thread(s) per run", "",
+    from benchlib import baseline_header
+
+    lines = baseline_header("Hider training: this tree against a baseline revision", "hider_step.py", res,
+                            res["threads"]) + [
+        "",
         "Seconds per training step: median over alternating fresh runs of each side (each run's mean over its "
         "timed steps). Loss curves: largest relative difference of the total loss between the sides (seed 0), "
         "averaged over windows of the given steps (1 = step by step: 0 means bit for bit), beside the same between "

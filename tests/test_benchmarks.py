@@ -152,4 +152,4 @@ def test_hider_step_against_a_baseline_revision(tmp_path):
     assert row["profile"] == "long" and row["blocks"] == 1 and row["baseline_s_per_step"] > 0
     assert row["seed_noise"] is None and row["window"] == 1 and len(row["curves"]["baseline"]) == 2
     md = (tmp_path / "s.md").read_text()
-    assert "| long | fp32 | 1 | 40 |" in md
+    assert "| long | fp32 | 1 | 40 |" in md and "Command: `python benchmarks/hider_step.py --baseline HEAD --quick" in md
