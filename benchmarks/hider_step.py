@@ -62,14 +62,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     bank = synthetic_bank(10, 32, per_class=4)
     feat = None
     if prof.get("lfc", True) and prof["w_lfc"] > 0:
-        from deephide.hiding import lfc
-
         torch.manual_seed(0)
         net = build_model(prof["lfc_model"], num_classes=10)  # random weights: L_LFC's cost, not its features
-        if hasattr(lfc, "frozen"):  # prepared as feature_model prepares it (revisions before 2026-12-05 inline it)
-            net = lfc.frozen(net)
-        else:
-            net = net.float().to(memory_format=torch.contiguous_format).eval().requires_grad_(False)
+        net = net.float().to(memory_format=torch.contiguous_format).eval().requires_grad_(False)  # as feature_model
         feat = net.features
     s = train_hider(train, bank, prof, spec["out"], mode="class", seed=spec.get("seed", 0), features=feat, device="cpu",
                     progress=False)

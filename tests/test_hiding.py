@@ -127,20 +127,6 @@ def test_dense_subnet_keeps_its_values_and_gradients_bit_for_bit_under_autocast(
     assert all(torch.equal(a, b) for a, b in zip(*results))
 
 
-def test_lfc_network_is_frozen_channels_last_and_passes_gradients_to_its_input() -> None:
-    from deephide.hiding.lfc import frozen
-    from deephide.models import build_model
-
-    torch.manual_seed(0)
-    net = frozen(build_model("fastcnn", num_classes=10).double())
-    assert not net.training and not any(p.requires_grad for p in net.parameters())
-    assert all(p.dtype == torch.float32 for p in net.parameters())
-    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in net.parameters() if p.ndim == 4)
-    x = torch.rand(2, 3, 32, 32, requires_grad=True)
-    net.features(x).sum().backward()
-    assert x.grad is not None and float(x.grad.abs().sum()) > 0
-
-
 def test_coupling_block_inverse_random_weights() -> None:
     block = CouplingBlock(12, 12, clamp=2.0, growth=4)
     _randomise(block, 0.05, seed=1)

@@ -44,23 +44,6 @@ def test_balanced_batches_hold_same_class_pairs():
     assert idx.size == 12 and len(set(cls.tolist())) == 4 and all((cls == k).sum() == 3 for k in set(cls.tolist()))
 
 
-def test_the_lfc_feature_pass_runs_in_the_hiders_precision(train, bank, tmp_path):
-    # bf16 profiles (where native) run L_LFC's feature network under the same autocast as the INN (issue 20:
-    # its fp32 pass was half of a cpu-profile step); the cosines stay fp32 (lfc_loss)
-    seen = []
-
-    def features(x: torch.Tensor) -> torch.Tensor:
-        seen.append(torch.is_autocast_enabled("cpu"))
-        return x.flatten(1) * 2.0
-
-    for bf16 in (False, True):
-        seen.clear()
-        prof = get_hider_profile("tiny", iterations=2, log_every=1, bf16=bf16)
-        s = train_hider(train, bank, prof, tmp_path / f"bf16-{bf16}", mode="class", seed=0, features=features,
-                        progress=False)
-        assert seen and set(seen) == {s["bf16"]}
-
-
 def test_train_hider_logs_checkpoints_and_resumes(train, bank, tmp_path):
     prof = get_hider_profile("tiny", lfc=False, iterations=4, checkpoint_every=2, log_every=1)
     full = train_hider(train, bank, prof, tmp_path / "a", mode="sample", seed=1, progress=False)

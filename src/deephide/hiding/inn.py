@@ -149,8 +149,8 @@ class DenseSubnet(nn.Module):
         feats: list[torch.Tensor] = []
         for conv in self.convs:
             # under autocast every conv reads its input in the low precision: casting x at each use keeps the cat in
-            # that precision (a cat of fp32 x with bf16 features is an fp32 copy of the whole stack, cast back per conv:
-            # measured 2x the step on a CPU with native bf16); per use, so x's gradient still sums in fp32. Same values.
+            # that precision (a cat of fp32 x with bf16 features is an fp32 copy of the whole stack, cast back per conv;
+            # benchmarks/HIDER_STEP.md); per use, so x's gradient still sums in fp32: the same values bit for bit
             out = conv(torch.cat([x.to(low) if low is not None else x, *feats], dim=1))
             feats.append(self.act(out) if len(feats) < 4 else out)
         return feats[-1]

@@ -91,14 +91,7 @@ def feature_model(train: ImageSet, test: ImageSet, profile: str = "cpu", model: 
 
             rec = json.loads(info.read_text())
             record.update(final_acc=rec.get("final_acc"), wall_time_s=rec.get("wall_time_s"))
-    return frozen(net)
-
-
-def frozen(net: torch.nn.Module) -> torch.nn.Module:
-    """``net`` as L_LFC uses it (in place): fp32 weights, eval mode, no parameter gradients (its input still gets
-    them), channels-last: the layout the hider's batches already have, in which oneDNN's bf16 convolutions (the
-    feature pass runs under the hider's autocast) are fast; fp32 results are unchanged by it (benchmarks/HIDER_STEP.md)."""
-    net = net.float().to(memory_format=torch.channels_last).eval()
+    net = net.float().to(memory_format=torch.contiguous_format).eval()
     for p in net.parameters():
         p.requires_grad_(False)
     return net

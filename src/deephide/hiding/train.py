@@ -258,9 +258,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
         terms = {"hide": hide_loss(cover + raw, cover, eps), "reveal": reveal_loss(secret_hat, target),
                  "freq": freq_loss(stored, cover)}
         if use_lfc:
-            with autocast(dev, use_bf16):  # the feature pass in the INN's precision; lfc_loss takes cosines in fp32
-                terms["lfc"] = lfc_loss(features, stored, cover, y, eps, reduction=profile.get("lfc_reduction", "sum"),
-                                        repulsion=float(profile.get("lfc_repulsion", 0.0)))
+            terms["lfc"] = lfc_loss(features, stored, cover, y, eps, reduction=profile.get("lfc_reduction", "sum"),
+                                    repulsion=float(profile.get("lfc_repulsion", 0.0)))
             if lfc_scale != 1:  # a per-rank sum over pairs: x world size, so DDP's mean is the global sum
                 terms["lfc"] = terms["lfc"] * lfc_scale
         if weights["use"] > 0:
