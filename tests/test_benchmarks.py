@@ -153,3 +153,17 @@ def test_hider_step_against_a_baseline_revision(tmp_path):
     assert row["seed_noise"] is None and row["window"] == 1 and len(row["curves"]["baseline"]) == 2
     md = (tmp_path / "s.md").read_text()
     assert "| long | fp32 | 1 | 40 |" in md and "Command: `python benchmarks/hider_step.py --baseline HEAD --quick" in md
+
+
+def test_profile_hider_step_lists_the_top_operators(tmp_path):
+    prof = _load("profile_hider_step")
+    n = torch.get_num_threads()
+    try:
+        assert prof.main(["--profiles", "tiny", "--steps", "1", "--top", "3", "--out", str(tmp_path / "p.md")]) == 0
+    finally:
+        torch.set_num_threads(n)
+    md = (tmp_path / "p.md").read_text()
+    assert "## Profile `tiny`" in md
+    (table,) = _tables(md)
+    assert len(table) == 2 + 3 and table[0][0] == "operator"
+    assert all(0 < float(row[2].rstrip("%")) <= 100 for row in table[2:])
