@@ -1,6 +1,8 @@
 """Hider training speed, this tree against a baseline revision, with the loss curves of both (issue 20, item 2).
 
-    python benchmarks/hider_step.py --baseline 1c825c0 --out benchmarks/HIDER_STEP.md   # ~25 min on 2 cores
+    # HIDER_STEP.md (~30 min, one thread beside other work):
+    python benchmarks/hider_step.py --baseline 1c825c0 --profiles cpu long paper --precisions bf16 --curve-steps 40 --window 10
+    python benchmarks/hider_step.py --baseline 1c825c0 --out benchmarks/HIDER_STEP.md   # every profile and precision
     python benchmarks/hider_step.py --baseline HEAD --quick --out /tmp/hs                 # smoke test (~1 min)
 
 What is measured: ``train_hider`` itself (every loss term, the spike guard, the optimizer), profile by profile,
