@@ -167,21 +167,26 @@ def test_summary_finds_cells_by_their_training_bytes(tmp_path, monkeypatch):
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "g.yaml").write_text(yaml.safe_dump({
         "name": "g", "out": "g.jsonl", "test": CLEAN, "seeds": [0], "profile": "fast", "models": ["fastcnn"],
-        "train_sets": {"DH-C": "a", "DH-C-paper": "b"}, "countermeasures": ["Vanilla"]}))
+        "train_sets": {"DH-C": "a", "DH-C-paper": "b", "w1 x10 (10)": "runs/reference/sets/w1x10-C"},
+        "countermeasures": ["Vanilla"]}))
     monkeypatch.setattr(mod, "CONFIGS", tmp_path / "configs")
     monkeypatch.setattr(mod, "ROOT", tmp_path)
     rec = lambda key, row, fp, acc: {"key": key, "row": row, "model": "fastcnn", "countermeasure": "Vanilla",  # noqa: E731
                                      "seed": 0, "profile": "fast", "final_acc": acc, "data": {"train": {"fingerprint": fp}}}
     with open(tmp_path / "g.jsonl", "w") as f:
-        for r in (rec("k1", "DH-C", "old", 76.0), rec("k2", "DH-C", "bad", 50.0), rec("k3", "DH-C", "new", 30.0)):
+        for r in (rec("k1", "DH-C", "old", 76.0), rec("k2", "DH-C", "bad", 50.0), rec("k3", "DH-C", "new", 30.0),
+                  rec("k4", "w1 x10 (10)", "w1", 61.0)):
             f.write(json.dumps(r) + "\n")
     ledger = [{"row": "DH-C", "fingerprint": "old", "verdict": "canonical", "current": False},
               {"row": "DH-C", "fingerprint": "new", "verdict": "canonical", "current": True},
               {"row": "DH-C", "fingerprint": "bad", "verdict": "refused", "current": True},
-              {"row": "DH-C-paper", "fingerprint": "old", "verdict": "canonical", "current": True}]
+              {"row": "DH-C-paper", "fingerprint": "old", "verdict": "canonical", "current": True},
+              {"row": "w1x10-C", "fingerprint": "w1", "verdict": "canonical", "current": True}]
     _, recs, planned = mod.grid_records("g", mod.row_fingerprints(ledger))
-    assert planned == 2
-    assert sorted((r["row"], r["final_acc"]) for r in recs) == [("DH-C", 30.0), ("DH-C-paper", 76.0)]
+    assert planned == 3
+    # an ablation table labels its row its own way; the ledger knows it by its set (w1x10-C)
+    assert sorted((r["row"], r["final_acc"]) for r in recs) == [("DH-C", 30.0), ("DH-C-paper", 76.0),
+                                                                ("w1 x10 (10)", 61.0)]
 
 
 def test_time_left_counts_missing_cells_at_recorded_wall_times(tmp_path, monkeypatch):

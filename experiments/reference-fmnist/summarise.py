@@ -39,6 +39,13 @@ def row_fingerprints(ledger: list[dict[str, Any]]) -> dict[str, set[str]]:
     return out
 
 
+def ledger_row(label: str, spec: str) -> str:
+    """The ledger's name for a config row: the set's own name where the spec is a campaign set (the weights table
+    labels set w1x10-C "w1 x10 (10)"), else the label."""
+    path = Path(spec)
+    return path.name if path.parent.name == "sets" else label
+
+
 def grid_records(name: str, row_fps: dict[str, set[str]]) -> tuple[Any, list[dict[str, Any]], int]:
     """(config, its records: one per cell, each under the row whose current set it trained on, cells planned).
 
@@ -53,9 +60,9 @@ def grid_records(name: str, row_fps: dict[str, set[str]]) -> tuple[Any, list[dic
         if not (r["model"] in cfg.models and r["countermeasure"] in labels and r["seed"] in cfg.seeds
                 and r.get("profile") == cfg.profile):
             continue
-        for row in cfg.train_sets:
+        for row, spec in cfg.train_sets.items():
             ident = (row, r["model"], r["countermeasure"], r["seed"], r.get("mixture"))
-            if fp in row_fps.get(row, ()) and ident not in seen:
+            if fp in row_fps.get(ledger_row(row, spec), ()) and ident not in seen:
                 seen.add(ident)
                 out.append({**r, "row": row})
     planned = len(cfg.train_sets) * len(cfg.models) * len(labels) * len(cfg.seeds) * len(cfg.mixtures or [None])
