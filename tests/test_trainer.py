@@ -122,3 +122,51 @@ def test_compiled_training_matches_eager_and_checkpoints_plain_weights(sets, tmp
     with safe_open(str(tmp_path / "ck" / "checkpoint.safetensors"), framework="pt") as f:
         keys = list(f.keys())
     assert keys and not any("_orig_mod" in k for k in keys)
+
+
+@pytest.mark.parametrize("kind", ["crop-flip", "auto", "none", "rrc-flip"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_uint8_augmentation_is_the_float_augmentation_bit_for_bit(kind, channels_last):
+    from deephide.training.augment import augment_batch, augment_uint8
+
+    x = torch.randint(0, 256, (6, 5, 12, 3), dtype=torch.uint8).permute(0, 3, 1, 2)  # NHWC memory: a CL view
+    if not channels_last:
+        x = x.contiguous()
+    a = augment_uint8(x, kind, torch.Generator().manual_seed(7))
+    b = augment_batch(x.float().div_(255), kind, torch.Generator().manual_seed(7))
+    assert a.dtype == torch.float32 and torch.equal(a, b) and a.stride() == b.stride()
+
+
+def test_fused_sgd_matches_the_for_loop_bit_for_bit():
+    """The trainer's fused SGD (CPU) is a speed change only: same weights and momenta as the for-loop path."""
+    from deephide.models import build_model
+
+    torch.manual_seed(0)
+    base = build_model("fastcnn", num_classes=4, in_channels=3, image_size=32)
+    x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 4, (16,))
+    nets = []
+    for fused in (True, False):
+        net = build_model("fastcnn", num_classes=4, in_channels=3, image_size=32)
+        net.load_state_dict(base.state_dict())
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True,
+                              fused=fused, foreach=False if not fused else None)
+        for _ in range(4):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = torch.nn.functional.cross_entropy(net(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        nets.append((net, opt))
+    (a, oa), (b, ob) = nets
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(torch.equal(oa.state[p]["momentum_buffer"], ob.state[q]["momentum_buffer"])
+               for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_a_channels_last_profile_trains_on_the_stored_bytes_without_a_copy():
+    from deephide.training.trainer import _on_device
+
+    images = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    view, copy = _on_device(images, torch.device("cpu"), True), _on_device(images, torch.device("cpu"), False)
+    assert view.data_ptr() == images.ctypes.data and view.is_contiguous(memory_format=torch.channels_last)
+    assert copy.is_contiguous() and torch.equal(view, copy) and view.shape == (5, 3, 8, 8)
