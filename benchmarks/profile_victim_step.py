@@ -3,8 +3,8 @@
     python benchmarks/profile_victim_step.py --out benchmarks/VICTIM_STEP_PROFILE.md
 
 The campaign's cell (fastcnn, profile ``fast``: batch 128, bf16 autocast where native, channels-last, one thread)
-on a synthetic 32x32x3 set, ``--steps`` steps after ``--warm`` unprofiled ones, one evaluation at the end (its
-forward passes are the batch-256 rows). Two tables: the operators with the most self CPU time, grouped by input
+on a synthetic 32x32x3 set, ``--steps`` steps after ``--warm`` unprofiled ones, one evaluation of 256 test images
+at the end (the batch-256 rows). Two tables: the operators with the most self CPU time, grouped by input
 shapes, and the same time summed by operator family (convolution forward / backward, max-pool with its backward and
 the zero fill of its gradient, BatchNorm, GELU, optimizer, the batch's augmentation and copies, the rest).
 """
@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     from benchlib import machine
 
     torch.set_num_threads(1)
-    data = "synthetic?n=4096&classes=10&size=32"
-    train, test = load_dataset(data, "train"), load_dataset(data, "test")
+    train = load_dataset("synthetic?n=4096&classes=10&size=32", "train")
+    test = load_dataset("synthetic?n=256&classes=10&size=32", "test")  # one evaluation batch: the steps dominate
     prof = get_profile("victim", a.profile)
     warm = get_profile("victim", a.profile, iterations=a.warm, eval_every=a.warm)
     train_victim(train, test, a.model, warm, seed=0, device="cpu", progress=False)  # oneDNN's kernels made once
