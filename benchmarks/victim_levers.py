@@ -6,7 +6,7 @@ The grid cell is fastcnn's `fast` profile (batch 128, bf16 autocast where native
 lever below is timed against the profile's own setting in alternating rounds of this one process (the median of
 ``--rounds`` timings each), so a busy machine slows both alike:
 
-- batch shape: one training step (crop-flip of a uint8 batch, forward, backward, fused SGD) per image, at several
+- batch shape: one training step (crop-flip, forward, backward, SGD: the trainer's) per image, at several
   batch sizes (fewer, larger steps for the same images; a recipe change, so only worth testing for accuracy if the
   per-image cost falls);
 - precision and layout: the same step in bf16 / fp32, channels-last / NCHW;
@@ -55,13 +55,13 @@ def make_step(batch: int, bf16: bool, channels_last: bool, n: int = 4096) -> Cal
     import torch.nn.functional as F
 
     from deephide.models import build_model
-    from deephide.training.augment import augment_uint8
+    from deephide.training.augment import augment_batch
 
     torch.manual_seed(0)
     net = build_model("fastcnn", num_classes=10, in_channels=3, image_size=32)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(memory_format=fmt)
-    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4, fused=True)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     images = torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8).permute(0, 3, 1, 2)
     if not channels_last:
         images = images.contiguous()
@@ -70,7 +70,7 @@ def make_step(batch: int, bf16: bool, channels_last: bool, n: int = 4096) -> Cal
 
     def step() -> None:
         idx = torch.randint(0, n, (batch,), generator=gen)
-        x = augment_uint8(images[idx], "crop-flip", gen).contiguous(memory_format=fmt)
+        x = augment_batch(images[idx].float().div_(255), "crop-flip", gen).contiguous(memory_format=fmt)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = net(x)
         loss = F.cross_entropy(logits.float(), labels[idx])

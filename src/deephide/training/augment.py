@@ -53,7 +53,7 @@ def random_resized_crop_flip(x: torch.Tensor, gen: torch.Generator, size: int,
 
 
 def augment_batch(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
-    """Apply the profile's augmentation ``kind`` to a float batch in [0, 1] (crop-flip: any dtype)."""
+    """Apply the profile's augmentation ``kind`` to a float batch in [0, 1]."""
     if kind == "none":
         return x
     if kind == "crop-flip":
@@ -63,23 +63,3 @@ def augment_batch(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Ten
     if kind == "auto":  # the paper: crop-flip for CIFAR-sized images, random-resized-crop for ImageNet
         return random_crop_flip(x, gen) if x.shape[-1] < 128 else random_resized_crop_flip(x, gen, x.shape[-1])
     raise ValueError(f"unknown augmentation '{kind}'")
-
-
-def augment_uint8(images: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
-    """``augment_batch(images.float() / 255, kind, gen)``, bit for bit, from uint8 images (N, C, H, W).
-
-    Crop and flip only move bytes (zero padding is 0 in both), so they run on the uint8 batch before the float
-    conversion: a quarter of the bytes to pad and gather. The random draws are the same ones. Kinds that
-    interpolate (rrc-flip) convert first. Returns float32 in [0, 1], laid out as ``augment_batch`` lays it out.
-
-    Example::
-
-        >>> x = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
-        >>> a = augment_uint8(x, "crop-flip", torch.Generator().manual_seed(0))
-        >>> b = augment_batch(x.float().div_(255), "crop-flip", torch.Generator().manual_seed(0))
-        >>> torch.equal(a, b)
-        True
-    """
-    if kind == "crop-flip" or (kind == "auto" and images.shape[-1] < 128):
-        return random_crop_flip(images, gen).float().div_(255)
-    return augment_batch(images.float().div_(255), kind, gen)

@@ -31,7 +31,7 @@ from ..fsutil import atomic_file, write_json
 from ..models import build_model
 from ..runtime import amp_dtype, autocast, derive_seed, grad_scaler, pick_device, seed_everything, synchronize, tune_for
 from ..runtime import versions
-from .augment import augment_uint8
+from .augment import augment_batch
 
 CKPT_WEIGHTS = "checkpoint.safetensors"
 CKPT_STATE = "state.json"
@@ -75,13 +75,6 @@ def batch_indices(it: int, n: int, batch: int, seed: int, cache: dict) -> torch.
     if cache.get("epoch") != ep:
         cache["epoch"], cache["order"] = ep, epoch_order(n, seed, ep)
     return cache["order"][k * batch:(k + 1) * batch]
-
-
-def _on_device(images: np.ndarray, dev: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 images (N, H, W, C) as a tensor (N, C, H, W) on ``dev``. NHWC memory is the channels-last layout of
-    (N, C, H, W): with ``channels_last`` the array is used as it is (no copy on the CPU), else made NCHW."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
-    return (x if channels_last else x.contiguous()).to(dev)
 
 
 def data_fingerprint(ds: ImageSet) -> str:
@@ -188,6 +181,7 @@ def train_victim(train: ImageSet, test: ImageSet, model_name: str, profile: dict
     amp = amp_dtype(dev, bool(profile.get("bf16")))  # bf16 where native; fp16 + loss scaling on older GPUs
     use_amp, use_bf16 = amp is not None, amp == torch.bfloat16
     amp_t = amp or torch.bfloat16
+    cl = bool(profile.get("channels_last"))
     cm = countermeasure
     cm_name = getattr(cm, "name", "Vanilla") if cm is not None else "Vanilla"
     config = {
@@ -204,9 +198,9 @@ def train_victim(train: ImageSet, test: ImageSet, model_name: str, profile: dict
         tr_images = cm.apply_data(tr_images, seed=derive_seed(seed, "data_train") % (2**31))
         if getattr(cm, "test_transform", False):
             te_images = cm.apply_data(te_images, seed=derive_seed(seed, "data_test") % (2**31))
-    cl = bool(profile.get("channels_last"))
-    x_train, x_test = _on_device(tr_images, dev, cl), _on_device(te_images, dev, cl)
+    x_train = torch.from_numpy(np.ascontiguousarray(tr_images)).permute(0, 3, 1, 2).contiguous().to(dev)
     y_train = torch.from_numpy(train.labels).to(dev)
+    x_test = torch.from_numpy(np.ascontiguousarray(te_images)).permute(0, 3, 1, 2).contiguous().to(dev)
     y_test = torch.from_numpy(test.labels).to(dev)
 
     seed_everything(seed)
@@ -214,11 +208,8 @@ def train_victim(train: ImageSet, test: ImageSet, model_name: str, profile: dict
     model = build_model(model_name, num_classes=train.num_classes, in_channels=c, image_size=h).to(dev)
     if cl:
         model = model.to(memory_format=torch.channels_last)
-    # fused: one kernel per parameter instead of four elementwise passes; the same arithmetic as the
-    # for-loop path, bit for bit (tests/test_trainer.py); CPU only, CUDA keeps its default (foreach)
     opt = torch.optim.SGD(model.parameters(), lr=profile["lr"], momentum=profile["momentum"],
-                          weight_decay=profile["weight_decay"], nesterov=profile["nesterov"],
-                          fused=True if dev.type == "cpu" else None)
+                          weight_decay=profile["weight_decay"], nesterov=profile["nesterov"])
     scaler = grad_scaler(dev, amp)  # a pass-through unless fp16
 
     history: list[dict] = []
@@ -253,7 +244,7 @@ def train_victim(train: ImageSet, test: ImageSet, model_name: str, profile: dict
         idx = batch_indices(it, n, bs, seed, order_cache).to(dev)
         gen = torch.Generator().manual_seed(derive_seed(seed, "augment", it))
         torch.manual_seed(derive_seed(seed, "global", it))  # for anything drawing from the global RNG (AT random start)
-        x = augment_uint8(x_train[idx], profile["augment"], gen)  # crop/flip move uint8 bytes, then float
+        x = augment_batch(x_train[idx].float().div_(255), profile["augment"], gen)
         y: torch.Tensor = y_train[idx]
         target: torch.Tensor = y
         if cm is not None and cm.stage == "batch":
