@@ -167,3 +167,43 @@ def test_profile_hider_step_lists_the_top_operators(tmp_path):
     (table,) = _tables(md)
     assert len(table) == 2 + 3 and table[0][0] == "operator"
     assert all(0 < float(row[2].rstrip("%")) <= 100 for row in table[2:])
+
+
+def test_victim_cell_against_a_baseline_revision(tmp_path):
+    cell = _load("victim_cell")
+    assert cell.main(["--baseline", "HEAD", "--quick", "--out", str(tmp_path / "c.md")]) == 0
+    res = json.loads((tmp_path / "c.json").read_text())
+    assert res["histories_identical"] is True and res["cell_ratio"] > 0  # HEAD against this tree: the same arithmetic
+    (b,), (t,) = res["runs"]["baseline"], res["runs"]["this tree"]
+    assert b["iterations"] == 40 and len(b["history"]) == 2 and 0 <= t["final"] <= t["peak"] <= 100
+    md = (tmp_path / "c.md").read_text()
+    assert "Command: `python benchmarks/victim_cell.py --baseline HEAD --quick" in md
+    assert all(len(row) == len(t[0]) for t in _tables(md) for row in t)
+
+
+def test_profile_victim_step_sums_operator_families(tmp_path):
+    prof = _load("profile_victim_step")
+    assert prof.family("aten::convolution_backward") == "convolution backward"
+    assert prof.family("aten::mkldnn_convolution") == "convolution forward" and prof.family("aten::foo") == "other"
+    n = torch.get_num_threads()
+    try:
+        assert prof.main(["--warm", "1", "--steps", "2", "--top", "4", "--out", str(tmp_path / "p.md")]) == 0
+    finally:
+        torch.set_num_threads(n)
+    fams, ops = _tables((tmp_path / "p.md").read_text())
+    assert fams[0][0] == "family" and len(ops) == 2 + 4
+    assert abs(sum(float(r[1].rstrip("%")) for r in fams[2:]) - 100) < 0.5  # the families cover every operator
+
+
+def test_victim_levers_measures_each_candidate(tmp_path):
+    lev = _load("victim_levers")
+    n = torch.get_num_threads()
+    try:
+        assert lev.main(["--quick", "--batches", "64", "128", "--out", str(tmp_path / "l.md")]) == 0
+    finally:
+        torch.set_num_threads(n)
+    md = (tmp_path / "l.md").read_text()
+    batch, layout, grouped = _tables(md)
+    assert [r[0] for r in batch[2:]] == ["64", "128"] and batch[3][2] == "1.00x"
+    assert layout[2][3] == "1.00x" and len(grouped) == 2 + len(lev.CONVS) + 1
+    assert "## Evaluation" in md and "% of the training and evaluation time" in md
