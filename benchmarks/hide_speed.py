@@ -5,8 +5,8 @@
 
 What is measured: ``Hider.hide`` of the 16-block HiNet INN (growth 32, random weights: a trained one costs the
 same) on batches of 256 random 32x32 RGB covers and secrets already in memory, channels-last as ``protect`` holds
-them, without gradients, in fp32 and under bf16 autocast (where the CPU has native bf16): the bare INN of
-``protect``. Each side runs in a fresh interpreter (the baseline is ``git archive REV src``, first on PYTHONPATH),
+them, in a process set up as ``protect`` sets it up (``runtime.tune_for``), without gradients, in fp32 and under
+bf16 autocast (where the CPU has native bf16): the bare INN of ``protect``. Each side runs in a fresh interpreter (the baseline is ``git archive REV src``, first on PYTHONPATH),
 alternating for ``--rounds`` rounds; the median images/s of each side is compared, and given as a share of this
 run's own matmul rate (2048x2048, same threads) with the INN's FLOPs per image from torch's FlopCounterMode.
 Output: whether both sides produce the same stego tensor bit for bit (then the stored bytes are the same too).
@@ -38,10 +38,11 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from benchlib import random_hider
-    from deephide.runtime import autocast, bf16_supported
+    from deephide.runtime import autocast, bf16_supported, tune_for
 
     torch.set_num_threads(spec["threads"])
     dev = torch.device("cpu")
+    tune_for(dev)  # the process settings protect makes (where the side's package has any for the CPU)
     hider = random_hider(spec["blocks"], spec["growth"]).to(memory_format=torch.channels_last)  # protect's layout
     g = torch.Generator().manual_seed(0)
     cover = torch.rand(spec["batch"], 3, 32, 32, generator=g).contiguous(memory_format=torch.channels_last)

@@ -65,3 +65,21 @@ def test_test_spec_for_a_loader_a_stored_set_and_a_bare_path(tmp_path):
     stored = load_dataset(str(tmp_path / "s"), "train")
     assert test_spec_for(str(tmp_path / "s"), stored) == "synthetic?n=4"
     assert test_spec_for(str(tmp_path / "s")) is None and test_spec_for("no-such-loader") is None
+
+
+def test_reuse_freed_memory_is_set_once_where_glibc_runs(monkeypatch):
+    import platform
+    import subprocess
+    import sys
+
+    from deephide import runtime
+
+    # a fresh interpreter: the setting is process-wide, so the test does not depend on what ran before it
+    code = ("import torch; from deephide import runtime as r; a = r.reuse_freed_memory(); "
+            "r.tune_for(torch.device('cpu')); print(a, r.reuse_freed_memory())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert out == [str(glibc)] * 2
+    monkeypatch.setattr(runtime, "_malloc_tuned", None)
+    monkeypatch.setattr(runtime.platform, "system", lambda: "Darwin")  # elsewhere: nothing is done, and it says so
+    assert runtime.reuse_freed_memory() is False

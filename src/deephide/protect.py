@@ -19,7 +19,7 @@ from .data.mmap import release_rows
 from .errors import DeephideError
 from .ops.budget import clipped_count, quantise_within_budget
 from .ops.metrics import correlation, mse_psnr, psnr, ssim_uint8
-from .runtime import autocast, full_fp32, pick_device
+from .runtime import autocast, full_fp32, pick_device, tune_for
 from .semantic import SecretBank
 
 
@@ -86,6 +86,7 @@ def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, l
     _check_hider_fits(hider, ds.shape, ds.source)
     assign = bank.assign(ds.labels, mode, seed)
     dev = pick_device(device)
+    tune_for(dev)
     hider = channels_last(hider.to(dev).eval())
     if out is None:
         out = np.empty(ds.images.shape, np.uint8)
@@ -132,6 +133,7 @@ def reveal(ds: ImageSet, hider: torch.nn.Module, batch_size: int = 256, device: 
         raise DeephideError(f"{ds.source}: reveal needs RGB images")
     _check_hider_fits(hider, ds.shape, ds.source)
     dev = pick_device(device)
+    tune_for(dev)
     hider = channels_last(hider.to(dev).eval())
     out = np.empty_like(ds.images)
     for i in tqdm(range(0, len(ds), batch_size), desc="reveal", disable=not progress, leave=False):

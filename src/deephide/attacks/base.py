@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..data import ImageSet
 from ..errors import DeephideError
 from ..ops.budget import quantise_within_budget
-from ..runtime import bf16_supported, pick_device, seed_everything, versions
+from ..runtime import bf16_supported, pick_device, seed_everything, tune_for, versions
 from .profiles import attack_profile
 
 #: ``perturb(x, y, start) -> x'``: x float (n, C, H, W) clean images in [0, 1], y int64 (n,) labels,
@@ -92,8 +92,9 @@ def start_attack(name: str, train: ImageSet, eps_levels: int, profile: str, seed
         raise DeephideError(f"attack {name}: seed must be an integer, got {seed!r}")
     settings = attack_profile(name, profile, options)
     gen = seed_everything(int(seed))
-    return AttackRun(name, train, int(eps_levels), profile, settings, int(seed), pick_device(device),
-                     bool(progress), gen)
+    dev = pick_device(device)
+    tune_for(dev)
+    return AttackRun(name, train, int(eps_levels), profile, settings, int(seed), dev, bool(progress), gen)
 
 
 def classwise(noise: torch.Tensor) -> PerturbFn:
