@@ -9,7 +9,8 @@ them, in a process set up as ``protect`` sets it up (``runtime.tune_for``), with
 bf16 autocast (where the CPU has native bf16): the bare INN of ``protect``. Each side runs in a fresh interpreter (the baseline is ``git archive REV src``, first on PYTHONPATH),
 alternating for ``--rounds`` rounds; the median images/s of each side is compared, and given as a share of this
 run's own matmul rate (2048x2048, same threads) with the INN's FLOPs per image from torch's FlopCounterMode.
-Output: whether both sides produce the same stego tensor bit for bit (then the stored bytes are the same too).
+Output: whether both sides produce the same stego tensor bit for bit (then the stored bytes are the same too),
+and each side's minor page faults per timed batch (fresh pages the kernel zero-fills: allocator behaviour).
 Run it on an otherwise idle machine: the share of peak is absolute (the ratio between the sides is not).
 """
 
@@ -34,7 +35,9 @@ if str(HERE) not in sys.path:  # a script, not a package: its helpers live besid
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Hide throughput of whichever package PYTHONPATH gives, per precision, and a hash of each output."""
+    """Hide throughput of whichever package PYTHONPATH gives, per precision, its page faults, a hash of each output."""
+    import resource
+
     import torch
 
     from benchlib import random_hider
@@ -51,11 +54,12 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     for prec in ["fp32"] + (["bf16"] if bf16_supported(dev) else []):
         with torch.no_grad(), autocast(dev, prec == "bf16"):
             stego, _ = hider.hide(cover, secret)  # warm-up: oneDNN primitive creation
-            t0 = time.perf_counter()
+            f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
             for _ in range(spec["batches"]):
                 hider.hide(cover, secret)
             dt = time.perf_counter() - t0
-        out[prec] = {"images_per_s": spec["batches"] * spec["batch"] / dt,
+            faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / spec["batches"]
+        out[prec] = {"images_per_s": spec["batches"] * spec["batch"] / dt, "page_faults_per_batch": faults,
                      "sha256": hashlib.sha256(stego.float().contiguous().numpy().tobytes()).hexdigest()[:16]}
     return out
 
@@ -105,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                      "speedup": ips["this tree"] / ips["baseline"], "matmul_gflops": peak[prec],
                      "baseline_share_of_peak": ips["baseline"] * flops / 1e9 / peak[prec],
                      "this_share_of_peak": ips["this tree"] * flops / 1e9 / peak[prec], "same_output": same,
+                     "page_faults_per_batch": {side: statistics.median(r[prec]["page_faults_per_batch"] for r in rs)
+                                               for side, rs in runs.items()},
                      "runs": {side: [r[prec]["images_per_s"] for r in rs] for side, rs in runs.items()}})
         print(f"hide {prec}: {ips['baseline']:.1f} -> {ips['this tree']:.1f} img/s "
               f"({ips['this tree'] / ips['baseline']:.2f}x), {100 * rows[-1]['this_share_of_peak']:.1f}% of the "
@@ -116,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _faults(row: dict[str, Any], side: str) -> str:
+    """A row's median minor page faults per timed batch of ``side`` (older results did not count them)."""
+    f = row.get("page_faults_per_batch", {}).get(side)
+    return "-" if f is None else f"{f:,.0f}"
+
+
 def render(res: dict[str, Any]) -> str:
     from benchlib import baseline_header
 
@@ -124,13 +136,14 @@ def render(res: dict[str, Any]) -> str:
                             s["threads"]) + [
         f"INN: {s['blocks']} blocks, growth {s['growth']}, batch {s['batch']}, {res['gflop_per_image']:.4f} GFLOP per "
         "image (FlopCounterMode: convolutions)", "",
-        "| precision | baseline img/s | this tree img/s | speedup | matmul peak (GFLOP/s) | baseline share of peak | this tree share of peak | same output bit for bit |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| precision | baseline img/s | this tree img/s | speedup | matmul peak (GFLOP/s) | baseline share of peak | this tree share of peak | page faults per batch (baseline -> this tree) | same output bit for bit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in res["rows"]:
         lines.append(f"| {r['precision']} | {r['baseline_images_per_s']:.1f} | {r['this_images_per_s']:.1f} | "
                      f"**{r['speedup']:.2f}x** | {r['matmul_gflops']:,.0f} | {100 * r['baseline_share_of_peak']:.1f}% | "
-                     f"**{100 * r['this_share_of_peak']:.1f}%** | {'yes' if r['same_output'] else 'no'} |")
+                     f"**{100 * r['this_share_of_peak']:.1f}%** | {_faults(r, 'baseline')} -> {_faults(r, 'this tree')} | "
+                     f"{'yes' if r['same_output'] else 'no'} |")
     return "\n".join(lines) + "\n"
 
 

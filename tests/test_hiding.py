@@ -125,6 +125,8 @@ def test_dense_subnet_keeps_its_values_and_gradients_bit_for_bit_under_autocast(
         results.append([y.detach(), xi.grad] + [p.grad for p in net.parameters()])
     assert results[0][0].dtype == (torch.bfloat16 if amp else torch.float32)
     assert all(torch.equal(a, b) for a, b in zip(*results))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):  # protect's path: x cast once
+        assert torch.equal(net(x), _dense_before_issue_20(net, x))
 
 
 def test_coupling_block_inverse_random_weights() -> None:

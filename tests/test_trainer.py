@@ -122,4 +122,3 @@ def test_compiled_training_matches_eager_and_checkpoints_plain_weights(sets, tmp
     with safe_open(str(tmp_path / "ck" / "checkpoint.safetensors"), framework="pt") as f:
         keys = list(f.keys())
     assert keys and not any("_orig_mod" in k for k in keys)
-

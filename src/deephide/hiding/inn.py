@@ -146,12 +146,15 @@ class DenseSubnet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         low = _autocast_dtype(x)
+        # without a gradient to keep in fp32 (protect), x is cast once for all five convs: the same values
+        once = x.to(low) if low is not None and not (x.requires_grad and torch.is_grad_enabled()) else None
         feats: list[torch.Tensor] = []
         for conv in self.convs:
             # under autocast every conv reads its input in the low precision: casting x at each use keeps the cat in
             # that precision (a cat of fp32 x with bf16 features is an fp32 copy of the whole stack, cast back per conv;
             # benchmarks/HIDER_STEP.md); per use, so x's gradient still sums in fp32: the same values bit for bit
-            out = conv(torch.cat([x.to(low) if low is not None else x, *feats], dim=1))
+            xin = once if once is not None else x.to(low) if low is not None else x
+            out = conv(torch.cat([xin, *feats], dim=1))
             feats.append(self.act(out) if len(feats) < 4 else out)
         return feats[-1]
 
