@@ -5,6 +5,7 @@ Nothing here is imported by the package; the scripts put this folder on ``sys.pa
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -142,6 +143,25 @@ def short_rev(root: Path, rev: str) -> str:
     """``rev`` as a short commit hash (``rev`` itself when git cannot resolve it)."""
     out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", rev], capture_output=True, text=True)
     return out.stdout.strip() or rev
+
+
+def side_parser(doc: str, out: Path) -> argparse.ArgumentParser:
+    """The arguments every this-tree-against-a-baseline script shares: ``--baseline``, ``--out`` and the hidden
+    ``--worker`` that ``run_side`` calls the script with; the script adds its own before parsing."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--baseline", default="HEAD", help="git revision to compare against (default: HEAD)")
+    ap.add_argument("--out", default=str(out), help="markdown file (a .json beside it)")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    return ap
+
+
+def work_if_asked(a: argparse.Namespace, worker: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
+    """With ``--worker SPEC``: run ``worker`` on the JSON spec and print its JSON result (the line ``run_side``
+    reads); whether it did."""
+    if not a.worker:
+        return False
+    print(json.dumps(worker(json.loads(a.worker))))
+    return True
 
 
 def run_side(script: Path, src: Path, spec: dict[str, Any]) -> dict[str, Any]:

@@ -16,10 +16,8 @@ Run it on an otherwise idle machine: the share of peak is absolute (the ratio be
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import hashlib
-import json
 import os
 import statistics
 import sys
@@ -65,17 +63,15 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--baseline", default="HEAD", help="git revision to compare against (default: HEAD)")
+    from benchlib import side_parser, work_if_asked
+
+    ap = side_parser(__doc__, HERE / "HIDE_SPEED.md")
     ap.add_argument("--rounds", type=int, default=3, help="runs of each side, alternating (default 3)")
     ap.add_argument("--batches", type=int, default=4, help="timed batches of 256 per run and precision (default 4)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
     ap.add_argument("--quick", action="store_true", help="2 blocks, growth 8, batch 32, 1 round (smoke test)")
-    ap.add_argument("--out", default=str(HERE / "HIDE_SPEED.md"), help="markdown file (a .json beside it)")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    if a.worker:
-        print(json.dumps(worker(json.loads(a.worker))))
+    if work_if_asked(a, worker):
         return 0
     import torch
 

@@ -23,7 +23,6 @@ same arithmetic (fp32 here) are checked bit for bit over ``--same-steps`` steps 
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import statistics
@@ -84,8 +83,9 @@ def max_rel_diff(a: list[float], b: list[float], window: int = 1) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--baseline", default="HEAD", help="git revision to compare against (default: HEAD)")
+    from benchlib import side_parser, work_if_asked
+
+    ap = side_parser(__doc__, HERE / "HIDER_STEP.md")
     ap.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=PROFILES)
     ap.add_argument("--precisions", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32"])
     ap.add_argument("--warm", type=int, default=3, help="steps not timed (default 3)")
@@ -96,11 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--same-steps", type=int, default=10, help="steps of the fp32 bit-for-bit check (default 10)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="1 block, 2+2 steps, 1 round, 4-step curves (smoke test)")
-    ap.add_argument("--out", default=str(HERE / "HIDER_STEP.md"), help="markdown file (a .json beside it)")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    if a.worker:
-        print(json.dumps(worker(json.loads(a.worker))))
+    if work_if_asked(a, worker):
         return 0
     import torch
 

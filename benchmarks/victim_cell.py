@@ -19,9 +19,7 @@ accuracy, training loss) are equal bit for bit.
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
-import json
 import statistics
 import sys
 import tempfile
@@ -65,19 +63,17 @@ def mean_std(xs: list[float]) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--baseline", default="HEAD", help="git revision to compare against (default: HEAD)")
+    from benchlib import side_parser, work_if_asked
+
+    ap = side_parser(__doc__, HERE / "VICTIM_CELL.md")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--model", default="fastcnn")
     ap.add_argument("--profile", default="fast", help="victim profile (default: fast, the campaign's)")
     ap.add_argument("--data", default="fashion-mnist")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="synthetic data, 40 steps, seed 0 (smoke test)")
-    ap.add_argument("--out", default=str(HERE / "VICTIM_CELL.md"), help="markdown file (a .json beside it)")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    if a.worker:
-        print(json.dumps(worker(json.loads(a.worker))))
+    if work_if_asked(a, worker):
         return 0
     import torch
 
