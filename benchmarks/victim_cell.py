@@ -1,6 +1,6 @@
 """One grid cell (victim training with its evaluations), this tree against a baseline revision (issue 20, item 1).
 
-    # VICTIM_CELL.md (~6 min on an idle 2-core CPU, longer beside other work):
+    # VICTIM_CELL.md (~5 min on an idle 2-core CPU, longer beside other work):
     python benchmarks/victim_cell.py --baseline c4cc0ce --seeds 0 1 2
     python benchmarks/victim_cell.py --baseline HEAD --quick --out /tmp/vc    # smoke test (~1 min)
 
