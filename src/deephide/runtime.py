@@ -90,7 +90,7 @@ def reuse_freed_memory() -> bool:
     Why: a batch's activations are megabytes each, allocated and freed every step. By default glibc serves
     such blocks with mmap (its threshold adapts, but not reliably) and trims freed heap tops, so the next step
     gets fresh pages that the kernel zero-fills on first touch (benchmarks/HIDE_SPEED.md counts them per batch
-    of the 16-block INN; protect's fp32 hide is 1.17x faster with this setting). The arithmetic is untouched
+    of the 16-block INN; protect's fp32 hide is 1.15-1.17x faster with this setting). The arithmetic is untouched
     (same bytes out); the process keeps its peak heap instead of handing it back between steps. Once per
     process; glibc only (elsewhere nothing is done). Returns whether the setting is in force.
     """
