@@ -189,6 +189,32 @@ def test_summary_finds_cells_by_their_training_bytes(tmp_path, monkeypatch):
                                                                 ("w1 x10 (10)", 61.0)]
 
 
+def test_summary_finds_mixture_cells_by_the_keys_their_grid_planned(tmp_path, monkeypatch):
+    """A mixture cell trained on mixed bytes (its fingerprint names no set): it is its row's when its key is one the
+    grid planned from the current sets (NAME.config.json), and no row's otherwise."""
+    spec = importlib.util.spec_from_file_location("summarise_under_test", ROOT / "experiments" / "reference-fmnist" / "summarise.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "m.yaml").write_text(yaml.safe_dump({
+        "name": "m", "out": "m.jsonl", "test": CLEAN, "seeds": [0], "profile": "fast", "models": ["fastcnn"],
+        "train_sets": {"DH-C": "runs/reference/sets/DH-C"}, "countermeasures": ["Vanilla"], "clean": CLEAN,
+        "mixtures": [0.2, 0.4]}))
+    monkeypatch.setattr(mod, "CONFIGS", tmp_path / "configs")
+    monkeypatch.setattr(mod, "ROOT", tmp_path)
+    monkeypatch.setattr(mod, "HERE", tmp_path)
+    (tmp_path / "m.config.json").write_text(json.dumps({"cell_keys": ["k1", "k2"]}))
+    rec = lambda key, mix, acc: {"key": key, "row": "DH-C", "train": "runs/reference/sets/DH-C", "model": "fastcnn",  # noqa: E731
+                                 "countermeasure": "Vanilla", "seed": 0, "profile": "fast", "mixture": mix,
+                                 "final_acc": acc, "data": {"train": {"fingerprint": f"mix{key}"}}}
+    with open(tmp_path / "m.jsonl", "w") as f:
+        for r in (rec("k1", 0.2, 89.0), rec("k0", 0.4, 50.0), rec("k2", 0.4, 88.0)):  # k0: made from an older set
+            f.write(json.dumps(r) + "\n")
+    _, recs, planned = mod.grid_records("m", mod.row_fingerprints([]))
+    assert planned == 2
+    assert sorted((r["row"], r["mixture"], r["final_acc"]) for r in recs) == [("DH-C", 0.2, 89.0), ("DH-C", 0.4, 88.0)]
+
+
 def test_time_left_counts_missing_cells_at_recorded_wall_times(tmp_path, monkeypatch):
     """The status line's estimate: each missing cell at the median wall time of recorded cells of its (model,
     countermeasure) on that CPU kind, else of its model; a model never trained there is named and scaled by training

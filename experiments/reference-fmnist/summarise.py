@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,10 @@ def grid_records(name: str, row_fps: dict[str, set[str]]) -> tuple[Any, list[dic
     for no row."""
     cfg = load_config(CONFIGS / f"{name}.yaml")
     labels = {c.label for c in cfg.countermeasures}
+    # a mixture cell trained on mixed bytes, so its fingerprint names no set; its key (the content identities of the
+    # protected and the clean set) does: the keys the grid planned on its last run, from the sets then current
+    planned_file = HERE / f"{name}.config.json"
+    planned_keys = set(json.loads(planned_file.read_text()).get("cell_keys") or []) if planned_file.exists() else set()
     seen, out = set(), []
     for r in read_results(ROOT / cfg.out):
         fp = ((r.get("data") or {}).get("train") or {}).get("fingerprint")
@@ -62,7 +67,11 @@ def grid_records(name: str, row_fps: dict[str, set[str]]) -> tuple[Any, list[dic
             continue
         for row, spec in cfg.train_sets.items():
             ident = (row, r["model"], r["countermeasure"], r["seed"], r.get("mixture"))
-            if fp in row_fps.get(ledger_row(row, spec), ()) and ident not in seen:
+            if r.get("mixture") is not None:
+                ours = r.get("train") == spec and r.get("key") in planned_keys
+            else:
+                ours = fp in row_fps.get(ledger_row(row, spec), ())
+            if ours and ident not in seen:
                 seen.add(ident)
                 out.append({**r, "row": row})
     planned = len(cfg.train_sets) * len(cfg.models) * len(labels) * len(cfg.seeds) * len(cfg.mixtures or [None])
