@@ -157,14 +157,20 @@ def test_new_recipe_starts_a_new_canonical_set_and_supersedes_the_old(campaign, 
     assert campaign.recipe("P") == moved
 
 
-def test_summary_finds_cells_by_their_training_bytes(tmp_path, monkeypatch):
-    """A row's cells are the ones trained on its current accepted sets, whatever label they were trained under:
-    DH-C-paper takes over the cells DH-C trained before its hider changed; superseded and refused sets count for
-    no row."""
+def _summarise(tmp_path: Path):
+    """A fresh copy of the summary script's module, and an empty configs folder under ``tmp_path`` for its grids."""
     spec = importlib.util.spec_from_file_location("summarise_under_test", ROOT / "experiments" / "reference-fmnist" / "summarise.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     (tmp_path / "configs").mkdir()
+    return mod
+
+
+def test_summary_finds_cells_by_their_training_bytes(tmp_path, monkeypatch):
+    """A row's cells are the ones trained on its current accepted sets, whatever label they were trained under:
+    DH-C-paper takes over the cells DH-C trained before its hider changed; superseded and refused sets count for
+    no row."""
+    mod = _summarise(tmp_path)
     (tmp_path / "configs" / "g.yaml").write_text(yaml.safe_dump({
         "name": "g", "out": "g.jsonl", "test": CLEAN, "seeds": [0], "profile": "fast", "models": ["fastcnn"],
         "train_sets": {"DH-C": "a", "DH-C-paper": "b", "w1 x10 (10)": "runs/reference/sets/w1x10-C"},
@@ -192,10 +198,7 @@ def test_summary_finds_cells_by_their_training_bytes(tmp_path, monkeypatch):
 def test_summary_finds_mixture_cells_by_the_keys_their_grid_planned(tmp_path, monkeypatch):
     """A mixture cell trained on mixed bytes (its fingerprint names no set): it is its row's when its key is one the
     grid planned from the current sets (NAME.config.json), and no row's otherwise."""
-    spec = importlib.util.spec_from_file_location("summarise_under_test", ROOT / "experiments" / "reference-fmnist" / "summarise.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    (tmp_path / "configs").mkdir()
+    mod = _summarise(tmp_path)
     (tmp_path / "configs" / "m.yaml").write_text(yaml.safe_dump({
         "name": "m", "out": "m.jsonl", "test": CLEAN, "seeds": [0], "profile": "fast", "models": ["fastcnn"],
         "train_sets": {"DH-C": "runs/reference/sets/DH-C"}, "countermeasures": ["Vanilla"], "clean": CLEAN,
@@ -219,10 +222,7 @@ def test_time_left_counts_missing_cells_at_recorded_wall_times(tmp_path, monkeyp
     """The status line's estimate: each missing cell at the median wall time of recorded cells of its (model,
     countermeasure) on that CPU kind, else of its model; a model never trained there is named and scaled by training
     FLOPs from the recorded one (ResNet-18 does far more work per image than fastcnn)."""
-    spec = importlib.util.spec_from_file_location("summarise_under_test", ROOT / "experiments" / "reference-fmnist" / "summarise.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    (tmp_path / "configs").mkdir()
+    mod = _summarise(tmp_path)
     (tmp_path / "configs" / "g.yaml").write_text(yaml.safe_dump({
         "name": "g", "out": "g.jsonl", "test": CLEAN, "seeds": [0, 1], "profile": "fast",
         "models": ["fastcnn", "resnet18"], "train_sets": {"A": "a"}, "countermeasures": ["Vanilla", "Cutout"]}))
