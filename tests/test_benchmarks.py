@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from deephide.runtime import bf16_supported
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -193,6 +195,25 @@ def test_profile_victim_step_sums_operator_families(tmp_path):
     fams, ops = _tables((tmp_path / "p.md").read_text())
     assert fams[0][0] == "family" and len(ops) == 2 + 4
     assert abs(sum(float(r[1].rstrip("%")) for r in fams[2:]) - 100) < 0.5  # the families cover every operator
+
+
+def test_profile_hide_sums_operator_families_per_precision(tmp_path):
+    prof = _load("profile_hide")
+    assert prof.family("aten::mkldnn_convolution") == "convolution" and prof.family("aten::cat") == prof.FAMILIES[2][1]
+    assert prof.family("aten::leaky_relu_") == "LeakyReLU" and prof.family("aten::foo") == "other"
+    n = torch.get_num_threads()
+    try:
+        assert prof.main(["--quick", "--batches", "1", "--top", "3", "--out", str(tmp_path / "h.md")]) == 0
+    finally:
+        torch.set_num_threads(n)
+    res = json.loads((tmp_path / "h.json").read_text())
+    precs = res["precisions"]
+    assert set(precs) == ({"fp32", "bf16"} if bf16_supported(torch.device("cpu")) else {"fp32"})
+    for r in precs.values():
+        assert abs(sum(f["share"] for f in r["families"].values()) - 1) < 1e-6  # the families cover every operator
+        assert r["conv_gflops"] > r["batch_gflops"] > 0 and len(r["ops"]) == 3
+    text = (tmp_path / "h.md").read_text()
+    assert "## fp32: by operator family" in text and "| fp32 |" in text
 
 
 def test_victim_levers_measures_each_candidate(tmp_path):

@@ -282,3 +282,41 @@ def test_each_set_made_is_followed_by_the_cells_of_the_rows_ready_so_far(campaig
     campaign.cmd_run(run)
     assert events == ["set b", *[f"grid {g} b" for g in passes], "set a", *[f"grid {g} a,b" for g in passes],
                       "set ISGAN", *[f"grid {g} ISGAN,a,b" for g in passes]]
+
+
+def _jpeg_blocks():
+    spec = importlib.util.spec_from_file_location("jpeg_blocks_under_test", ROOT / "experiments" / "reference-fmnist" / "jpeg_blocks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_jpeg_blocks_reach_follows_the_dc_bin_not_the_step():
+    """The DC steps Pillow writes, and the rise a black block needs to leave its bin: out of the budget's reach at
+    qualities 2, 4, 8, within it at 6 and 10 (the JPEG table's pattern)."""
+    mod = _jpeg_blocks()
+    steps = {q: mod.dc_step(q) for q in (2, 4, 6, 8, 10, 50)}
+    assert steps == {2: 255, 4: 200, 6: 133, 8: 100, 10: 80, 50: 16}
+    reach = {q: mod.black_block_reach(s) for q, s in steps.items()}
+    assert reach[8] == pytest.approx(9.25) and reach[6] == pytest.approx(3.3125) and reach[10] == pytest.approx(3.0)
+    assert [q for q, r in reach.items() if r > mod.BUDGET_LEVELS] == [2, 4, 8]
+
+
+def test_jpeg_blocks_measures_what_each_quality_leaves_of_a_background_signal():
+    """A class-keyed rise of the black background: 6 levels survives quality 6 and 10, and is erased (black blocks
+    decode as the clean ones, the probe falls to one class) at 8, as the reach predicts."""
+    mod = _jpeg_blocks()
+    rng = np.random.default_rng(0)
+    n = 80
+    labels = np.arange(n) % 2
+    clean = np.zeros((n, 32, 32, 3), np.uint8)
+    clean[:, 8:24, 8:24] = rng.integers(60, 200, (n, 16, 16, 1), dtype=np.uint8)  # foreground: the middle 4 blocks
+    protected = clean.copy()
+    protected[labels == 1, :8] = 6  # class 1: the top row of black blocks raised by 6 levels
+    res = mod.analyse(protected, clean, labels)
+    assert res["black_block_share"] == pytest.approx(12 / 16)
+    by_q = {e["quality"]: e for e in res["qualities"]}
+    assert by_q[8]["black_changed"] == 0.0 and by_q[8]["probe_black"] == pytest.approx(50.0)
+    for q in (6, 10):
+        assert by_q[q]["black_changed"] == pytest.approx(4 / 12 / 2) and by_q[q]["probe_black"] == 100.0
+    assert res["none"]["probe"] == 100.0 and res["none"]["mean_abs_levels"] == pytest.approx(6 * 0.25 / 2)
