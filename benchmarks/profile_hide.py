@@ -3,12 +3,16 @@
     python benchmarks/profile_hide.py --out benchmarks/HIDE_PROFILE.md      # ~1 min on an idle 2-core CPU
     python benchmarks/profile_hide.py --quick --out /tmp/hp.md              # smoke test (seconds)
 
-The bare INN of ``protect`` as benchmarks/hide_speed.py times it (16 blocks, growth 32, random weights, batches of
-256 channels-last 32x32 covers and secrets, ``runtime.tune_for``, no gradient), ``--batches`` profiled batches after
-one unprofiled, per precision. For each precision: the operator families' share of self CPU time and ms per batch
+The bare INN of ``protect`` as benchmarks/hide_speed.py times it (``protect.hide_batch``: 16 blocks, growth 32,
+random weights, batches of 256 channels-last 32x32 covers and secrets, each core hiding its own share,
+``runtime.tune_for``, no gradient), timed over ``--batches`` batches, then profiled over as many, per precision.
+torch.profiler records only the thread it runs on, so the profiled batches run each core's share in turn on that
+thread, with one intra-op thread as on its core: the same operators on the same shapes; its ms per batch are
+core-ms (the sum over the shares). For each precision: the operator families' share of self CPU time and ms per batch
 (convolution, the DenseSubnets' concatenation, LeakyReLU, dtype casts and copies, the coupling's arithmetic, the
 wavelet transforms), the top operators by input shape, and the INN's FLOPs (torch's FlopCounterMode) over the
-convolutions' own time: the rate oneDNN reaches on these shapes, beside the matmul rate measured in the same run.
+convolutions' own core-seconds divided by the threads: the rate oneDNN reaches on these shapes, beside the matmul
+rate measured in the same run.
 The gap between that rate and the whole batch's rate is what the layers around the convolutions cost.
 """
 
@@ -48,18 +52,28 @@ def profile_precision(hider: Any, cover: Any, secret: Any, bf16: bool, batches: 
     import torch
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
+    from deephide.protect import hide_batch
     from deephide.runtime import autocast
 
     dev = torch.device("cpu")
-    with torch.no_grad(), autocast(dev, bf16):
-        hider.hide(cover, secret)  # oneDNN's primitives made once
-        t0 = time.perf_counter()
-        for _ in range(batches):
-            hider.hide(cover, secret)
-        unprofiled = (time.perf_counter() - t0) / batches
-        with torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as p:
+    hide_batch(hider, cover, secret, dev, bf16)  # oneDNN's primitives made once
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        hide_batch(hider, cover, secret, dev, bf16)
+    unprofiled = (time.perf_counter() - t0) / batches
+    # torch.profiler sees only the thread it runs on, so each core's share runs here in turn, with one thread as on
+    # its core: the same operators on the same shapes (without the other core's traffic beside it)
+    threads, n = torch.get_num_threads(), len(cover)
+    k = max(1, min(threads, n))
+    shares = [slice(n * i // k, n * (i + 1) // k) for i in range(k)]
+    torch.set_num_threads(1 if k > 1 else threads)
+    try:
+        with torch.no_grad(), autocast(dev, bf16), torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as p:
             for _ in range(batches):
-                hider.hide(cover, secret)
+                for s in shares:
+                    hider.hide(cover[s], secret[s])
+    finally:
+        torch.set_num_threads(threads)
     events = p.key_averages(group_by_input_shape=True)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     fams: dict[str, float] = {}
@@ -68,7 +82,7 @@ def profile_precision(hider: Any, cover: Any, secret: Any, bf16: bool, batches: 
     ops = [{"op": e.key, "shapes": str(e.input_shapes[:2]), "share": e.self_cpu_time_total / total,
             "ms_per_call": e.self_cpu_time_total / 1000 / max(1, e.count), "calls": e.count}
            for e in sorted(events, key=lambda e: -e.self_cpu_time_total)]
-    return {"s_per_batch": unprofiled, "self_ms_per_batch": total / 1000 / batches,
+    return {"s_per_batch": unprofiled, "self_core_ms_per_batch": total / 1000 / batches,
             "families": {f: {"share": t / total, "ms_per_batch": t / 1000 / batches}
                          for f, t in sorted(fams.items(), key=lambda kv: -kv[1])},
             "ops": ops}
@@ -106,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         dtype = torch.bfloat16 if prec == "bf16" else torch.float32
         r = profile_precision(hider, cover, secret, prec == "bf16", a.batches)
         r["matmul_gflops"] = matmul_gflops(dev, dtype, 512 if a.quick else 2048, 3)
-        conv_s = r["families"].get("convolution", {}).get("ms_per_batch", 0.0) / 1000
+        # the convolutions' core-seconds spread over the threads: their rate had they kept every core busy
+        conv_s = r["families"].get("convolution", {}).get("ms_per_batch", 0.0) / 1000 / a.threads
         r["conv_gflops"] = flops / 1e9 / conv_s if conv_s else None
         r["batch_gflops"] = flops / 1e9 / r["s_per_batch"]
         res["precisions"][prec] = r
@@ -136,7 +151,7 @@ def render(res: dict[str, Any], top: int) -> str:
                  f"{100 * r['batch_gflops'] / r['matmul_gflops']:.1f}% | "
                  f"{conv_share} |")
     for prec, r in res["precisions"].items():
-        L += ["", f"## {prec}: by operator family", "", "| family | share of self CPU time | ms per batch |",
+        L += ["", f"## {prec}: by operator family", "", "| family | share of self CPU time | core-ms per batch |",
               "|---|---:|---:|"]
         L += [f"| {f} | {100 * v['share']:.1f}% | {v['ms_per_batch']:.1f} |" for f, v in r["families"].items()]
         L += ["", f"## {prec}: operators", "", "| operator | input shapes (first two) | share | ms per call | calls |",

@@ -83,3 +83,40 @@ def test_reuse_freed_memory_is_set_once_where_glibc_runs(monkeypatch):
     monkeypatch.setattr(runtime, "_malloc_tuned", None)
     monkeypatch.setattr(runtime.platform, "system", lambda: "Darwin")  # elsewhere: nothing is done, and it says so
     assert runtime.reuse_freed_memory() is False
+
+
+def test_over_cores_runs_one_share_per_thread_in_order_and_restores_the_thread_count():
+    import threading
+
+    from deephide import runtime
+
+    cpu, n = torch.device("cpu"), torch.get_num_threads()
+    seen = []
+
+    def fn(s: slice):
+        seen.append((s, threading.current_thread().name, torch.get_num_threads()))
+        return list(range(10))[s]
+
+    try:
+        torch.set_num_threads(3)
+        assert runtime.over_cores(fn, 10, cpu) == [[0, 1, 2], [3, 4, 5], [6, 7, 8, 9]]
+        assert sorted(s.start for s, _, _ in seen) == [0, 3, 6] and all(t == 1 for _, _, t in seen)
+        assert all(name.startswith("deephide-core") for _, name, _ in seen) and torch.get_num_threads() == 3
+        seen.clear()
+        assert runtime.over_cores(fn, 2, cpu) == [[0], [1]]  # never an empty share
+        seen.clear()
+        assert runtime.over_cores(fn, 1, cpu) == [[0]] and seen[0][1] == threading.current_thread().name
+
+        def boom(s: slice):
+            raise ValueError("share failed")
+
+        with pytest.raises(ValueError, match="share failed"):
+            runtime.over_cores(boom, 10, cpu)
+        assert torch.get_num_threads() == 3  # restored on failure too
+        torch.set_num_threads(1)
+        seen.clear()
+        assert runtime.over_cores(fn, 10, cpu) == [list(range(10))] and len(seen) == 1
+    finally:
+        torch.set_num_threads(n)
+    seen.clear()  # another device (CUDA) is given the whole batch in the calling thread; fn touches no device here
+    assert runtime.over_cores(fn, 10, torch.device("cuda")) == [list(range(10))] and len(seen) == 1

@@ -15,6 +15,7 @@ from deephide.hiding import Hider, HiderConfig, get_hider_profile
 from deephide.hiding.hiderdir import open_hider
 from deephide.hiding.train import balanced_batch, train_hider
 from deephide.protect import parse_eps, protect, reveal, verify
+from deephide.runtime import bf16_supported
 from deephide.semantic import SecretBank, make_bank
 
 
@@ -118,6 +119,25 @@ def test_protect_and_reveal_build_no_autograd_graph_and_keep_values(train, bank,
     assert grad_seen and not any(grad_seen)
     assert np.array_equal(out.images, plain.images)
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in h.parameters() if p.ndim == 4)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_protect_and_reveal_give_the_same_bytes_with_the_batch_shared_over_cores(train, bank, bf16):
+    """Each core hiding its own share of a batch (runtime.over_cores) is pure speed: the stored bytes are the ones a
+    single thread makes from the whole batch, in fp32 and under bf16 autocast."""
+    if bf16 and not bf16_supported(torch.device("cpu")):
+        pytest.skip("no native bf16 on this CPU")
+    h, n = _random_hider(), torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = protect(train, h, bank, "class", bf16=bf16, batch_size=48, progress=False)
+        one_rev = reveal(one, h, batch_size=48, progress=False)
+        torch.set_num_threads(3)  # three shares of 48 (16 each) and of the last 16 (5, 5, 6)
+        shared = protect(train, h, bank, "class", bf16=bf16, batch_size=48, progress=False)
+        shared_rev = reveal(shared, h, batch_size=48, progress=False)
+    finally:
+        torch.set_num_threads(n)
+    assert np.array_equal(one.images, shared.images) and np.array_equal(one_rev, shared_rev)
 
 
 def test_identity_hider_reveals_nothing_and_keeps_images(train, bank):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from .data.mmap import release_rows
 from .errors import DeephideError
 from .ops.budget import clipped_count, quantise_within_budget
 from .ops.metrics import correlation, mse_psnr, psnr, ssim_uint8
-from .runtime import autocast, full_fp32, pick_device, tune_for
+from .runtime import autocast, full_fp32, over_cores, pick_device, tune_for
 from .semantic import SecretBank
 
 
@@ -66,6 +66,27 @@ def channels_last(hider: torch.nn.Module) -> torch.nn.Module:
     return hider.to(memory_format=torch.channels_last)
 
 
+def _inference(fn: Callable[[slice], torch.Tensor], n: int, dev: torch.device, bf16: bool = False) -> torch.Tensor:
+    """``fn(slice)`` over ``n`` items, without gradient and under ``bf16`` autocast, each CPU core computing its own
+    share (runtime.over_cores: the same bytes, 1.2-1.3x faster for the INN); the shares concatenated in order."""
+    def share(s: slice) -> torch.Tensor:
+        with torch.no_grad(), autocast(dev, bf16):  # thread-local: set in the thread that runs the share
+            return fn(s)
+
+    parts = over_cores(share, n, dev)
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def hide_batch(hider: torch.nn.Module, cover: torch.Tensor, secret: torch.Tensor, dev: torch.device,
+               bf16: bool = False) -> torch.Tensor:
+    """The hider's raw stego images for one batch, as ``protect`` computes them (before the budget's projection).
+
+    cover, secret: float (N, 3, H, W) in [0, 1] on ``dev`` (channels-last, as protect holds them). Returns (N, 3, H, W),
+    fp32 or bf16 under ``bf16`` autocast; no gradient; each CPU core hides its own share of the batch.
+    """
+    return _inference(lambda s: hider.hide(cover[s], secret[s])[0], len(cover), dev, bf16)
+
+
 @torch.no_grad()
 def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, levels: int = 8, seed: int = 0,
             batch_size: int = 256, device: str = "auto", bf16: bool = False, progress: bool = True,
@@ -101,8 +122,7 @@ def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, l
             clean = torch.from_numpy(np.array(ds.images[i:i + batch_size])).to(dev).permute(0, 3, 1, 2)
             cover = clean.float().div(255)
             secret = secrets[torch.from_numpy(assign[i:i + batch_size])].to(dev).contiguous(memory_format=torch.channels_last)
-            with autocast(dev, bf16):
-                stego, _ = hider.hide(cover, secret)
+            stego = hide_batch(hider, cover, secret, dev, bf16)
             q = quantise_within_budget(stego.float(), clean, levels)
             # how much the hard guarantee had to do: values the clip (eps-ball, 0..255) moved after rounding
             clipped += clipped_count(stego, q)
@@ -138,7 +158,7 @@ def reveal(ds: ImageSet, hider: torch.nn.Module, batch_size: int = 256, device: 
     out = np.empty_like(ds.images)
     for i in tqdm(range(0, len(ds), batch_size), desc="reveal", disable=not progress, leave=False):
         x = torch.from_numpy(np.array(ds.images[i:i + batch_size])).to(dev).permute(0, 3, 1, 2).float().div(255)
-        r = hider.reveal(x).clamp(0, 1).mul(255).round().to(torch.uint8)
+        r = _inference(lambda s: hider.reveal(x[s]), len(x), dev).clamp(0, 1).mul(255).round().to(torch.uint8)
         out[i:i + batch_size] = r.permute(0, 2, 3, 1).cpu().numpy()
     return out
 
