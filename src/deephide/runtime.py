@@ -84,7 +84,7 @@ def grad_scaler(device: torch.device, dtype: torch.dtype | None) -> Any:
 
 
 #: glibc mallopt parameters (malloc.h) and the largest block size glibc lets M_MMAP_THRESHOLD take on 64-bit
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX = -1, -3, 32 << 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX, _MMAP_THRESHOLD_MAX = -1, -3, -8, 32 << 20
 _malloc_tuned: bool | None = None
 
 
@@ -94,9 +94,11 @@ def reuse_freed_memory() -> bool:
     Why: a batch's activations are megabytes each, allocated and freed every step. By default glibc serves
     such blocks with mmap (its threshold adapts, but not reliably) and trims freed heap tops, so the next step
     gets fresh pages that the kernel zero-fills on first touch (benchmarks/HIDE_SPEED.md counts them per batch
-    of the 16-block INN; protect's fp32 hide is 1.15-1.17x faster with this setting). The arithmetic is untouched
-    (same bytes out); the process keeps its peak heap instead of handing it back between steps. Once per
-    process; glibc only (elsewhere nothing is done). Returns whether the setting is in force.
+    of the 16-block INN; protect's fp32 hide is 1.15-1.17x faster with this setting). Threads share the main heap
+    (one arena): a thread's own arena lives in 64 MiB heaps that glibc unmaps when they empty, so the threads of
+    ``over_cores`` would get fresh pages every batch again (~90,000 faults per bf16 batch; 1.04x with one arena).
+    The arithmetic is untouched (same bytes out); the process keeps its peak heap instead of handing it back
+    between steps. Once per process; glibc only (elsewhere nothing is done). Returns whether the setting is in force.
     """
     global _malloc_tuned
     if _malloc_tuned is None:
@@ -107,7 +109,8 @@ def reuse_freed_memory() -> bool:
             try:
                 libc = ctypes.CDLL(None)  # the C library this interpreter already runs on
                 _malloc_tuned = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
-                                     and libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX))
+                                     and libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX)
+                                     and libc.mallopt(_M_ARENA_MAX, 1))
             except (OSError, AttributeError):
                 pass
     return _malloc_tuned
