@@ -71,8 +71,8 @@ HIDER_PROFILES: dict[str, dict[str, Any]] = {
         "bf16": False, "checkpoint_every": 1_000, "log_every": 100,
     },
     "cpu": {
-        # 4 blocks (1.01 M params), measured per core: hide ~330 img/s bf16, train ~65 img/s bf16
-        # without LFC (16 blocks: ~100 hide; train ~16, extrapolated); the ResNet-18 LFC pass adds ~as much (estimate)
+        # 4 blocks (1.01 M params): a quarter of the 16-block INN's FLOPs per image (benchmarks/HIDE_SPEED.md times
+        # the 16-block one); a training step of 40 with the ResNet-18 L_LFC pass: benchmarks/HIDER_STEP.md (cpu row)
         "blocks": 4, "growth": 32, "clamp": 2.0, "init_scale": 0.01,
         **_ADAM, **_LOSS, **_PERTURBATION, **_SAVE,
         "lr": 10 ** -3.5,        # short run: a larger step than HiNet's (200 iterations already reach 16.7% class-wise)
