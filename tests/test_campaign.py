@@ -320,3 +320,14 @@ def test_jpeg_blocks_measures_what_each_quality_leaves_of_a_background_signal():
     for q in (6, 10):
         assert by_q[q]["black_changed"] == pytest.approx(4 / 12 / 2) and by_q[q]["probe_black"] == 100.0
     assert res["none"]["probe"] == 100.0 and res["none"]["mean_abs_levels"] == pytest.approx(6 * 0.25 / 2)
+
+
+def test_summary_jpeg_paragraph_reads_every_number_from_the_analysis(tmp_path):
+    mod = _summarise(tmp_path)
+    q = lambda quality, reach, changed, acc: {"quality": quality, "reach_levels": reach, "black_changed": changed,  # noqa: E731
+                                              "victim_final": None if acc is None else {"mean": acc, "std": 1.0, "seeds": 3}}
+    res = {"n": 500, "rows": {"DH-C": {"qualities": [q(4, 15.5, 0.0, 86.0), q(6, 3.3, 0.5, 48.0), q(20, 0.5, 1.0, None),
+                                                     q(8, 9.25, 0.0, 87.0)]}}}
+    text = mod.jpeg_blocks_line(res)
+    assert "qualities 4 (15.5), 8 (9.2), within them at 6 (3.3), 20 (0.5)" in text and "first 500 images" in text
+    assert "DH-C: black blocks unchanged at 4, 8 (victim final 86.0-87.0%), changed at 6, 20 (victim final 48.0-48.0%)" in text
