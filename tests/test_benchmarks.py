@@ -24,6 +24,15 @@ def _load(name: str):
     return mod
 
 
+def _main(mod, argv: list[str]) -> int:
+    """``mod.main(argv)`` in this process, the torch thread count it sets put back afterwards."""
+    n = torch.get_num_threads()
+    try:
+        return mod.main(argv)
+    finally:
+        torch.set_num_threads(n)
+
+
 def _tables(md: str) -> list[list[list[str]]]:
     """Markdown tables as lists of rows of cells (header and separator included)."""
     tables, cur = [], []
@@ -45,12 +54,8 @@ def test_quick_run_writes_results(tmp_path):
     (sets / "EM" / "manifest.json").write_text(json.dumps({"provenance": {"protection": {
         "method": "EM", "mode": "sample", "device": "cpu", "cost": {"seconds": 394.2},
         "versions": {"cpu_threads": 2}}}}))
-    n = torch.get_num_threads()
-    try:
-        assert run.main(["--quick", "--out", str(tmp_path / "out"), "--attack-sets", str(sets), "--accuracy",
-                         "--accuracy-data", "synthetic?n=128", "--accuracy-epochs", "1", "--accuracy-seeds", "2"]) == 0
-    finally:
-        torch.set_num_threads(n)
+    assert _main(run, ["--quick", "--out", str(tmp_path / "out"), "--attack-sets", str(sets), "--accuracy",
+                       "--accuracy-data", "synthetic?n=128", "--accuracy-epochs", "1", "--accuracy-seeds", "2"]) == 0
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     md = (tmp_path / "out" / "RESULTS.md").read_text()
     for section in ("## Machine", "## Victim training", "## Protection", "### Peak RSS", "## Hider training",
@@ -130,11 +135,7 @@ def test_reference_cost_measures_a_victim_step():
 def test_hide_speed_against_a_baseline_revision(tmp_path):
     # the committed HEAD as the baseline: both sides run (fresh interpreters), the table has a row per precision
     hide = _load("hide_speed")
-    n = torch.get_num_threads()
-    try:
-        assert hide.main(["--baseline", "HEAD", "--quick", "--threads", "1", "--out", str(tmp_path / "h.md")]) == 0
-    finally:
-        torch.set_num_threads(n)
+    assert _main(hide, ["--baseline", "HEAD", "--quick", "--threads", "1", "--out", str(tmp_path / "h.md")]) == 0
     res = json.loads((tmp_path / "h.json").read_text())
     assert [r["precision"] for r in res["rows"]][0] == "fp32"
     for r in res["rows"]:
@@ -159,11 +160,7 @@ def test_hider_step_against_a_baseline_revision(tmp_path):
 
 def test_profile_hider_step_lists_the_top_operators(tmp_path):
     prof = _load("profile_hider_step")
-    n = torch.get_num_threads()
-    try:
-        assert prof.main(["--profiles", "tiny", "--steps", "1", "--top", "3", "--out", str(tmp_path / "p.md")]) == 0
-    finally:
-        torch.set_num_threads(n)
+    assert _main(prof, ["--profiles", "tiny", "--steps", "1", "--top", "3", "--out", str(tmp_path / "p.md")]) == 0
     md = (tmp_path / "p.md").read_text()
     assert "## Profile `tiny`" in md
     (table,) = _tables(md)
@@ -187,11 +184,7 @@ def test_profile_victim_step_sums_operator_families(tmp_path):
     prof = _load("profile_victim_step")
     assert prof.family("aten::convolution_backward") == "convolution backward"
     assert prof.family("aten::mkldnn_convolution") == "convolution forward" and prof.family("aten::foo") == "other"
-    n = torch.get_num_threads()
-    try:
-        assert prof.main(["--warm", "1", "--steps", "2", "--top", "4", "--out", str(tmp_path / "p.md")]) == 0
-    finally:
-        torch.set_num_threads(n)
+    assert _main(prof, ["--warm", "1", "--steps", "2", "--top", "4", "--out", str(tmp_path / "p.md")]) == 0
     fams, ops = _tables((tmp_path / "p.md").read_text())
     assert fams[0][0] == "family" and len(ops) == 2 + 4
     assert abs(sum(float(r[1].rstrip("%")) for r in fams[2:]) - 100) < 0.5  # the families cover every operator
@@ -201,11 +194,7 @@ def test_profile_hide_sums_operator_families_per_precision(tmp_path):
     prof = _load("profile_hide")
     assert prof.family("aten::mkldnn_convolution") == "convolution" and prof.family("aten::cat") == prof.FAMILIES[2][1]
     assert prof.family("aten::leaky_relu_") == "LeakyReLU" and prof.family("aten::foo") == "other"
-    n = torch.get_num_threads()
-    try:
-        assert prof.main(["--quick", "--batches", "1", "--top", "3", "--out", str(tmp_path / "h.md")]) == 0
-    finally:
-        torch.set_num_threads(n)
+    assert _main(prof, ["--quick", "--batches", "1", "--top", "3", "--out", str(tmp_path / "h.md")]) == 0
     res = json.loads((tmp_path / "h.json").read_text())
     precs = res["precisions"]
     assert set(precs) == ({"fp32", "bf16"} if bf16_supported(torch.device("cpu")) else {"fp32"})
@@ -218,11 +207,7 @@ def test_profile_hide_sums_operator_families_per_precision(tmp_path):
 
 def test_victim_levers_measures_each_candidate(tmp_path):
     lev = _load("victim_levers")
-    n = torch.get_num_threads()
-    try:
-        assert lev.main(["--quick", "--batches", "64", "128", "--out", str(tmp_path / "l.md")]) == 0
-    finally:
-        torch.set_num_threads(n)
+    assert _main(lev, ["--quick", "--batches", "64", "128", "--out", str(tmp_path / "l.md")]) == 0
     md = (tmp_path / "l.md").read_text()
     batch, layout, grouped = _tables(md)
     assert [r[0] for r in batch[2:]] == ["64", "128"] and batch[3][2] == "1.00x"
