@@ -120,3 +120,30 @@ def test_over_cores_runs_one_share_per_thread_in_order_and_restores_the_thread_c
         torch.set_num_threads(n)
     seen.clear()  # another device (CUDA) is given the whole batch in the calling thread; fn touches no device here
     assert runtime.over_cores(fn, 10, torch.device("cuda")) == [list(range(10))] and len(seen) == 1
+
+
+def test_over_cores_works_in_a_forked_child_of_a_process_that_used_it():
+    """A forked child inherits the pool object without its threads: it must make its own, not wait forever."""
+    import multiprocessing as mp
+    import time
+
+    from deephide import runtime
+
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        # slow shares: the parent's pool then holds both threads (a fast first share would leave room for a new one)
+        assert runtime.over_cores(lambda s: (time.sleep(0.2), s.stop - s.start)[1], 4, torch.device("cpu")) == [2, 2]
+        ctx = mp.get_context("fork")
+        with ctx.Pool(1) as pool:
+            res = pool.apply_async(_shares_in_child)
+            assert res.get(timeout=60) == [2, 2]
+    finally:
+        torch.set_num_threads(n)
+
+
+def _shares_in_child() -> list[int]:
+    from deephide import runtime
+
+    torch.set_num_threads(2)
+    return runtime.over_cores(lambda s: s.stop - s.start, 4, torch.device("cpu"))

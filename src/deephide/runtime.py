@@ -119,8 +119,11 @@ def reuse_freed_memory() -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _share_pool(workers: int) -> ThreadPoolExecutor:
-    """The threads ``over_cores`` runs its shares on: made on first use, kept for the process (no per-batch start)."""
+def _share_pool(workers: int, pid: int) -> ThreadPoolExecutor:
+    """The threads ``over_cores`` runs its shares on: made on first use, kept for the process (no per-batch start).
+
+    Keyed by the process id: a forked child inherits the pool object but not its threads, and would wait forever.
+    """
     return ThreadPoolExecutor(workers, thread_name_prefix="deephide-core")
 
 
@@ -150,7 +153,7 @@ def over_cores(fn: Callable[[slice], T], n: int, device: torch.device) -> list[T
     bounds = [n * i // k for i in range(k + 1)]
     torch.set_num_threads(1)
     try:
-        return list(_share_pool(k).map(fn, [slice(a, b) for a, b in zip(bounds, bounds[1:])]))
+        return list(_share_pool(k, os.getpid()).map(fn, [slice(a, b) for a, b in zip(bounds, bounds[1:])]))
     finally:
         torch.set_num_threads(threads)
 
