@@ -53,7 +53,7 @@ def profile_precision(hider: Any, cover: Any, secret: Any, bf16: bool, batches: 
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     from deephide.protect import hide_batch
-    from deephide.runtime import autocast
+    from deephide.runtime import autocast, share_slices
 
     dev = torch.device("cpu")
     hide_batch(hider, cover, secret, dev, bf16)  # oneDNN's primitives made once
@@ -63,10 +63,9 @@ def profile_precision(hider: Any, cover: Any, secret: Any, bf16: bool, batches: 
     unprofiled = (time.perf_counter() - t0) / batches
     # torch.profiler sees only the thread it runs on, so each core's share runs here in turn, with one thread as on
     # its core: the same operators on the same shapes (without the other core's traffic beside it)
-    threads, n = torch.get_num_threads(), len(cover)
-    k = max(1, min(threads, n))
-    shares = [slice(n * i // k, n * (i + 1) // k) for i in range(k)]
-    torch.set_num_threads(1 if k > 1 else threads)
+    threads = torch.get_num_threads()
+    shares = share_slices(len(cover), threads)  # over_cores' shares
+    torch.set_num_threads(1 if len(shares) > 1 else threads)
     try:
         with torch.no_grad(), autocast(dev, bf16), torch_profile(activities=[ProfilerActivity.CPU], record_shapes=True) as p:
             for _ in range(batches):

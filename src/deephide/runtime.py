@@ -127,6 +127,17 @@ def _share_pool(workers: int, pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="deephide-core")
 
 
+def share_slices(n: int, parts: int) -> list[slice]:
+    """``n`` items cut into ``min(parts, n)`` contiguous shares (at least one) whose sizes differ by at most one.
+
+    Example:
+        >>> share_slices(10, 3)
+        [slice(0, 3, None), slice(3, 6, None), slice(6, 10, None)]
+    """
+    k = max(1, min(parts, n))
+    return [slice(n * i // k, n * (i + 1) // k) for i in range(k)]
+
+
 def over_cores(fn: Callable[[slice], T], n: int, device: torch.device) -> list[T]:
     """``fn`` over ``n`` items in one contiguous share per CPU thread, each share on its own thread with one intra-op
     thread: ``[fn(slice(0, b1)), fn(slice(b1, b2)), ...]``, in order.
@@ -149,11 +160,10 @@ def over_cores(fn: Callable[[slice], T], n: int, device: torch.device) -> list[T
     threads = torch.get_num_threads()
     if device.type != "cpu" or threads < 2 or n < 2:
         return [fn(slice(0, n))]
-    k = min(threads, n)
-    bounds = [n * i // k for i in range(k + 1)]
+    shares = share_slices(n, threads)
     torch.set_num_threads(1)
     try:
-        return list(_share_pool(k, os.getpid()).map(fn, [slice(a, b) for a, b in zip(bounds, bounds[1:])]))
+        return list(_share_pool(len(shares), os.getpid()).map(fn, shares))
     finally:
         torch.set_num_threads(threads)
 
