@@ -106,10 +106,9 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray) -> float:
     return float(100.0 * (classes[scores.argmax(axis=1)] == labels[half:]).mean())
 
 
-def victim_accuracy() -> dict[tuple[str, int], dict[str, Any]]:
-    """(row, quality) -> the campaign's fastcnn final accuracy after JPEG at that quality (mean, std, seeds)."""
-    ledger = summarise.current_ledger()
-    fps = summarise.row_fingerprints(ledger)
+def victim_accuracy(fps: dict[str, set[str]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """(row, quality) -> the campaign's fastcnn final accuracy after JPEG at that quality (mean, std, seeds), from the
+    cells of each row's accepted sets ``fps`` (summarise.row_fingerprints)."""
     recs = summarise.grid_records("jpeg", fps)[1] + summarise.grid_records("main", fps)[1]
     out = {}
     for (row, model, cm, _), agg in aggregate([r for r in recs if r["model"] == "fastcnn"], "final").items():
@@ -124,15 +123,15 @@ def jpeg_quality(label: str) -> int | None:
     return int(label[4:]) if label.startswith("JPEG") and label[4:].isdigit() else None
 
 
-def load_row(row: str, n: int) -> tuple[np.ndarray, str]:
-    """The first ``n`` images of the campaign's set for ``row`` and the set's fingerprint; refuses a set the ledger
-    does not accept as the row's current one."""
+def load_row(row: str, n: int, fps: dict[str, set[str]]) -> tuple[np.ndarray, str]:
+    """The first ``n`` images of the campaign's set for ``row`` and the set's fingerprint; refuses a set that is not
+    one of the row's accepted sets ``fps`` (summarise.row_fingerprints)."""
     path = campaign.set_dir(row)
     if not path.exists():
         raise DeephideError(f"{path}: no set for row {row}; make it with `make reference` (the campaign) first")
     ds = load_dataset(str(path), mmap=True)
     fp = data_fingerprint(ds)
-    if fp not in summarise.row_fingerprints(summarise.current_ledger()).get(row, set()):
+    if fp not in fps.get(row, set()):
         raise DeephideError(f"{path}: fingerprint {fp} is not an accepted set of row {row} in "
                             f"{campaign.HERE / 'sets.jsonl'}; regenerate it with the campaign")
     return np.asarray(ds.images[:n]), fp
@@ -197,12 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         clean_ds = load_dataset("fashion-mnist")
         clean, labels = clean_ds.images[: a.n], np.asarray(clean_ds.labels[: a.n])
+        fps = summarise.row_fingerprints(summarise.current_ledger())  # each row's accepted sets, read once
         res: dict[str, Any] = {"n": int(len(labels)), "rows": {}}
         for row in a.rows:
-            protected, fp = load_row(row, a.n)
+            protected, fp = load_row(row, a.n, fps)
             print(f"{row}: {len(protected):,} images, set {fp}", flush=True)
             res["rows"][row] = {"fingerprint": fp, **analyse(protected, clean, labels)}
-        victims = victim_accuracy()
+        victims = victim_accuracy(fps)
         for row, r in res["rows"].items():
             for e in r["qualities"]:
                 e["victim_final"] = victims.get((row, e["quality"]))
