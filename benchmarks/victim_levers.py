@@ -14,6 +14,7 @@ lever below is timed against the profile's own setting in alternating rounds of 
   (``groups=3``: each seed's weights see only its own channels, so the three trainings stay exact and independent),
   timed layer by layer as forward + backward of fastcnn's four 3x3 convolutions against three separate ones; the
   elementwise layers (BatchNorm, GELU, max-pool) touch three times the elements either way;
+- share of the peak: the profile's step in GFLOP/s against the one-thread matmul rate measured in this run;
 - evaluation: one evaluation of the 10,000 test images (batch 256) against the 235 training steps between two
   evaluations: the share a lower evaluation frequency could save (at the price of a coarser peak).
 torch.compile is measured by ``compile_probe.py`` (0.94x on this machine kind: not a lever).
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     from deephide.runtime import bf16_supported
     from deephide.training.trainer import evaluate_accuracy
 
-    from benchlib import machine
+    from benchlib import count_flops, machine, matmul_gflops
 
     if a.quick:
         a.rounds, a.steps = 1, 1
@@ -140,6 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     base = times[(bf16, True)]
     lines += [f"| {'bf16' if p else 'fp32'} | {'channels-last' if c else 'NCHW'} | {1e3 * t:.1f} | {base / t:.2f}x |"
               for (p, c), t in times.items()] + [""]
+
+    # the profile's step against this CPU's one-thread matmul rate: what share of the peak a cell uses
+    flops = count_flops(make_step(128, bf16, True)) / 128  # convolutions and the linear layer; 2 per multiply-add
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    rate = matmul_gflops(torch.device("cpu"), dtype, 2048, max(3, a.rounds))
+    achieved = flops * 128 / base / 1e9
+    lines += ["## Share of the peak (batch 128, the profile's setting)", "",
+              f"One training image costs {flops / 1e9:.4f} GFLOP (forward and backward, torch's FlopCounterMode); the "
+              f"profile's step runs at {achieved:.1f} GFLOP/s, **{100 * achieved / rate:.1f}% of the {rate:,.0f} GFLOP/s "
+              f"{'bf16' if bf16 else 'fp32'} matmul rate** measured in this run on one thread (2048 x 2048).", ""]
 
     # several seeds in one process: grouped convolutions
     lines += ["## Three seeds in one network (grouped convolutions), fastcnn's 3x3 convolutions, batch 128", "",

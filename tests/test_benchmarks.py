@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -184,6 +185,8 @@ def test_profile_victim_step_sums_operator_families(tmp_path):
     prof = _load("profile_victim_step")
     assert prof.family("aten::convolution_backward") == "convolution backward"
     assert prof.family("aten::mkldnn_convolution") == "convolution forward" and prof.family("aten::foo") == "other"
+    assert prof.family("aten::relu_") == prof.family("aten::threshold_backward") == "ReLU"
+    assert prof.family("aten::add_") != prof.family("aten::_foreach_add_") == "optimizer"
     assert _main(prof, ["--warm", "1", "--steps", "2", "--top", "4", "--out", str(tmp_path / "p.md")]) == 0
     fams, ops = _tables((tmp_path / "p.md").read_text())
     assert fams[0][0] == "family" and len(ops) == 2 + 4
@@ -213,3 +216,5 @@ def test_victim_levers_measures_each_candidate(tmp_path):
     assert [r[0] for r in batch[2:]] == ["64", "128"] and batch[3][2] == "1.00x"
     assert layout[2][3] == "1.00x" and len(grouped) == 2 + len(lev.CONVS) + 1
     assert "## Evaluation" in md and "% of the training and evaluation time" in md
+    share = re.search(r"\*\*([\d.]+)% of the ([\d,]+) GFLOP/s", md)
+    assert share and 0 < float(share[1]) < 100 and float(share[2].replace(",", "")) > 0  # the step against the peak
