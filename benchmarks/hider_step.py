@@ -58,6 +58,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         over["bf16"] = spec["bf16"]
     if spec.get("blocks"):
         over["blocks"] = spec["blocks"]
+    over.update(spec.get("overrides") or {})  # a variant of the profile (robust_step.py)
     prof = get_hider_profile(spec["profile"], **over)
     train = load_dataset(f"synthetic?n={spec['n']}&classes=10&size=32", "train")
     bank = synthetic_bank(10, 32, per_class=4)

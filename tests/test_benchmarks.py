@@ -159,6 +159,16 @@ def test_hider_step_against_a_baseline_revision(tmp_path):
     assert "| long | fp32 | 1 | 40 |" in md and "Command: `python benchmarks/hider_step.py --baseline HEAD --quick" in md
 
 
+def test_robust_step_measures_each_row_against_long(tmp_path):
+    rs = _load("robust_step")
+    assert rs.main(["--quick", "--out", str(tmp_path / "r.md")]) == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert [r["row"] for r in res["rows"]] == list(rs.ROWS)
+    assert res["rows"][0]["vs_long"] == 1.0 and all(r["s_per_step"] > 0 for r in res["rows"])
+    (table,) = _tables((tmp_path / "r.md").read_text())
+    assert [row[0] for row in table[2:]] == list(rs.ROWS) and table[-1][3] in ("yes", "no")
+
+
 def test_profile_hider_step_lists_the_top_operators(tmp_path):
     prof = _load("profile_hider_step")
     assert _main(prof, ["--profiles", "tiny", "--steps", "1", "--top", "3", "--out", str(tmp_path / "p.md")]) == 0

@@ -71,3 +71,88 @@ def test_train_hider_with_distortions_is_deterministic_and_resumes(tmp_path):
     bad = get_hider_profile("tiny", lfc=False, reveal_distortions=["rotate"])
     with pytest.raises(DeephideError, match="reveal_distortions"):
         train_hider(train, bank, bad, tmp_path / "c", mode="class", progress=False)
+
+
+from deephide.hiding.inn import Hider, HiderConfig  # noqa: E402
+from deephide.hiding.surrogate import MIXES, SurrogateVictim, check_views  # noqa: E402
+from deephide.hiding.train import HideRevealStep  # noqa: E402
+
+
+def _tiny_hider(seed=0, size=16):
+    torch.manual_seed(seed)
+    return Hider(HiderConfig(eps_levels=8, blocks=1, growth=8, clamp=2.0, image_size=size, channels=3), init_scale=0.5)
+
+
+def _grad_norm(hider):
+    return sum(float(p.grad.abs().sum()) for p in hider.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("name", sorted(DISTORTIONS))
+def test_each_distortion_passes_the_reveal_gradient_to_the_inn(name):
+    """Revealing from a distorted stored image: the reveal loss still trains the INN through every family."""
+    hider = _tiny_hider()
+    cover, secret = _batch(8)
+    raw, stored, secret_hat, target = HideRevealStep(hider, 8 / 255, True, (name,))(
+        cover, secret, None, torch.Generator().manual_seed(1))
+    torch.nn.functional.mse_loss(secret_hat, target).backward()
+    g = _grad_norm(hider)
+    assert g > 0 and torch.isfinite(torch.tensor(g))
+
+
+def test_the_new_families_do_what_their_countermeasures_do():
+    x, s = _batch(4)
+    g = torch.Generator().manual_seed(0)
+    q = DISTORTIONS["bdr"](x, s, g)[0]
+    assert torch.allclose(q * 3, torch.round(q * 3), atol=1e-6)  # 2 bits: values in {0, 1/3, 2/3, 1}
+    gray = DISTORTIONS["gray"](x, s, g)[0]
+    assert torch.equal(gray[:, 0], gray[:, 1]) and torch.equal(gray[:, 1], gray[:, 2])
+    cut = DISTORTIONS["cutout"](torch.ones(4, 3, 16, 16), s, g)[0]
+    holes = (cut == 0).float().mean((1, 2, 3))
+    assert bool(((holes > 0) & (holes <= 0.25 + 1e-6)).all())  # one square of half the side, maybe off the edge
+    noisy = DISTORTIONS["noise"](torch.full((4, 3, 16, 16), 0.5), s, g)[0]
+    assert 0.08 < float(noisy.std()) < 0.12
+    img, tgt = DISTORTIONS["crop-flip"](s.clone(), s, g)
+    assert torch.equal(img, tgt)  # the target moves with the image
+
+
+@pytest.mark.parametrize("view", ["none", "jpeg-any", "bdr", "noise", "median", "gauss", "gray", "cutout", *MIXES])
+@pytest.mark.parametrize("adv", [0, 4])
+def test_each_surrogate_view_passes_l_sv_to_the_inn(view, adv):
+    """L_sv through each view (and at the surrogate's PGD point) reaches the INN's weights; the surrogate's do not
+    take a gradient from it."""
+    hider = _tiny_hider()
+    cover, secret = _batch(8)
+    y = torch.arange(8) % 4
+    sv = SurrogateVictim("fastcnn", 4, 16, 0.05, torch.device("cpu"), seed=0, views=(view,), adv_levels=adv)
+    g = torch.Generator().manual_seed(2)
+    _, stored, _, _ = HideRevealStep(hider, 8 / 255, True)(cover, secret, None)
+    assert sv.fit(stored, y, g) > 0
+    sv.loss(stored, y, g).backward()
+    assert _grad_norm(hider) > 0
+    assert all(p.requires_grad for p in sv.net.parameters())  # the surrogate trains on as before
+
+
+def test_surrogate_views_are_checked():
+    assert check_views("none+mixup") == ("none", "mixup")
+    with pytest.raises(DeephideError, match="sv_views: unknown \\['rotate'\\]"):
+        check_views(["rotate"])
+
+
+def test_surrogate_without_views_is_the_shipped_one():
+    """No views and no radius: the same fit and loss, bit for bit, as the surrogate the shipped hiders trained with
+    (crop + flip only), so their training resumes as before."""
+    from deephide.training.augment import random_crop_flip
+
+    x, _ = _batch(8)
+    y = torch.arange(8) % 4
+    a = SurrogateVictim("fastcnn", 4, 16, 0.05, torch.device("cpu"), seed=3)
+    b = SurrogateVictim("fastcnn", 4, 16, 0.05, torch.device("cpu"), seed=3)
+    ga, gb = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    la = a.fit(x, y, ga)
+    xb = random_crop_flip(x, gb)
+    loss = torch.nn.functional.cross_entropy(b.net(xb), y)
+    b.opt.zero_grad()
+    loss.backward()
+    b.opt.step()
+    assert la == float(loss.detach())
+    assert torch.equal(a.loss(x, y, ga), torch.nn.functional.cross_entropy(b.net(random_crop_flip(x, gb)), y))

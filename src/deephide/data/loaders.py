@@ -21,6 +21,7 @@ from .imageset import ImageSet
 from .registry import DATASETS, SPLITS
 from .arrays import check_labels, pil_guard
 from .formats import load_any
+from .holdout import split_holdout
 from .interop.png_folder import conversion_note, to_uint8_gray
 from .unpickle import load_pickle_dict
 
@@ -96,9 +97,12 @@ def _find_idx(root: Path, prefix: str, kind: str) -> Path:
 
 
 @DATASETS.register("fashion-mnist")
-def fashion_mnist(path: str | None = None, split: str = "train", size: int = 32, channels: int = 3) -> ImageSet:
-    """Fashion-MNIST from idx files (default /usr/share/datasets/fashion-mnist); 32x32 RGB, size=28 / channels=1 for native."""
+def fashion_mnist(path: str | None = None, split: str = "train", size: int = 32, channels: int = 3,
+                  holdout: int = 0) -> ImageSet:
+    """Fashion-MNIST from idx files (default /usr/share/datasets/fashion-mnist); 32x32 RGB, size=28 / channels=1 for native;
+    holdout=1: the selection view (train = 55,000 without the validation hold-out, test = the 5,000 hold-out)."""
     _check_split(split, "fashion-mnist")
+    holdout = _int_option("holdout", holdout, 0, 1)
     size = _int_option("size", size, 28, 4096)
     channels = _int_option("channels", channels, 1, 3)
     if channels == 2:
@@ -107,7 +111,7 @@ def fashion_mnist(path: str | None = None, split: str = "train", size: int = 32,
     if not root.is_dir():
         raise DeephideError(f"{root}: no such directory (install Fashion-MNIST with: sudo apt-get install dataset-fashion-mnist, "
                             "or give fashion-mnist:/dir/with/idx-files)")
-    prefix = "train" if split == "train" else "t10k"
+    prefix = "train" if split == "train" or holdout else "t10k"
     ipath, lpath = _find_idx(root, prefix, "images"), _find_idx(root, prefix, "labels")
     imgs = read_idx(ipath, _IDX_IMAGES, 3)
     labels = read_idx(lpath, _IDX_LABELS, 1)
@@ -116,6 +120,10 @@ def fashion_mnist(path: str | None = None, split: str = "train", size: int = 32,
     if labels.shape[0] != imgs.shape[0]:
         raise DeephideError(f"{lpath}: {labels.shape[0]} labels for {imgs.shape[0]} images in {ipath.name}")
     labels = check_labels(labels, imgs.shape[0], len(FASHION_MNIST_CLASSES), str(lpath))
+    prov = {"idx_files": [ipath.name, lpath.name], "root": str(root)}
+    if holdout:
+        imgs, labels, part = split_holdout(imgs, labels, split, "fashion-mnist", str(lpath))
+        prov["selection"] = part
     # one pass into a fresh writable array (frombuffer views are read-only); zero padding keeps the
     # native pixels (the paper's 32x32 view pads 2 on each side); gray is replicated to RGB
     lo = (size - 28) // 2
@@ -124,7 +132,6 @@ def fashion_mnist(path: str | None = None, split: str = "train", size: int = 32,
     out = np.empty((imgs.shape[0], size, size, channels), dtype=np.uint8)
     for c in range(channels):  # per-channel copies: several times faster than np.repeat on axis 3
         out[..., c] = gray
-    prov = {"idx_files": [ipath.name, lpath.name], "root": str(root)}
     return ImageSet(out, labels, FASHION_MNIST_CLASSES, prov, str(root))
 
 

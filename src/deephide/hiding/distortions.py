@@ -1,4 +1,4 @@
-"""Distortions between hiding and revealing during hider training (a "noise layer").
+"""Distortions between hiding and what learns from the stored image during hider training (a "noise layer").
 
 Not in the paper: this project's extension for robustness. A victim's trainer shifts and flips the
 images (pad + random crop, horizontal flip) and a defender may JPEG-compress or filter them; a message
@@ -9,7 +9,11 @@ the hider put the hidden image where those operations keep it. The revealed imag
 the secret distorted the same way for geometric distortions, and with the secret itself otherwise.
 
 Each training step draws one distortion from the profile's ``reveal_distortions`` list (``none``
-included if listed, so some steps train the undistorted path). Names: :data:`DISTORTIONS`.
+included if listed, so some steps train the undistorted path; a name listed twice is drawn twice as often).
+The surrogate victim (hiding.surrogate) draws from ``sv_distortions`` the same way: there the families are
+the countermeasures of the reference tables, so the shortcut the hider builds is one a victim still learns
+after JPEG, bit-depth reduction, noise, filters, grayscale or Cutout (issue 33). Names: :data:`DISTORTIONS`;
+every one passes a gradient to the stored image (tests/test_distortions.py).
 """
 
 from __future__ import annotations
@@ -54,6 +58,74 @@ def _jpeg(stored: torch.Tensor, secret: torch.Tensor, gen: torch.Generator) -> t
     return out, secret
 
 
+def _jpeg_any(stored: torch.Tensor, secret: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable JPEG (kornia) at a quality drawn per image from U[10, 90] (the tables' JPEG10 .. JPEG50 and
+    what photos are published with)."""
+    from kornia.enhance import jpeg_codec_differentiable
+
+    q = 10.0 + 80.0 * torch.rand(stored.shape[0], generator=gen)
+    return jpeg_codec_differentiable(stored.float().clamp(0, 1), q.to(stored.device)), secret
+
+
+def _bdr(stored: torch.Tensor, secret: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """2-bit bit-depth reduction (the BDR countermeasure: round(x * 3) / 3), rounding passed straight through."""
+    q = torch.round(stored * 3.0) / 3.0
+    return stored + (q - stored).detach(), secret
+
+
+def _noise(stored: torch.Tensor, secret: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Additive Gaussian noise, sigma 0.1 (the GaussN countermeasure), clamped to [0, 1]."""
+    n = torch.randn(stored.shape, generator=gen, dtype=torch.float32).to(stored.device, stored.dtype)
+    return (stored + 0.1 * n).clamp(0.0, 1.0), secret
+
+
+def _median(stored: torch.Tensor, secret: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """3x3 median filter (MedianF; kornia: the gradient reaches the pixel each median picked)."""
+    from kornia.filters import median_blur
+
+    return median_blur(stored, (3, 3)), secret
+
+
+def _gauss(stored: torch.Tensor, secret: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """3x3 Gaussian blur, sigma drawn from U[0.5, 1.5] per batch (GaussF at its paper sigma 0.1 is an identity
+    on 8-bit images: a visible blur is what a defender would try), reflect border (kornia)."""
+    from kornia.filters import gaussian_blur2d
+
+    s = 0.5 + float(torch.rand((), generator=gen))
+    return gaussian_blur2d(stored, (3, 3), (s, s), border_type="reflect"), secret
+
+
+def _gray(stored: torch.Tensor, secret: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grayscale (the Gray countermeasure: ITU-R 601 luma, kornia), replicated back to the input's channels."""
+    from kornia.color import rgb_to_grayscale
+
+    if stored.shape[1] != 3:
+        return stored, secret
+    return rgb_to_grayscale(stored).expand_as(stored), secret
+
+
+def _crop_flip(stored: torch.Tensor, secret: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The victims' augmentation (pad-4 random crop + horizontal flip), applied to image and target alike."""
+    from ..training.augment import random_crop_flip
+
+    both = random_crop_flip(torch.cat((stored, secret.to(stored.dtype)), dim=1), gen)
+    c = stored.shape[1]
+    return both[:, :c], both[:, c:].to(secret.dtype)
+
+
+def _cutout(stored: torch.Tensor, secret: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cutout (DeVries & Taylor 2017, the Cutout countermeasure): one square of half the side, zeroed, centre
+    uniform over the image (the square may leave it), per image."""
+    n, _, h, w = stored.shape
+    side = max(1, h // 2)
+    cy = torch.randint(0, h, (n,), generator=gen)[:, None, None]
+    cx = torch.randint(0, w, (n,), generator=gen)[:, None, None]
+    rows = torch.arange(h)[None, :, None]
+    cols = torch.arange(w)[None, None, :]
+    hole = ((rows - cy).abs() * 2 < side) & ((cols - cx).abs() * 2 < side)
+    return stored * (~hole)[:, None].to(stored.device, stored.dtype), secret
+
+
 def _blur(stored: torch.Tensor, secret: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """3x3 mean filter (the MeanF countermeasure), reflect padding."""
     c = stored.shape[1]
@@ -62,7 +134,13 @@ def _blur(stored: torch.Tensor, secret: torch.Tensor, gen: torch.Generator) -> t
 
 
 #: name -> distortion(stored (N, C, H, W) in [0, 1], secret (N, C, H, W), generator) -> (distorted, target)
-DISTORTIONS: dict[str, Distortion] = {"none": _none, "shift-flip": _shift_flip, "jpeg": _jpeg, "blur": _blur}
+#: ``jpeg`` (qualities 10-75) and ``blur`` are as the first robust hiders used them; ``jpeg-any`` (10-90), ``mean``
+#: (= ``blur``), ``median``, ``gauss``, ``bdr``, ``noise``, ``gray``, ``crop-flip``, ``cutout`` are the tables'
+#: countermeasure families (issue 33)
+DISTORTIONS: dict[str, Distortion] = {"none": _none, "shift-flip": _shift_flip, "jpeg": _jpeg, "blur": _blur,
+                                      "jpeg-any": _jpeg_any, "mean": _blur, "median": _median, "gauss": _gauss,
+                                      "bdr": _bdr, "noise": _noise, "gray": _gray, "crop-flip": _crop_flip,
+                                      "cutout": _cutout}
 
 
 def check_distortions(names: Sequence[str]) -> tuple[str, ...]:

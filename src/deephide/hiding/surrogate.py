@@ -11,6 +11,14 @@ them, one SGD step per hider step, under the victims' own augmentation (random c
 asks the stored perturbation to make each image easy for that surrogate to classify. The hider still has to
 reveal its secret from the same stored image, so the shortcut it builds carries the hidden content.
 
+Robust views (issue 33, not in the paper). A victim trained under a countermeasure sees the stored images through
+it; a shortcut that JPEG, bit-depth reduction or noise wash out is no shortcut for that victim. With ``views`` the
+surrogate fits, and scores for the hider, the stored batch through one view drawn per call: a distortion of
+``hiding.distortions`` (the tables' data families, each with a gradient) or a batch countermeasure (``mixup``,
+``cutmix``: soft targets). With ``adv_levels`` it trains adversarially (PGD, L-inf radius adv_levels/255, the
+AT countermeasure's attack) and the hider's term is the surrogate's loss on the adversarial point: the min-min-max
+of REM (Fu et al. 2022), so the shortcut holds against a victim that adversarially trains at a small radius.
+
 State (weights and SGD momentum) is saved beside the hider's checkpoint (``surrogate.safetensors``) and follows
 rollbacks, so an interrupted training resumes to the same weights.
 """
@@ -28,8 +36,26 @@ from safetensors.torch import save as st_save
 
 from ..errors import DeephideError, error_line
 from ..fsutil import atomic_file
+from ..countermeasures import build_countermeasure
+from ..countermeasures.adversarial import pgd_linf
 from ..models import build_model
 from ..training.augment import random_crop_flip
+from .distortions import DISTORTIONS
+
+#: batch countermeasures a surrogate view may draw besides the distortions (label-mixing: soft targets)
+MIXES = {"mixup": "Mixup", "cutmix": "CutMix"}
+#: PGD as the AT countermeasure runs it for the tables' AT-2/255 and AT-4/255 columns: 2 steps of 5/8 the radius
+ADV_STEPS, ADV_ALPHA = 2, 5 / 8
+
+
+def check_views(names: Any) -> tuple[str, ...]:
+    """The profile's ``sv_views`` as a tuple (a list, or names joined by '+'), each a distortion or a mix."""
+    if isinstance(names, str):
+        names = [n for n in names.split("+") if n]
+    bad = [n for n in names if n not in DISTORTIONS and n not in MIXES]
+    if bad:
+        raise DeephideError(f"sv_views: unknown {bad}; known: {', '.join([*DISTORTIONS, *MIXES])}")
+    return tuple(names)
 
 
 class SurrogateVictim:
@@ -40,8 +66,12 @@ class SurrogateVictim:
     """
 
     def __init__(self, model: str, num_classes: int, image_size: int, lr: float, device: torch.device,
-                 seed: int = 0) -> None:
+                 seed: int = 0, views: Any = (), adv_levels: float = 0.0) -> None:
         self._spec = (model, num_classes, image_size, lr, device)
+        self.views, self.adv_eps = check_views(views), float(adv_levels) / 255.0
+        if not self.adv_eps >= 0:
+            raise DeephideError(f"sv_adv_levels must be >= 0, got {adv_levels!r}")
+        self.num_classes = num_classes
         self.reset(seed)
 
     def reset(self, seed: int) -> None:
@@ -53,10 +83,38 @@ class SurrogateVictim:
         self.net.train()
         self.opt = torch.optim.SGD(self.net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
+    def view(self, stored: torch.Tensor, labels: torch.Tensor,
+             gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """What a victim's batch looks like: one view drawn from ``views`` (none when empty), then the victims'
+        crop + flip. stored: float (N, 3, S, S) in [0, 1]; labels int (N,). Returns (x float (N, 3, S, S),
+        target: int (N,) or float (N, classes) soft labels after a mix); differentiable in ``stored``."""
+        x, y = stored.float(), labels
+        if self.views:
+            pick = self.views[int(torch.randint(len(self.views), (1,), generator=gen))]
+            if pick in MIXES:
+                x, y = build_countermeasure(MIXES[pick]).apply_batch(x, y, self.num_classes, gen)
+            else:
+                x = DISTORTIONS[pick](x, x, gen)[0]
+        return random_crop_flip(x, gen), y
+
+    def _adversarial(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """PGD's offset for ``x`` against the surrogate (zero without ``adv_levels``), detached: (N, 3, S, S)."""
+        if not self.adv_eps:
+            return torch.zeros_like(x)
+        hard = y if y.ndim == 1 else y.argmax(1)  # PGD ascends the loss of the label a mixed image mostly carries
+        was = self.net.training
+        self.net.eval()
+        try:
+            x0 = x.detach()
+            return pgd_linf(self.net, x0, hard, self.adv_eps, ADV_ALPHA * self.adv_eps, ADV_STEPS, gen) - x0
+        finally:
+            self.net.train(was)
+
     def fit(self, stored: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) -> float:
-        """One SGD step on augmented copies of the (detached) stored batch; returns its loss."""
-        x = random_crop_flip(stored.detach().float(), gen)
-        loss = F.cross_entropy(self.net(x), labels)
+        """One SGD step on a view of the (detached) stored batch, adversarial with ``adv_levels``; returns its loss."""
+        x, y = self.view(stored.detach(), labels, gen)
+        x = x + self._adversarial(x, y, gen)
+        loss = F.cross_entropy(self.net(x), y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -65,10 +123,12 @@ class SurrogateVictim:
     def loss(self, stored: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """L_sv: cross-entropy of the surrogate on augmented stored images, differentiable in ``stored`` only
         (the surrogate's own weights take no gradient from it)."""
+        x, y = self.view(stored, labels, gen)
+        x = x + self._adversarial(x, y, gen)  # min-min-max: the hider minimises the loss at the surrogate's worst point
         for p in self.net.parameters():
             p.requires_grad_(False)
         try:
-            return F.cross_entropy(self.net(random_crop_flip(stored.float(), gen)), labels)
+            return F.cross_entropy(self.net(x), y)
         finally:
             for p in self.net.parameters():
                 p.requires_grad_(True)

@@ -204,7 +204,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
         if world.active:
             raise DeephideError("train-hider: the surrogate-victim term (w_sv) runs in one process only")
         surrogate = SurrogateVictim(profile["sv_model"], train.num_classes, h, float(profile["sv_lr"]), dev,
-                                    seed=derive_seed(seed, "surrogate_init"))
+                                    seed=derive_seed(seed, "surrogate_init"), views=profile.get("sv_views", ()),
+                                    adv_levels=float(profile.get("sv_adv_levels", 0)))
         if ck.exists() and (out / SURROGATE).exists():  # resume: the surrogate as it was at the checkpoint
             surrogate.restore(out / SURROGATE)
 
@@ -402,7 +403,8 @@ MAX_ROLLBACKS_IN_A_ROW = 50
 #: profile keys that may change when a training is continued: its length, and when it saves and logs
 RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "snapshot_at", "lr", "lr_step_every", "lr_gamma")
 #: profile keys added after hiders were shipped, with the value that reproduces what ran before them
-ADDED_KEYS = {"w_use": 0.0, "use_target": 0.75, "w_sv": 0.0, "sv_model": "fastcnn", "sv_lr": 0.05, "sv_reset": 0}
+ADDED_KEYS = {"w_use": 0.0, "use_target": 0.75, "w_sv": 0.0, "sv_model": "fastcnn", "sv_lr": 0.05, "sv_reset": 0,
+              "sv_views": [], "sv_adv_levels": 0}
 #: the lr schedule: may change when a training is continued (e.g. a lower lr once 10^-3 turns unstable); every
 #: change is recorded in the checkpoint and the summary (``schedule``), and the log states each step's lr
 SCHEDULE_KEYS = ("lr", "lr_step_every", "lr_gamma")

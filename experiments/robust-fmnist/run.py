@@ -1,0 +1,306 @@
+"""Robust Deep Hiding on Fashion-MNIST (issue 33): hider variants trained and chosen on the validation hold-out.
+
+Every choice here is made on the selection view `fashion-mnist?holdout=1`: hiders train on the 55,000 training
+images outside the committed hold-out (src/deephide/data/splits/fashion-mnist-holdout.json, made by holdout.py),
+protect those 55,000, and victims with seeds >= 100 train on the protected 55,000 and are scored on the clean
+5,000-image hold-out. The test split and victim seeds 0-2 are not read by this script.
+
+Commands (repository root, after `make setup`):
+  .venv/bin/python experiments/robust-fmnist/run.py train NAME [--seconds S]     # resumable, runs/robust/NAME
+  .venv/bin/python experiments/robust-fmnist/run.py select NAME[:STEP] ... [--seeds 100 101 102] [--columns ...]
+  .venv/bin/python experiments/robust-fmnist/run.py table                          # results/robust-fmnist/README.md
+A variant's committed state (weights, bank, log; results/robust-fmnist/hiders/NAME) is copied back into runs/ by
+`train` on a new machine, so training continues across working periods.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from deephide.data import load_dataset
+from deephide.evaluation.grid import read_results
+from deephide.evaluation.stats import aggregate
+from deephide.data.stored import save_imageset
+from deephide.hiding.checkpoint import load_hider, read_checkpoint
+from deephide.hiding.hiderdir import checkpoint_dir, resolve_hider
+from deephide.protect import protect, reveal_gate, verify
+from deephide.runtime import versions
+from deephide.semantic import load_bank
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = ROOT / "results" / "robust-fmnist"  # what this script writes
+RUNS = ROOT / "runs" / "robust"
+DATA = "fashion-mnist?holdout=1"  # the selection view: train = 55,000, test = the 5,000 hold-out
+SELECTION_SEEDS = [100, 101, 102]
+#: the columns every variant is judged on: the headline and the cheap countermeasures that undid the shipped DH-C
+COLUMNS = ["Vanilla", "JPEG10", "BDR", "GaussN", "AT-2/255"]
+
+#: name -> (mode, train-hider arguments beyond the profile, what differs); all from scratch, hider seed 0
+VARIANTS: dict[str, tuple[str, list[str], str]] = {
+    "robust-class": ("class", [], "profile robust: L_hide + L_reveal + L_use (7/8 of the budget) + L_sv through the "
+                     "countermeasure views, no L_freq / L_LFC"),
+    "robust-class-at4": ("class", ["--set", "sv_adv_levels=4"], "robust-class with the surrogate trained "
+                         "adversarially at 4/255 and L_sv at its PGD point (REM's min-min-max)"),
+}
+
+
+def command(name: str) -> list[str]:
+    mode, extra, _ = VARIANTS[name]
+    return ["deephide", "train-hider", "--data", DATA, "--secrets", "sig", "--mode", mode, "--profile", "robust",
+            "--seed", "0", "--quiet", *extra, "--out", str(RUNS / name)]
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    committed = HERE / "hiders" / a.name
+    if not (RUNS / a.name).exists() and (committed / "checkpoint").is_dir():  # a new machine: continue from git
+        shutil.copytree(committed, RUNS / a.name)
+    cmd = command(a.name)
+    cmd[0] = str(Path(sys.executable).with_name("deephide"))
+    if a.seconds:
+        cmd += ["--time-limit", str(a.seconds)]
+    subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+#: the rows every variant is compared with, made from the same 55,000 images: label -> how the set is made
+BASELINES: dict[str, list[str]] = {
+    "Clean": [],
+    "DH-C": ["hider", "fmnist-class", "class"],  # the shipped class-wise hider (trained on all 60,000 covers)
+    "semantic-added-C": ["attack", "semantic-added-C"],
+}
+#: the countermeasure columns as the reference campaign runs them (experiments/reference-fmnist/configs/main.yaml)
+AT = {"AT-2/255": "AT?eps=0.00784313725490196&steps=2&alpha=0.004901960784313725",
+      "AT-4/255": "AT?eps=0.01568627450980392&steps=2&alpha=0.00980392156862745"}
+
+
+def point(spec: str) -> tuple[str, int | None, Path]:
+    """NAME[:STEP] of a variant -> (name, step, checkpoint dir); a shipped hider's name -> (name, None, its dir)."""
+    name, _, step = spec.partition(":")
+    if name not in VARIANTS:
+        return name, None, checkpoint_dir(resolve_hider(name))
+    d = RUNS / name if (RUNS / name).is_dir() else HERE / "hiders" / name
+    ck = d / "snapshots" / step if step else d / "checkpoint"
+    if not ck.is_dir():
+        sys.exit(f"run.py: {ck}: no such hider state (train it first: run.py train {name})")
+    return name, int(read_checkpoint(ck)["training"]["iteration"]), ck
+
+
+def make_set(label: str) -> str:
+    """The training set of row ``label`` (a variant point NAME:STEP or a baseline) made from the 55,000 images,
+    stored under runs/robust/sets (or the spec itself for Clean); for a hider, its reveal gate on the hold-out's
+    covers and the set's budget use, PSNR and SSIM are appended to results/robust-fmnist/sets.jsonl once."""
+    if label == "Clean":
+        return DATA
+    path = RUNS / "sets" / label.replace(":", "@")
+    log = HERE / "sets.jsonl"
+    if (path / "manifest.json").exists():
+        return str(path.relative_to(ROOT))
+    train = load_dataset(DATA, "train")
+    rec: dict = {"row": label, "data": DATA, "versions": versions()}
+    how = BASELINES.get(label) or ["hider", label, VARIANTS[label.split(":")[0]][0]]
+    if how[0] == "attack":
+        cmd = [str(Path(sys.executable).with_name("deephide")), "attack", how[1], "--data", DATA, "--out", str(path),
+               "--quiet", "--force"]
+        subprocess.run(cmd, cwd=ROOT, check=True)
+        prot = load_dataset(str(path), "train")
+        rec["command"] = " ".join(["deephide", *cmd[1:]])
+    else:
+        name, step, ck = point(how[1])
+        bank_dir = (ck.parent.parent if step is not None and ck.parent.name == "snapshots" else ck.parent) / "bank"
+        hider, bank = load_hider(ck, image_size=32), load_bank(bank_dir)
+        covers = load_dataset(DATA, "test")  # the hold-out's covers: never a cover in the hider's training
+        rec.update(point=how[1], step=step, gate=reveal_gate(covers, hider, bank, how[2], levels=8, seed=0, limit=2000))
+        prot = protect(train, hider, bank, how[2], levels=8, seed=0, progress=True).replace(test_spec=DATA)
+        save_imageset(prot, path, force=True)
+    v = verify(train, prot, levels=8)
+    rec["visual"] = {k: v[k] for k in ("psnr", "ssim", "mean_abs_levels", "frac_at_bound", "linf_levels")}
+    with open(log, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    g = rec.get("gate")
+    print(f"{label}: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.3f}, mean |delta| {v['mean_abs_levels']:.2f} levels"
+          + (f"; reveal {g['reveal_psnr']:.2f} dB vs trivial {g['trivial_psnr']:.2f} (hides: {g['hides']})" if g else ""),
+          flush=True)
+    return str(path.relative_to(ROOT))
+
+
+def cmd_select(a: argparse.Namespace) -> None:
+    """Victims (fastcnn, victim profile `fast`, seeds >= 100) on each row's set, scored on the hold-out."""
+    if min(a.seeds) < 100:
+        sys.exit("run.py select: selection victims use seeds >= 100 (seeds 0-2 are the reported rows')")
+    sets = {label: make_set(label) for label in a.rows}
+    cms = [{c: AT[c]} if c in AT else c for c in a.columns]
+    cfg = {"name": "robust-selection", "out": "results/robust-fmnist/selection.jsonl", "test": DATA,
+           "seeds": a.seeds, "profile": "fast", "resources": {"cpus": 1, "gpus": 0}, "identity": "content",
+           "models": a.models, "train_sets": sets, "countermeasures": cms,
+           "notes": "issue 33 selection: 55,000 training images without the hold-out, victims scored on the hold-out"}
+    RUNS.mkdir(parents=True, exist_ok=True)
+    cfg_path = RUNS / "selection.yaml"
+    cfg_path.write_text(json.dumps(cfg, indent=1))  # JSON is YAML
+    cmd = [str(Path(sys.executable).with_name("deephide")), "grid", str(cfg_path), "--quiet"]
+    if a.workers:
+        cmd += ["--executor", "pool", "--workers", str(a.workers)]
+    subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+def _cell(aggs: dict, row: str, col: str) -> str:
+    """'final ± std / peak ± std (n)' of one row and column, '-' without cells."""
+    parts = []
+    for stat in ("final", "best"):
+        a = next((v for k, v in aggs[stat].items() if k[0] == row and k[2] == col and k[1] == "fastcnn"), None)
+        if a is None:
+            return "-"
+        parts.append(f"{a.mean:.2f} ± {a.std:.2f}" if a.std is not None else f"{a.mean:.2f}")
+    return f"{parts[0]} / {parts[1]} ({a.n})"
+
+
+def table_lines() -> list[str]:
+    """The selection table: every row measured so far, its reveal gate and visual cost beside its victims."""
+    recs = read_results(HERE / "selection.jsonl")
+    sets = {}
+    if (HERE / "sets.jsonl").exists():
+        for line in (HERE / "sets.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            sets[r["row"]] = r
+    aggs = {stat: aggregate(recs, stat) for stat in ("final", "best")}
+    rows = list(dict.fromkeys(r["row"] for r in recs))
+    cols = [c for c in COLUMNS if any(r["countermeasure"] == c for r in recs)]
+    cpus = sorted({f"{v.get('cpu_model')} (bf16 {v.get('cpu_bf16')}, {v.get('cpu_threads')} thread(s))" for r in recs
+                   for v in [r.get("versions") or {}]})
+    seeds = sorted({r["seed"] for r in recs})
+    out = ["| row | reveal PSNR (dB) | trivial | hides | protected PSNR (dB) | SSIM | mean abs delta (levels) | "
+           + " | ".join(cols) + " |", "|---|---:|---:|---|---:|---:|---:|" + "---:|" * len(cols)]
+    for row in rows:
+        s = sets.get(row, {})
+        g, v = s.get("gate"), s.get("visual")
+        gate = [f"{g['reveal_psnr']:.2f}", f"{g['trivial_psnr']:.2f}", "yes" if g["hides"] else "no"] if g else ["-"] * 3
+        vis = [f"{v['psnr']:.2f}", f"{v['ssim']:.3f}", f"{v['mean_abs_levels']:.2f}"] if v else ["-"] * 3
+        out.append(f"| {row} | " + " | ".join(gate + vis + [_cell(aggs, row, c) for c in cols]) + " |")
+    return [f"Victims: fastcnn, victim profile `fast` (937 steps), seeds {', '.join(map(str, seeds))}; clean accuracy "
+            "on the 5,000-image hold-out (%), final / peak, mean ± sample std (n seeds). Machine(s): "
+            + (", ".join(cpus) or "not recorded") + ".", "", *out]
+
+
+def cmd_table(a: argparse.Namespace) -> None:
+    lines = ["# Robust Deep Hiding on Fashion-MNIST: selection on the validation hold-out (issue 33)", "",
+             "Generated by `experiments/robust-fmnist/run.py table` from selection.jsonl (victims) and sets.jsonl "
+             "(reveal gate on 2,000 of the hold-out's covers, stored uint8; the protected 55,000 against their "
+             "clean originals). Every row is made from the 55,000 training images outside the hold-out "
+             "(`fashion-mnist?holdout=1`); no number here used the test split or victim seeds 0-2.", "",
+             "Rows: " + "; ".join(f"`{k}`: {v[2]}" for k, v in VARIANTS.items()) + "; `Clean`: the 55,000 as they are; "
+             "`DH-C`: the shipped fmnist-class; `semantic-added-C`: the secret added at the budget. A variant at a step "
+             "is NAME:STEP (its snapshot).", "", *table_lines(), ""]
+    (HERE / "README.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def keep_state(name: str) -> None:
+    """Commit-sized state of a variant's run into results/robust-fmnist/hiders/NAME (checkpoint with optimizer,
+    surrogate, bank, log, summary; the measured snapshots' weights), so `train NAME` continues it elsewhere."""
+    src, dst = RUNS / name, HERE / "hiders" / name
+    for entry in ("checkpoint", "bank", "log.jsonl", "summary.json", "surrogate.safetensors", "snapshots"):
+        if (src / entry).is_dir():
+            shutil.copytree(src / entry, dst / entry, dirs_exist_ok=True)
+        elif (src / entry).exists():
+            dst.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / entry, dst / entry)
+
+
+def selection_record(chosen: str) -> dict:
+    """How ``chosen`` was picked: the rule, the split, the seeds and every compared row's hold-out numbers."""
+    recs = read_results(HERE / "selection.jsonl")
+    aggs = aggregate(recs, "final")
+    rows = {}
+    for (row, model, col, _), a in aggs.items():
+        rows.setdefault(row, {})[col] = {"final_mean": round(a.mean, 2), "final_std": None if a.std is None else
+                                         round(a.std, 2), "n": a.n}
+    return {"split": f"{DATA}: victims trained on the protected 55,000, scored on the clean 5,000-image hold-out "
+                     "(src/deephide/data/splits/fashion-mnist-holdout.json)",
+            "seeds": sorted({r["seed"] for r in recs}), "model": "fastcnn", "profile": "fast",
+            "rule": "the hiding variant point with the lowest mean of the hold-out's final accuracy over the columns "
+                    f"{', '.join(COLUMNS)} among those that pass the reveal gate on the hold-out's covers",
+            "chosen": chosen, "compared": rows, "records": "results/robust-fmnist/selection.jsonl",
+            "test_split_or_seeds_0_2_used": False}
+
+
+def cmd_ship(a: argparse.Namespace) -> None:
+    """The chosen point as a shipped hider: weights (no optimizer), bank, log, summary and a card with its selection
+    record; the full training state stays in results/robust-fmnist/hiders/NAME."""
+    from deephide.fsutil import write_json
+    from deephide.hiding.checkpoint import save_hider
+
+    name, step, ck = point(a.point)
+    label = a.point
+    sets = {json.loads(x)["row"]: json.loads(x) for x in (HERE / "sets.jsonl").read_text().splitlines()}
+    if label not in sets or not sets[label]["gate"]["hides"]:
+        sys.exit(f"run.py ship: {label} has no passing reveal gate in sets.jsonl (run `select {label}` first)")
+    keep_state(name)
+    dst = ROOT / "src" / "deephide" / "hiders" / a.as_name
+    if dst.exists():
+        shutil.rmtree(dst)
+    info = read_checkpoint(ck)
+    save_hider(dst / "checkpoint", load_hider(ck, image_size=32), profile=info.get("profile"),
+               training=info["training"])
+    for entry in ("bank", "log.jsonl", "summary.json"):
+        src = RUNS / name / entry if (RUNS / name).is_dir() else HERE / "hiders" / name / entry
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst / entry)
+    g, v = sets[label]["gate"], sets[label]["visual"]
+    run = info["training"]["run"]
+    sel = selection_record(label)
+    m = sets[label]["versions"]
+    card = {"name": a.as_name, "variant": name, "what": VARIANTS[name][2], "mode": VARIANTS[name][0], "steps": step,
+            "trained_on": run["train"], "profile": run["profile"], "hider": info["hider"],
+            "wall_time_h": round(info["training"]["seconds"] / 3600, 2), "machine": m, "reveal_gate": g,
+            "visual": v, "selection": sel, "state": f"results/robust-fmnist/hiders/{name}",
+            "command": " ".join(command(name)).replace(str(ROOT) + "/", "") + f"  (then: run.py ship {label} --as {a.as_name})"}
+    write_json(dst / "card.json", card)
+    vanilla = sel["compared"].get(label, {}).get("Vanilla", {})
+    (dst / "card.md").write_text("\n".join([
+        f"# Hider card: {a.as_name} (robust Deep Hiding, issue 33; beyond the paper)", "",
+        f"- {VARIANTS[name][2]}. Deep Hiding INN (4 coupling blocks), {card['mode']}-wise, Fashion-MNIST 32x32 RGB view, "
+        f"SIG secret bank (`bank/`), eps 8/255 kept by the hider itself.",
+        f"- Trained from scratch on `{run['train']}` (the 55,000 training images outside the validation hold-out): "
+        f"{step:,} steps, {card['wall_time_h']:.2f} h on {m.get('cpu_model')} (native bf16 {m.get('cpu_bf16')}), one "
+        "thread beside other jobs on 2 cores. Full training state (optimizer, surrogate): " + card["state"] + ".",
+        f"- Reveal gate (2,000 hold-out covers, stored uint8): PSNR {g['reveal_psnr']:.2f} dB, SSIM {g['reveal_ssim']:.3f}; "
+        f"trivial answer {g['trivial_psnr']:.2f} dB; margin {g['margin_db']:+.2f} dB: **hides**.",
+        f"- Visual cost on the protected 55,000: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.3f}, mean |delta| "
+        f"{v['mean_abs_levels']:.2f} levels, {100 * v['frac_at_bound']:.1f}% of values at +-8.",
+        f"- **Selection**: {sel['rule']}; {sel['split']}; victims fastcnn (`fast`), seeds "
+        f"{', '.join(map(str, sel['seeds']))}. Chosen {label}: hold-out Vanilla final "
+        f"{vanilla.get('final_mean')} ± {vanilla.get('final_std')}. Compared: "
+        + "; ".join(f"{r} (Vanilla {c.get('Vanilla', {}).get('final_mean')})" for r, c in sel["compared"].items())
+        + ". No choice used the test split or victim seeds 0-2 (results/robust-fmnist/README.md).",
+        f"- Command: `{card['command']}`.", ""]))
+    print(f"shipped {label} as {dst}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train (or continue) a variant, one thread")
+    t.add_argument("name", choices=list(VARIANTS))
+    t.add_argument("--seconds", type=float)
+    s = sub.add_parser("select", help="make each row's set (gate, PSNR/SSIM) and run its hold-out victims")
+    s.add_argument("rows", nargs="+", help="NAME[:STEP] of a variant, or a baseline: " + ", ".join(BASELINES))
+    s.add_argument("--seeds", nargs="+", type=int, default=SELECTION_SEEDS)
+    s.add_argument("--columns", nargs="+", default=COLUMNS)
+    s.add_argument("--models", nargs="+", default=["fastcnn"])
+    s.add_argument("--workers", type=int, help="grid workers (default: the grid's own)")
+    sub.add_parser("table", help="write results/robust-fmnist/README.md")
+    k = sub.add_parser("keep", help="copy a variant's training state into results/robust-fmnist/hiders (to commit)")
+    k.add_argument("name", choices=list(VARIANTS))
+    sh = sub.add_parser("ship", help="ship a chosen point into src/deephide/hiders/AS with its selection card")
+    sh.add_argument("point", help="NAME:STEP or NAME")
+    sh.add_argument("--as", dest="as_name", required=True)
+    a = ap.parse_args()
+    {"train": cmd_train, "select": cmd_select, "table": cmd_table, "ship": cmd_ship,
+     "keep": lambda a: keep_state(a.name)}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
