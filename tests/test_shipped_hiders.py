@@ -22,14 +22,21 @@ def test_the_demo_hiders_are_shipped():
     assert {"fmnist-class", "fmnist-sample", "fmnist-class-paper", "fmnist-sample-paper"} <= set(SHIPPED)
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_hider_loads_keeps_its_budget_and_can_continue(name):
     hider, info = open_hider(name, image_size=32)
     assert hider.config.eps_levels == 8  # the budget is the hider's own, not the clip's
-    state = load_training_state(SHIPPED[name] / "checkpoint")  # optimizer state: training continues from here
-    assert state["iteration"] == info["training"]["iteration"] > 0
     card = json.loads((SHIPPED[name] / "card.json").read_text())
-    assert card["steps"] == state["iteration"] and (SHIPPED[name] / "card.md").exists()
+    assert card["steps"] == info["training"]["iteration"] > 0 and (SHIPPED[name] / "card.md").exists()
+    if "state" in card:  # weights only in the package; the run's optimizer state where the card says
+        state = load_training_state(ROOT / card["state"] / "checkpoint")
+        assert state["iteration"] >= card["steps"]
+    else:  # optimizer state beside the weights: training continues from here
+        state = load_training_state(SHIPPED[name] / "checkpoint")
+        assert state["iteration"] == card["steps"]
     assert card["reveal_gate"]["clip_share"] < 0.01
     for f in SHIPPED[name].rglob("*"):
         assert not f.is_file() or f.stat().st_size <= 20 * 2**20, f  # every committed file <= 20 MB
@@ -45,6 +52,20 @@ def test_shipped_hider_card_is_reproducible(name):
     assert g["trivial_psnr"] == pytest.approx(card["reveal_gate"]["trivial_psnr"], abs=0.5)
     assert g["reveal_psnr"] == pytest.approx(card["reveal_gate"]["reveal_psnr"], abs=1.0)  # 300 of its 2,000 covers
     assert g["clip_share"] < 0.01
+    assert card["reveal_gate"]["hides"] and g["hides"]  # every shipped hider hides, on the card and measured here
+
+
+@pytest.mark.parametrize("name", sorted(n for n, d in SHIPPED.items() if "selection" in json.loads((d / "card.json").read_text())))
+def test_a_selected_hider_card_records_a_selection_on_the_holdout(name):
+    """Hiders chosen under the validation rule (issue 33): trained on the 55,000 outside the hold-out, chosen by
+    victims with seeds >= 100 scored on the hold-out, the chosen point among the compared rows."""
+    card = json.loads((SHIPPED[name] / "card.json").read_text())
+    sel = card["selection"]
+    assert card["trained_on"] == "fashion-mnist?holdout=1"
+    assert "hold-out" in sel["split"] and min(sel["seeds"]) >= 100 and sel["test_split_or_seeds_0_2_used"] is False
+    assert sel["chosen"] in sel["compared"] and "Vanilla" in sel["compared"][sel["chosen"]]
+    records = [json.loads(x) for x in (ROOT / sel["records"]).read_text().splitlines()]
+    assert records and all(r["test"] == "fashion-mnist?holdout=1" and r["seed"] >= 100 for r in records)
 
 
 @needs_data
