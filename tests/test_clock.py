@@ -70,6 +70,9 @@ def test_nothing_recorded_on_this_kind_starts_only_the_first_cell():
     clock = Clock(1000.0, shape=FMNIST)
     clock.learn([record("fastcnn", 10.0, device="cuda"), record("fastcnn", 10.0, bf16=None)])
     assert clock.estimate(cell("fastcnn")) is None
+    assert not clock.fits(cell("fastcnn"))  # under an hour left: a cell of unknown cost does not start
+    clock = Clock(4000.0, shape=FMNIST)
+    clock.learn([record("fastcnn", 10.0, device="cuda")])
     assert clock.fits(cell("fastcnn")) and not clock.fits(cell("resnet20"))
 
 

@@ -10,8 +10,8 @@ of a cell, the first of these that applies:
 3. the median of the model with the most records there, scaled by training work: forward FLOPs of one image
    (``torch.utils.flop_counter``) x iterations x batch size. Conservative for a model larger than the reference,
    which uses a CPU's vector units better than a small one does;
-4. none, when nothing was recorded on this device kind: then only a run's first cell starts (there is nothing to
-   judge by, and a limit was asked for).
+4. none, when nothing was recorded on this device kind: then only a run's first cell starts, and only with at least
+   :data:`UNKNOWN_CELL_S` (an hour) left (there is nothing to judge by, and a limit was asked for).
 
 Why rule 3 exists: with only 2. and "the first always starts", a campaign's later grid started a ResNet-18 cell (an
 hour or more on a 2-core CPU, never trained there before) with one minute of its time left.
@@ -69,6 +69,10 @@ def _keys(cell_or_record: dict[str, Any]) -> tuple[tuple[str, ...], ...]:
     """What a wall time is filed under: (model, countermeasure label) when there is one, and (model,)."""
     model, cm = cell_or_record["model"], cell_or_record.get("countermeasure")
     return ((model, str(cm)), (model,)) if cm is not None else ((model,),)
+
+
+#: the time a cell of unknown cost (rule 4) needs left before it may start: an hour (a ResNet-18 cell on 2 cores)
+UNKNOWN_CELL_S = 3600.0
 
 
 class Clock:
@@ -134,7 +138,7 @@ class Clock:
         if left <= 0:
             return False
         est = self.estimate(cell)
-        ok = (self.started == 0) if est is None else est <= left
+        ok = (self.started == 0 and left >= UNKNOWN_CELL_S) if est is None else est <= left
         self.started += ok
         return ok
 
