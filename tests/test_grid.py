@@ -423,6 +423,9 @@ def test_time_limit_leaves_cells_for_the_next_call(tmp_path, monkeypatch):
 
     monkeypatch.setattr("deephide.training.trainer.train_victim", slow)
     p = write_config(tmp_path, seeds=[0, 1, 2])  # 6 cells of ~0.3 s
+    s0 = G.run_grid(p, progress=False, time_limit_s=0.5)  # nothing recorded: a cell of unknown cost needs an hour
+    assert s0.ran == 0 and s0.stopped == "time_limit"
+    monkeypatch.setattr("deephide.evaluation.grid.clock.UNKNOWN_CELL_S", 0.1)
     s = G.run_grid(p, progress=False, time_limit_s=0.5)
     assert s.stopped == "time_limit" and 1 <= s.ran < 6 and len(G.read_results(tmp_path / "res.jsonl")) == s.ran
     s2 = G.run_grid(p, progress=False)
