@@ -1,0 +1,47 @@
+"""experiments/robust-fmnist/run.py (issue 33): selection runs on the hold-out view with seeds >= 100 only."""
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def run():
+    spec = importlib.util.spec_from_file_location("robust_run_under_test", ROOT / "experiments" / "robust-fmnist" / "run.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_selection_refuses_the_reported_seeds(run):
+    a = argparse.Namespace(rows=["Clean"], seeds=[0, 100], columns=["Vanilla"], models=["fastcnn"], workers=None)
+    with pytest.raises(SystemExit, match="seeds >= 100"):
+        run.cmd_select(a)
+
+
+def test_every_row_is_made_from_the_selection_view(run, tmp_path, monkeypatch):
+    """Variants train on, and every row's set is made from, `fashion-mnist?holdout=1`; the grid it writes scores
+    on that view's test split (the hold-out), never on `fashion-mnist`'s test split."""
+    assert run.DATA == "fashion-mnist?holdout=1" and run.make_set("Clean") == run.DATA
+    for name in run.VARIANTS:
+        cmd = run.command(name)
+        assert cmd[cmd.index("--data") + 1] == run.DATA and "--init" not in cmd  # from scratch: no other data's hider
+    written = {}
+
+    def fake_run(cmd, cwd=None, check=None):
+        written.update(json.loads(Path(cmd[2]).read_text()))
+
+    monkeypatch.setattr(run, "RUNS", tmp_path)
+    monkeypatch.setattr(run.subprocess, "run", fake_run)
+    run.cmd_select(argparse.Namespace(rows=["Clean"], seeds=[100, 101, 102], columns=["Vanilla", "AT-2/255"],
+                                      models=["fastcnn"], workers=None))
+    assert written["test"] == run.DATA and written["train_sets"] == {"Clean": run.DATA}
+    assert written["seeds"] == [100, 101, 102] and written["out"] == "results/robust-fmnist/selection.jsonl"
+    assert written["countermeasures"][1] == {"AT-2/255": run.AT["AT-2/255"]}
