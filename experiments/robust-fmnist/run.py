@@ -160,7 +160,9 @@ def cmd_select(a: argparse.Namespace) -> None:
     cmd = [str(Path(sys.executable).with_name("deephide")), "grid", str(cfg_path), "--quiet"]
     if a.workers:
         cmd += ["--executor", "pool", "--workers", str(a.workers)]
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    rc = subprocess.run(cmd, cwd=ROOT, check=False).returncode
+    if rc:
+        sys.exit(f"run.py select: the victims' grid stopped (exit {rc}; its message is above); rerun to continue")
 
 
 def _cell(aggs: dict, row: str, col: str) -> str:
