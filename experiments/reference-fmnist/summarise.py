@@ -108,13 +108,15 @@ def f2(x: float | None, scale: float = 1.0) -> str:
 
 def sets_section(ledger: list[dict[str, Any]]) -> list[str]:
     L = ["| row | set sha256 (first 16 hex) | verdict | sampled pixels differing from the canonical set (%) | machine | "
-         "L-inf (levels) | mean abs delta (levels) | Haar energy LL/HL/LH/HH (%) | class share (%) |", "|---|---|---|---:|---|---:|---:|---|---:|"]
+         "L-inf (levels) | mean abs delta (levels) | PSNR (dB) | SSIM | Haar energy LL/HL/LH/HH (%) | class share (%) |",
+         "|---|---|---|---:|---|---:|---:|---:|---:|---|---:|"]
     for r in ledger:
         b, p = r.get("budget") or {}, r.get("perturbation") or {}
         bands = " / ".join(f"{100 * p['band_energy'][k]:.0f}" for k in ("LL", "HL", "LH", "HH")) if p else "–"
         verdict = r["verdict"] if r.get("current", True) else f"superseded (recipe `{r.get('recipe')}`)"
         L.append(f"| {r['row']} | `{r['fingerprint']}` | {verdict} | {f2(r['pixel_diff_share'], 100)} | {r['machine']} | "
-                 f"{b.get('linf_levels', '–')} | {f2(b.get('mean_abs_levels'))} | {bands} | "
+                 f"{b.get('linf_levels', '–')} | {f2(b.get('mean_abs_levels'))} | {f2(b.get('psnr'))} | "
+                 f"{'–' if b.get('ssim') is None else format(b['ssim'], '.3f')} | {bands} | "
                  f"{f2(p.get('class_share'), 100) if p else '–'} |")
     return L
 
@@ -367,7 +369,9 @@ def main() -> None:
     L += ["## Sets (the ledger: results/reference-fmnist/sets.jsonl)", "",
           "The first set made for a row from its current inputs (its recipe: the command and, for a protected row, the "
           "hider's weights and bank) is its canonical set; the budget and perturbation columns describe it over its "
-          "first 20,000 images (src/deephide/evaluation/perturbation.py).", ""] + sets_section(ledger) + [""]
+          "first 20,000 images (src/deephide/evaluation/perturbation.py). PSNR and SSIM against the clean images are "
+          "recorded for sets entered in the ledger since issue 33 (–: an entry made before; its set has to be made "
+          "again to measure them).", ""] + sets_section(ledger) + [""]
     if ident_table:
         L += ["### What each data-stage column changes (% of the values of a set's first 2,000 images)", ""]
         L += ident_table + [""]

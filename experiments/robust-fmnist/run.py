@@ -276,7 +276,7 @@ def cmd_ship(a: argparse.Namespace) -> None:
     sel = selection_record(label)
     m = sets[label]["versions"]
     card = {"name": a.as_name, "variant": name, "what": VARIANTS[name][2], "mode": VARIANTS[name][0], "steps": step,
-            "trained_on": run["train"], "profile": run["profile"], "hider": info["hider"],
+            "trained_on": run["train"], "profile": run["profile"], "hider": info["hider"].to_dict(),
             "wall_time_h": round(info["training"]["seconds"] / 3600, 2), "machine": m, "reveal_gate": g,
             "visual": v, "selection": sel, "state": f"results/robust-fmnist/hiders/{name}",
             "command": " ".join(command(name)).replace(str(ROOT) + "/", "") + f"  (then: run.py ship {label} --as {a.as_name})"}
