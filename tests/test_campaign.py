@@ -78,7 +78,7 @@ def test_runtime_config_names_ready_rows_and_reuses_other_results(campaign, tmp_
     monkeypatch.setattr(campaign, "ALSO_REUSE", (tmp_path / "victims.jsonl", tmp_path / "gone.jsonl"))
     cfg_path, missing = campaign.runtime_config("main", {"Clean", "DH-C"}, "cuda")
     raw = yaml.safe_load(cfg_path.read_text())
-    assert set(raw["train_sets"]) == {"Clean", "DH-C"} and missing == 12
+    assert set(raw["train_sets"]) == {"Clean", "DH-C"} and missing == 13  # the main table's 15 rows, 2 ready
     assert raw["device"] == "cuda" and raw["identity"] == "content"
     assert raw["reuse"] == ["results/archs-r20.jsonl", "victims.jsonl"]
 

@@ -37,6 +37,7 @@ def test_every_row_is_made_from_the_selection_view(run, tmp_path, monkeypatch):
 
     def fake_run(cmd, cwd=None, check=None):
         written.update(json.loads(Path(cmd[2]).read_text()))
+        return argparse.Namespace(returncode=0)
 
     monkeypatch.setattr(run, "RUNS", tmp_path)
     monkeypatch.setattr(run.subprocess, "run", fake_run)
