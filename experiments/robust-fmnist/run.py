@@ -211,7 +211,11 @@ def cmd_table(a: argparse.Namespace) -> None:
              "(`fashion-mnist?holdout=1`); no number here used the test split or victim seeds 0-2.", "",
              "Rows: " + "; ".join(f"`{k}`: {v[2]}" for k, v in VARIANTS.items()) + "; `Clean`: the 55,000 as they are; "
              "`DH-C`: the shipped fmnist-class; `semantic-added-C`: the secret added at the budget. A variant at a step "
-             "is NAME:STEP (its snapshot).", "", f"Selection rule: {RULE}.", "", *table_lines(), ""]
+             "is NAME:STEP (its snapshot).", "", f"Selection rule: {RULE}.", "", *table_lines(), "",
+             "The chosen point is shipped as `fmnist-class-robust` (src/deephide/hiders/fmnist-class-robust/card.md) "
+             "and reported as the row DH-C-robust of results/reference-fmnist (test split, seeds 0-2), where its cells "
+             "accumulate with the campaign's. Training states: hiders/NAME (checkpoint with optimizer, surrogate, the "
+             "measured snapshots); `run.py train NAME` continues one on any machine.", ""]
     (HERE / "README.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
