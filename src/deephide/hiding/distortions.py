@@ -143,13 +143,15 @@ DISTORTIONS: dict[str, Distortion] = {"none": _none, "shift-flip": _shift_flip, 
                                       "cutout": _cutout}
 
 
-def check_distortions(names: Sequence[str]) -> tuple[str, ...]:
-    """``names`` as a tuple, each checked against :data:`DISTORTIONS` (an empty list means none)."""
+def check_distortions(names: Sequence[str], extra: Sequence[str] = (), setting: str = "reveal_distortions") -> tuple[str, ...]:
+    """``names`` (a list, or names joined by '+') as a tuple, each checked against :data:`DISTORTIONS` and ``extra``
+    (other names the ``setting`` admits); an empty list means none."""
     if isinstance(names, str):
         names = [n for n in names.split("+") if n]
-    bad = [n for n in names if n not in DISTORTIONS]
+    known = [*DISTORTIONS, *extra]
+    bad = [n for n in names if n not in known]
     if bad:
-        raise DeephideError(f"reveal_distortions: unknown {bad}; known: {', '.join(DISTORTIONS)}")
+        raise DeephideError(f"{setting}: unknown {bad}; known: {', '.join(known)}")
     return tuple(names)
 
 

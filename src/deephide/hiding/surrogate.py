@@ -40,7 +40,7 @@ from ..countermeasures import build_countermeasure
 from ..countermeasures.adversarial import pgd_linf
 from ..models import build_model
 from ..training.augment import random_crop_flip
-from .distortions import DISTORTIONS
+from .distortions import DISTORTIONS, check_distortions
 
 #: batch countermeasures a surrogate view may draw besides the distortions (label-mixing: soft targets)
 MIXES = {"mixup": "Mixup", "cutmix": "CutMix"}
@@ -50,12 +50,7 @@ ADV_STEPS, ADV_ALPHA = 2, 5 / 8
 
 def check_views(names: Any) -> tuple[str, ...]:
     """The profile's ``sv_views`` as a tuple (a list, or names joined by '+'), each a distortion or a mix."""
-    if isinstance(names, str):
-        names = [n for n in names.split("+") if n]
-    bad = [n for n in names if n not in DISTORTIONS and n not in MIXES]
-    if bad:
-        raise DeephideError(f"sv_views: unknown {bad}; known: {', '.join([*DISTORTIONS, *MIXES])}")
-    return tuple(names)
+    return check_distortions(names, extra=tuple(MIXES), setting="sv_views")
 
 
 class SurrogateVictim:
@@ -72,6 +67,7 @@ class SurrogateVictim:
         if not self.adv_eps >= 0:
             raise DeephideError(f"sv_adv_levels must be >= 0, got {adv_levels!r}")
         self.num_classes = num_classes
+        self._mixes = {n: build_countermeasure(MIXES[n]) for n in set(self.views) & set(MIXES)}  # built once
         self.reset(seed)
 
     def reset(self, seed: int) -> None:
@@ -92,28 +88,29 @@ class SurrogateVictim:
         if self.views:
             pick = self.views[int(torch.randint(len(self.views), (1,), generator=gen))]
             if pick in MIXES:
-                x, y = build_countermeasure(MIXES[pick]).apply_batch(x, y, self.num_classes, gen)
+                x, y = self._mixes[pick].apply_batch(x, y, self.num_classes, gen)
             else:
                 x = DISTORTIONS[pick](x, x, gen)[0]
         return random_crop_flip(x, gen), y
 
     def _adversarial(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """PGD's offset for ``x`` against the surrogate (zero without ``adv_levels``), detached: (N, 3, S, S)."""
+        """``x`` moved to PGD's point against the surrogate (unchanged without ``adv_levels``); the offset is detached,
+        so a gradient still reaches ``x``: (N, 3, S, S)."""
         if not self.adv_eps:
-            return torch.zeros_like(x)
+            return x
         hard = y if y.ndim == 1 else y.argmax(1)  # PGD ascends the loss of the label a mixed image mostly carries
         was = self.net.training
         self.net.eval()
         try:
             x0 = x.detach()
-            return pgd_linf(self.net, x0, hard, self.adv_eps, ADV_ALPHA * self.adv_eps, ADV_STEPS, gen) - x0
+            return x + (pgd_linf(self.net, x0, hard, self.adv_eps, ADV_ALPHA * self.adv_eps, ADV_STEPS, gen) - x0)
         finally:
             self.net.train(was)
 
     def fit(self, stored: torch.Tensor, labels: torch.Tensor, gen: torch.Generator) -> float:
         """One SGD step on a view of the (detached) stored batch, adversarial with ``adv_levels``; returns its loss."""
         x, y = self.view(stored.detach(), labels, gen)
-        x = x + self._adversarial(x, y, gen)
+        x = self._adversarial(x, y, gen)
         loss = F.cross_entropy(self.net(x), y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -124,7 +121,7 @@ class SurrogateVictim:
         """L_sv: cross-entropy of the surrogate on augmented stored images, differentiable in ``stored`` only
         (the surrogate's own weights take no gradient from it)."""
         x, y = self.view(stored, labels, gen)
-        x = x + self._adversarial(x, y, gen)  # min-min-max: the hider minimises the loss at the surrogate's worst point
+        x = self._adversarial(x, y, gen)  # min-min-max: the hider minimises the loss at the surrogate's worst point
         for p in self.net.parameters():
             p.requires_grad_(False)
         try:
