@@ -47,6 +47,13 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
                      "countermeasure views, no L_freq / L_LFC"),
     "robust-class-at4": ("class", ["--set", "sv_adv_levels=4"], "robust-class with the surrogate trained "
                          "adversarially at 4/255 and L_sv at its PGD point (REM's min-min-max)"),
+    # sample-wise: warm-started from the class-wise point chosen on the hold-out (as the shipped fmnist-sample was
+    # from a class-wise run), the same objective, a lower lr for the warm start; 3,000 steps fit one working period
+    "robust-sample-at4": ("sample", ["--set", "sv_adv_levels=4", "--init",
+                                     "results/robust-fmnist/hiders/robust-class-at4/checkpoint", "--set", "lr=0.0003",
+                                     "--iterations", "3000", "--set", "snapshot_at=1000,2000,3000"],
+                          "robust-class-at4's chosen point (@4247) continued sample-wise (secrets drawn per image "
+                          "within its class) with the same objective, lr 3e-4"),
 }
 
 
