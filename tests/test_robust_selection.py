@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from deephide.hiding.checkpoint import read_checkpoint
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,7 +34,11 @@ def test_every_row_is_made_from_the_selection_view(run, tmp_path, monkeypatch):
     assert run.DATA == "fashion-mnist?holdout=1" and run.make_set("Clean") == run.DATA
     for name in run.VARIANTS:
         cmd = run.command(name)
-        assert cmd[cmd.index("--data") + 1] == run.DATA and "--init" not in cmd  # from scratch: no other data's hider
+        assert cmd[cmd.index("--data") + 1] == run.DATA
+        if "--init" in cmd:  # a warm start only from another variant's state, itself trained on the selection view
+            init = Path(cmd[cmd.index("--init") + 1])
+            assert init.parts[:3] == ("results", "robust-fmnist", "hiders") and init.parts[3] in run.VARIANTS
+            assert read_checkpoint(run.ROOT / init)["training"]["run"]["train"] == run.DATA
     written = {}
 
     def fake_run(cmd, cwd=None, check=None):

@@ -1,4 +1,4 @@
-"""The hiders shipped with the package (src/deephide/hiders): loadable by name, budget kept by the hider itself,
+"""The hiders shipped with the package (src/deephide/hiders, weights only): loadable by name, budget kept by the hider itself,
 and their cards reproducible: the reveal gate measured here agrees with the one the card states."""
 
 import json
@@ -18,11 +18,33 @@ SHIPPED = shipped_hiders()
 needs_data = pytest.mark.skipif(not (FMNIST / "t10k-images-idx3-ubyte.gz").exists(), reason="dataset-fashion-mnist not installed")
 
 
-def test_the_demo_hiders_are_shipped():
-    assert {"fmnist-class", "fmnist-sample", "fmnist-class-paper", "fmnist-sample-paper"} <= set(SHIPPED)
-
-
 ROOT = Path(__file__).resolve().parents[1]
+#: the experiment hiders kept out of the package (issue 36): the paper-objective ones and fmnist-class-sv
+EXPERIMENT_HIDERS = ROOT / "results" / "hider-fmnist" / "hiders"
+
+
+def test_the_demo_hiders_are_shipped_and_the_package_is_weights_only():
+    assert {"fmnist-class", "fmnist-sample", "fmnist-class-robust"} <= set(SHIPPED)
+    total = 0
+    for name, d in SHIPPED.items():
+        files = [f for f in d.rglob("*") if f.is_file()]
+        size = sum(f.stat().st_size for f in files)
+        assert size <= 6 * 2**20, (name, size)  # weights, bank, card, summary, log: no optimizer state, no snapshots
+        assert sorted(p.name for p in (d / "checkpoint").iterdir()) == ["config.json", "weights.safetensors"], name
+        assert not (d / "snapshots").exists() and not (d / "surrogate.safetensors").exists(), name
+        total += size
+    assert total <= 20 * 2**20, total
+
+
+def test_experiment_hiders_are_found_by_name_through_the_hiders_path(monkeypatch):
+    from deephide.hiding.hiderdir import HIDERS_ENV, known_hiders, resolve_hider
+
+    monkeypatch.delenv(HIDERS_ENV, raising=False)
+    assert "fmnist-class-paper" not in known_hiders()  # not in the package
+    assert resolve_hider("fmnist-class-paper", [EXPERIMENT_HIDERS]) == EXPERIMENT_HIDERS / "fmnist-class-paper"
+    monkeypatch.setenv(HIDERS_ENV, str(EXPERIMENT_HIDERS))
+    assert {"fmnist-class-paper", "fmnist-sample-paper", "fmnist-class-sv", "fmnist-class"} <= set(known_hiders())
+    assert resolve_hider("fmnist-class") == SHIPPED["fmnist-class"]
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -31,12 +53,9 @@ def test_shipped_hider_loads_keeps_its_budget_and_can_continue(name):
     assert hider.config.eps_levels == 8  # the budget is the hider's own, not the clip's
     card = json.loads((SHIPPED[name] / "card.json").read_text())
     assert card["steps"] == info["training"]["iteration"] > 0 and (SHIPPED[name] / "card.md").exists()
-    if "state" in card:  # weights only in the package; the run's optimizer state where the card says
-        state = load_training_state(ROOT / card["state"] / "checkpoint")
-        assert state["iteration"] >= card["steps"]
-    else:  # optimizer state beside the weights: training continues from here
-        state = load_training_state(SHIPPED[name] / "checkpoint")
-        assert state["iteration"] == card["steps"]
+    # weights only in the package; the run's optimizer state where the card says: training continues from there
+    state = load_training_state(ROOT / card["state"] / "checkpoint")
+    assert state["iteration"] >= card["steps"]
     assert card["reveal_gate"]["clip_share"] < 0.01
     for f in SHIPPED[name].rglob("*"):
         assert not f.is_file() or f.stat().st_size <= 20 * 2**20, f  # every committed file <= 20 MB
@@ -78,9 +97,9 @@ def test_verify_hider_by_name(capsys):
 
 def test_a_snapshot_finds_the_bank_of_its_hider_directory():
     from deephide.hiding.hiderdir import hider_bank_dir
-    d = SHIPPED["fmnist-class-paper"]
+    d = EXPERIMENT_HIDERS / "fmnist-class-paper"
     snap = sorted((d / "snapshots").iterdir())[0]
     assert hider_bank_dir(snap) == d / "bank"  # `train-hider --init DIR/snapshots/N` continues with DIR's secrets
-    assert hider_bank_dir("fmnist-class-paper") == d / "bank"
+    assert hider_bank_dir("fmnist-class") == SHIPPED["fmnist-class"] / "bank"
     assert hider_bank_dir(d / "checkpoint") == d / "bank"
     assert hider_bank_dir(d / "no-such-dir") is None

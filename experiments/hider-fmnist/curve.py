@@ -1,7 +1,7 @@
 """Learning curve and cards of the paper-objective Fashion-MNIST hiders (issue 17).
 
 Every point is one hider state: a snapshot (``snapshots/N``, weights at step N) or the latest checkpoint of
-src/deephide/hiders/fmnist-{class,sample}-paper (the paper's objective, profile `long`; the hiders shipped as
+results/hider-fmnist/hiders/fmnist-{class,sample}-paper (the paper's objective, profile `long`; the hiders shipped as
 fmnist-class / fmnist-sample are objective variants beyond it: variants.py). For each point, from stored uint8 images:
   gate      reveal PSNR / SSIM on 2,000 held-out covers (the test split) vs the trivial answer, budget use
             (clip share, mean |delta|, share at the bound), and the Haar band energies of the perturbation on
@@ -9,7 +9,7 @@ fmnist-class / fmnist-sample are objective variants beyond it: variants.py). For
   victims   the whole training set protected with that point (runs/hider-fmnist/sets/), then victims trained
             on it by the grid (fastcnn and ResNet-20, victim profile `fast`, seeds 0-2; final and peak
             accuracy)                                                            -> victims.jsonl
-  summarise README.md here, and card.md / card.json in each shipped hider's directory.
+  summarise README.md here, and card.md / card.json in each paper-objective hider's directory.
 The architecture question (4 vs 16 coupling blocks at equal wall time): series ``class16`` is the class-wise paper
 objective with HiNet's 16 blocks (profile `long`, ``--set blocks=16``, same bank, seed and conditions: one thread
 beside one other job on 2 cores), trained for the 4-block hider's recorded wall time; ``blocks16 pick`` commits, for
@@ -50,7 +50,6 @@ from deephide.evaluation.perturbation import perturbation_stats
 from deephide.evaluation.stats import aggregate
 from deephide.fsutil import write_json
 from deephide.hiding.checkpoint import load_hider, read_checkpoint
-from deephide.hiding.hiderdir import shipped_hiders
 from deephide.protect import protect, reveal_gate
 from deephide.runtime import versions
 from deephide.semantic import load_bank
@@ -61,6 +60,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "results" / "hider-fmnist"  # what this script reads and writes
 SETS = ROOT / "runs" / "hider-fmnist" / "sets"
 MODES = {"class": "fmnist-class-paper", "sample": "fmnist-sample-paper"}
+#: where the paper-objective hiders live (kept out of the package with their optimizer state and snapshots, issue 36)
+PAPER_HIDERS = HERE / "hiders"
 ROW = {"class": "DH-C", "sample": "DH-S", "class16": "DH-C 16 blocks"}
 #: the 16-block comparison hider: trained in runs/ (one session: its optimizer state, 2x 16 MB, is not committed), its
 #: equal-time snapshots (weights only, 16 MB each), bank and log committed under results/hider-fmnist/blocks16-class
@@ -72,7 +73,7 @@ SERIES_MODE = {"class": "class", "sample": "sample", "class16": "class"}
 
 
 def hider_dir(series: str) -> Path:
-    return BLOCKS16 if series == "class16" else shipped_hiders()[MODES[series]]
+    return BLOCKS16 if series == "class16" else PAPER_HIDERS / MODES[series]
 
 
 def points(series: str) -> list[tuple[str, Path]]:
@@ -214,7 +215,8 @@ def cmd_victims(a: argparse.Namespace) -> None:
 def blocks16_command(seconds: float) -> list[str]:
     """The 16-block comparison hider's training command (resumable: train-hider continues runs/ when it is there)."""
     snaps = ",".join(str(n) for n in range(BLOCKS16_EVERY, 16_001, BLOCKS16_EVERY))
-    return ["deephide", "train-hider", "--data", "fashion-mnist", "--secrets", "src/deephide/hiders/fmnist-class-paper/bank",
+    return ["deephide", "train-hider", "--data", "fashion-mnist", "--secrets",
+            str((PAPER_HIDERS / "fmnist-class-paper" / "bank").relative_to(ROOT)),
             "--mode", "class", "--profile", "long", "--set", "blocks=16", "--set", f"snapshot_at={snaps}",
             "--time-limit", f"{seconds:.0f}", "--out", str(BLOCKS16_RUN.relative_to(ROOT)), "--quiet"]
 
@@ -507,9 +509,9 @@ def cmd_summarise(a: argparse.Namespace) -> None:
 
 
 def write_cards(curve: list[dict]) -> None:
-    """card.json + card.md in each shipped hider's directory, from its latest curve point and its checkpoint."""
+    """card.json + card.md in each paper-objective hider's directory, from its latest curve point and checkpoint."""
     for mode, name in MODES.items():
-        d = shipped_hiders().get(name)
+        d = PAPER_HIDERS / name if (PAPER_HIDERS / name / "checkpoint").is_dir() else None
         mine = [r for r in curve if r["mode"] == mode]
         if d is None or not mine:
             continue
@@ -528,7 +530,7 @@ def write_cards(curve: list[dict]) -> None:
                 "reveal_gate": g, "band_energy": last["band_energy"], "schedule": summ.get("schedule"),
                 "lfc_feature_network": summ.get("lfc_feature_network"),
                 "command": f"bash experiments/hider-fmnist/run.sh  (= deephide train-hider --data fashion-mnist --secrets sig "
-                           f"--mode {mode} --profile long --out src/deephide/hiders/{name})"}
+                           f"--mode {mode} --profile long --out results/hider-fmnist/hiders/{name})"}
         write_json(d / "card.json", card)
         m = card["machine"]
         (d / "card.md").write_text("\n".join([
@@ -557,7 +559,7 @@ def cmd_figure(a: argparse.Namespace) -> None:
 
     test = load_dataset("fashion-mnist", "test")
     for mode in a.modes:
-        d = shipped_hiders()[MODES[mode]]
+        d = PAPER_HIDERS / MODES[mode]
         hider = load_hider(d / "checkpoint", image_size=32)
         bank = load_bank(d / "bank")
         rows = np.array([np.flatnonzero(test.labels == k)[0] for k in range(test.num_classes)])

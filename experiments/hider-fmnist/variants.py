@@ -16,8 +16,10 @@ Commands (repository root, after `make setup`):
 The measured states not shipped (sv-sample-high at step 1,000, sv-reset-class at 1,000 and 2,000, sv-reset-sample at
 500, 1,000, 1,500 and 2,000, sv-reset-class-hi at 1,000 and 2,865, sv-use-class at 2,150: weights, bank, log) are committed under results/hider-fmnist/variants/
 so their sets and victims can be regenerated after runs/ is gone. Shipped: sv-reset-class at step 2,167 as
-src/deephide/hiders/fmnist-class, sv-reset-sample at 2,857 as fmnist-sample (each with optimizer and surrogate
-state, so `train NAME` on a new machine continues it from there), sv-class-high at 1,050 as fmnist-class-sv.
+src/deephide/hiders/fmnist-class, sv-reset-sample at 2,857 as fmnist-sample (weights only in the package; the
+optimizer and surrogate state stay in results/hider-fmnist/variants/NAME/, so `train NAME` on a new machine continues
+from there). sv-class-high at 1,050 is fmnist-class-sv, kept with the paper-objective hiders (results/hider-fmnist/
+hiders, found by name through $DEEPHIDE_HIDERS, which this script sets for the commands it runs).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from deephide.evaluation.grid import read_results
 from deephide.evaluation.perturbation import perturbation_stats
 from deephide.evaluation.stats import aggregate
 from deephide.hiding.checkpoint import load_hider, read_checkpoint
-from deephide.hiding.hiderdir import checkpoint_dir, resolve_hider, shipped_hiders
+from deephide.hiding.hiderdir import HIDERS_ENV, checkpoint_dir, known_hiders, resolve_hider, ship_hider
 from deephide.protect import protect, reveal_gate
 from deephide.runtime import versions
 from deephide.semantic import load_bank
@@ -48,6 +50,11 @@ HERE = ROOT / "results" / "hider-fmnist"  # what this script writes
 RUNS = ROOT / "runs" / "variants"
 SELECTION_SEEDS = [100]  # held out: no reported table trains a victim with it
 ROW = {"class": "DH-C", "sample": "DH-S"}
+#: hiders found by name beside the package's (--init fmnist-class-paper, ...): the paper-objective ones and
+#: fmnist-class-sv, kept out of the package with their training state (issue 36)
+HIDER_HOMES = (HERE / "hiders",)
+#: where those hiders were before they left the package (the warm-start records inside checkpoints name these)
+MOVED = {"src/deephide/hiders/": "results/hider-fmnist/hiders/"}
 
 #: name -> (mode, train-hider arguments beyond the shared ones, what differs)
 VARIANTS: dict[str, tuple[str, list[str], str]] = {
@@ -89,13 +96,19 @@ def command(name: str) -> list[str]:
     return ["deephide", "train-hider", "--mode", mode, *SHARED, *extra, "--out", str(RUNS / name)]  # extra wins
 
 
+def child_env() -> dict[str, str]:
+    """The environment of the deephide commands run here: one thread, and HIDER_HOMES searched by name."""
+    homes = [*map(str, HIDER_HOMES), os.environ.get(HIDERS_ENV, "")]
+    return {**os.environ, "OMP_NUM_THREADS": "1", HIDERS_ENV: os.pathsep.join(h for h in homes if h)}
+
+
 def committed_dir(name: str) -> Path:
-    """Where a variant's last checkpoint is committed: results/hider-fmnist/variants/NAME, or, once shipped, the
-    shipped hider whose card names it (the checkpoint is committed once, there)."""
+    """Where a variant's last checkpoint is committed: results/hider-fmnist/variants/NAME (with its optimizer and
+    surrogate state), or a hider in HIDER_HOMES whose card names the variant (fmnist-class-sv)."""
     own = HERE / "variants" / name
     if (own / "checkpoint").is_dir():
         return own
-    for d in shipped_hiders().values():
+    for d in known_hiders(HIDER_HOMES).values():
         if (d / "card.json").exists() and json.loads((d / "card.json").read_text()).get("variant") == name:
             return d
     return own
@@ -112,7 +125,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     cmd[0] = str(Path(sys.executable).with_name("deephide"))
     if a.seconds:
         cmd += ["--time-limit", str(a.seconds)]
-    subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    subprocess.run(cmd, cwd=ROOT, check=True, env=child_env())
 
 
 def variant_dir(name: str) -> Path:
@@ -207,21 +220,23 @@ def lineage(init: dict) -> list[dict]:
     chain: list[dict] = []
     while init.get("from") and len(chain) < 16:  # bounded: a renamed start point could make a cycle
         src = Path(init["from"])
+        for old, new in MOVED.items():  # a start point that has left the package since
+            if not src.exists() and str(src).startswith(old):
+                src = Path(new + str(src)[len(old):])
         chain.append({"from": os.path.relpath(src, ROOT) if src.is_absolute() else str(src),
                       "iteration": init.get("iteration")})
         try:
-            init = dict(read_checkpoint(checkpoint_dir(resolve_hider(src)))["training"]["run"].get("init") or {})
+            init = dict(read_checkpoint(checkpoint_dir(resolve_hider(src, HIDER_HOMES)))["training"]["run"].get("init") or {})
         except Exception:  # noqa: BLE001  (a start point gone from this clone: the chain ends there)
             break
     return chain
 
 
 def cmd_ship(a: argparse.Namespace) -> None:
-    """Copy a variant's run (its latest checkpoint, with optimizer and surrogate state) into src/deephide/hiders/AS
-    and write its card from the gate line of that checkpoint's step (run `select NAME` first)."""
+    """Ship a variant's latest checkpoint as src/deephide/hiders/AS (weights, bank, log, summary, card; its card from
+    the gate line of that checkpoint's step: run `select NAME` first). The training state (checkpoint with optimizer,
+    surrogate) is kept in results/hider-fmnist/variants/NAME, which the card names, so `train NAME` continues it."""
     import shutil
-
-    from deephide.fsutil import write_json
 
     name, step, ck = point(a.name)
     src, dst = variant_dir(name), ROOT / "src" / "deephide" / "hiders" / a.as_name
@@ -229,15 +244,15 @@ def cmd_ship(a: argparse.Namespace) -> None:
     gate = next((r for r in gates if r["point"] == f"{name}@{step}"), None)
     if gate is None:
         sys.exit(f"variants.py: no gate line for {name}@{step}; run `variants.py select {name}` first")
-    if dst.exists():
-        shutil.rmtree(dst)
-    dst.mkdir(parents=True)
-    for entry in ("checkpoint", "bank", "log.jsonl", "summary.json", "surrogate.safetensors"):  # snapshots stay in runs/
+    state = HERE / "variants" / name
+    for entry in ("checkpoint", "bank", "log.jsonl", "summary.json", "surrogate.safetensors"):  # snapshots: measured ones only
+        if src == state or not (src / entry).exists():
+            continue
         if (src / entry).is_dir():
-            shutil.copytree(src / entry, dst / entry)
-        elif (src / entry).exists():
-            shutil.copy2(src / entry, dst / entry)
-    info = read_checkpoint(dst / "checkpoint")
+            shutil.copytree(src / entry, state / entry, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src / entry, state / entry)
+    info = read_checkpoint(state / "checkpoint")
     run = info["training"]["run"]
     mode, g = VARIANTS[name][0], gate["reveal_gate"]
     chain = lineage(dict(run.get("init") or {}))
@@ -248,16 +263,16 @@ def cmd_ship(a: argparse.Namespace) -> None:
             "init": init, "lineage": chain, "total_steps": total, "planned_steps": run["profile"]["iterations"], "wall_time_h": round(info["training"]["seconds"] / 3600, 2),
             "hider": info["hider"].to_dict(), "profile": run["profile"], "machine": gate["versions"],
             "reveal_gate": g, "band_energy": gate["band_energy"], "class_share": gate["class_share"],
-            "command": cmd + f"  (then: variants.py ship {name} --as {a.as_name})"}
-    write_json(dst / "card.json", card)
+            "command": cmd + f"  (then: variants.py ship {name} --as {a.as_name})",
+            "state": state.relative_to(ROOT).as_posix()}
     m = card["machine"]
-    (dst / "card.md").write_text("\n".join([
+    card_md = "\n".join([
         f"# Hider card: {a.as_name} (a named variant beyond the paper)",
         "",
         f"- {VARIANTS[name][2]}. Deep Hiding INN, {mode}-wise, Fashion-MNIST 32x32 RGB view, SIG secret bank (`bank/`), "
         f"eps 8/255 kept by the hider itself (eps_levels {card['hider'].get('eps_levels')}).",
         f"- Not in the paper: the surrogate-victim term L_sv (src/deephide/hiding/surrogate.py) with weight "
-        f"{run['profile'].get('w_sv')}; its state is `surrogate.safetensors`. Started from `{init.get('from')}` at its step "
+        f"{run['profile'].get('w_sv')}. Training state (optimizer, surrogate): {card['state']}. Started from `{init.get('from')}` at its step "
         f"{init.get('iteration')}; the whole chain of starts: "
         + " <- ".join(f"`{c['from']}` (step {c['iteration']})" for c in chain) + f", {total:,} steps in all.",
         f"- Training: {step} steps after the start point (of {card['planned_steps']} planned; stopped there), "
@@ -267,8 +282,9 @@ def cmd_ship(a: argparse.Namespace) -> None:
         f"- Class share of the perturbation's energy {gate['class_share']:.3f}.",
         f"- Command: `{card['command']}`; selection and victims: results/hider-fmnist/README.md.",
         "",
-    ]))
-    print(f"shipped {name}@{step} as {dst}")
+    ])
+    ship_hider(state, dst, card, card_md)
+    print(f"shipped {name}@{step} as {dst} (training state: {card['state']})")
 
 
 def table_lines() -> list[str]:

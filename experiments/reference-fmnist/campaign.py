@@ -48,7 +48,7 @@ import yaml
 
 from deephide.data import load_dataset
 from deephide.errors import DeephideError
-from deephide.hiding.hiderdir import resolve_hider
+from deephide.hiding.hiderdir import HIDERS_ENV, resolve_hider
 from deephide.evaluation.grid import IDENTITY_FILE, load_config, read_results, run_grid
 from deephide.runtime import versions
 from deephide.training.trainer import data_fingerprint
@@ -64,6 +64,9 @@ PREVIOUS = HERE / "previous"  # results files of the label-keyed runs before the
 ALSO_REUSE = (ROOT / "results" / "hider-fmnist" / "victims.jsonl",)
 DEEPHIDE = [sys.executable, "-m", "deephide"]  # this interpreter's deephide (a GPU image has no console script)
 CLEAN = "fashion-mnist"  # the clean training set every protected set is made from
+#: hiders found by name beside the package's: the paper-objective ones (fmnist-{class,sample}-paper), kept out of the
+#: package with their training state (issue 36); passed to every deephide command as $DEEPHIDE_HIDERS
+HIDER_HOMES = (ROOT / "results" / "hider-fmnist" / "hiders",)
 
 #: ablation hiders: name -> (mode, secrets, settings). Each is the paper-objective hiders' recipe (fmnist-class-paper:
 #: `long` hider profile, Fashion-MNIST, seed 0) trained from scratch for HIDER_STEPS steps with one change; base-C is the recipe
@@ -145,7 +148,7 @@ def recipe(row: str) -> str:
     h = hashlib.sha256(json.dumps([a.replace(f"{ROOT}/", "") for a in cmd or []]).encode())
     hider = Path(cmd[cmd.index("--hider") + 1]) if cmd and cmd[0] == "protect" else None
     if hider is not None and (hider.exists() or not hider.is_absolute()):  # an ablation hider not yet trained: none
-        d = resolve_hider(hider)
+        d = resolve_hider(hider, HIDER_HOMES)
         files = [d / "checkpoint" / "weights.safetensors", d / "checkpoint" / "config.json", *(d / "bank").rglob("*")]
         for f in sorted(f for f in files if f.is_file()):
             h.update(f.relative_to(d).as_posix().encode() + hashlib.sha256(f.read_bytes()).digest())
@@ -187,7 +190,8 @@ def run_child(cmd: list[str], seconds_left: float) -> int | None:
     removes its temporary output, a hider saves its checkpoint). Its exit code, or None when the time ran out."""
     # one thread, as every canonical set was made: an iterative attack follows its float rounding, so the thread count
     # changes its bytes (EM-C made with 2 threads differed from the 1-thread canonical set in 65.7% of sampled pixels)
-    env = {**os.environ, "OMP_NUM_THREADS": str(SET_THREADS)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(SET_THREADS),
+           HIDERS_ENV: os.pathsep.join([*map(str, HIDER_HOMES), os.environ.get(HIDERS_ENV, "")]).rstrip(os.pathsep)}
     proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, env=env)
     try:
         return proc.wait(timeout=max(1.0, seconds_left))

@@ -277,7 +277,7 @@ def main() -> None:
          "from 28x28 to 32x32 (2 pixels each side) and replicated to RGB. Every protected set is made from the full training set, seed 0, from committed "
          "inputs only: Deep Hiding rows by the shipped hiders (`protect --hider fmnist-class` / `fmnist-sample`: the "
          "paper's objective plus a surrogate-victim term; DH-C-paper / DH-S-paper: `fmnist-class-paper` / "
-         "`fmnist-sample-paper`, the paper's objective alone; src/deephide/hiders/*/card.md), the older attacks by `deephide attack NAME --profile cpu --seed 0`.",
+         "`fmnist-sample-paper`, the paper's objective alone; cards: src/deephide/hiders/*/card.md, and results/hider-fmnist/hiders/*/card.md for the paper-objective ones), the older attacks by `deephide attack NAME --profile cpu --seed 0`.",
          "- Victims: the main table's `fastcnn` (src/deephide/models/fastcnn.py: 2x2 stride-2 stem, 0.28 M "
          "parameters), chosen for cost (~50 core-s per cell with native bf16); its 2x2-strided stem averages "
          "pixel-level patterns away, so every row also has ResNet-20 and five rows ResNet-18 (Vanilla). Victim "

@@ -334,12 +334,13 @@ def cmd_list(a: argparse.Namespace) -> int:
     elif what == "hiders":
         import json as _json
 
-        from ..hiding.hiderdir import shipped_hiders
-        for name, d in shipped_hiders().items():
+        from ..hiding.hiderdir import SHIPPED_DIR, known_hiders
+        for name, d in known_hiders().items():
             card = d / "card.json"
             g = _json.loads(card.read_text()).get("reveal_gate", {}) if card.exists() else {}
             note = f"{g.get('mode', '?')}-wise, reveal {g['reveal_psnr']:.1f} dB vs trivial {g['trivial_psnr']:.1f} dB" if g else ""
-            print(f"{name}\t{note}")
+            where = "" if d.parent == SHIPPED_DIR else f"\t({d.parent}, $DEEPHIDE_HIDERS)"
+            print(f"{name}\t{note}{where}")
         return 0
     elif what == "profiles":
         from ..hiding.profiles import HIDER_PROFILES

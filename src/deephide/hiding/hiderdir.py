@@ -4,6 +4,8 @@ and its record)."""
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +25,75 @@ SURROGATE = "surrogate.safetensors"  # the surrogate victim's state (hiding.surr
 #: what a train-hider output directory may hold (`--force` wipes only such a directory)
 HIDER_DIR_ENTRIES = {CHECKPOINT, BANK, LOG, SUMMARY, SNAPSHOTS, SURROGATE}
 
-#: Hiders shipped with the package (``protect --hider NAME``): one train-hider directory each, with its card.
+#: Hiders shipped with the package (``protect --hider NAME``): weights, bank, card and summary each (no optimizer
+#: state or snapshots: those stay with the experiment that trained them, named by the card's ``state``).
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "hiders"
+#: more hider homes, searched before the package's: directories of hider directories, separated by os.pathsep
+#: (e.g. an experiment's hiders kept out of the package: results/hider-fmnist/hiders)
+HIDERS_ENV = "DEEPHIDE_HIDERS"
+
+
+def _hiders_in(home: Path) -> dict[str, Path]:
+    if not home.is_dir():
+        return {}
+    return {d.name: d for d in sorted(home.iterdir()) if (d / CHECKPOINT).is_dir()}
 
 
 def shipped_hiders() -> dict[str, Path]:
-    """Name -> directory of every hider shipped with the package (``deephide list hiders``)."""
-    if not SHIPPED_DIR.is_dir():
-        return {}
-    return {d.name: d for d in sorted(SHIPPED_DIR.iterdir()) if (d / "checkpoint").is_dir()}
+    """Name -> directory of every hider shipped with the package."""
+    return _hiders_in(SHIPPED_DIR)
 
 
-def resolve_hider(path: str | Path) -> Path:
-    """``path`` itself when it exists, else the shipped hider of that name (a one-line error if neither)."""
+def hider_homes(extra: Iterable[str | Path] = ()) -> list[Path]:
+    """Where hiders are found by name, first match wins: ``extra``, then $DEEPHIDE_HIDERS, then the package."""
+    env = [p for p in os.environ.get(HIDERS_ENV, "").split(os.pathsep) if p]
+    return [Path(p) for p in (*extra, *env)] + [SHIPPED_DIR]
+
+
+def known_hiders(extra: Iterable[str | Path] = ()) -> dict[str, Path]:
+    """Name -> directory of every hider found by name (``deephide list hiders``; see hider_homes)."""
+    found: dict[str, Path] = {}
+    for home in reversed(hider_homes(extra)):  # earlier homes override later ones
+        found.update(_hiders_in(home))
+    return dict(sorted(found.items()))
+
+
+def resolve_hider(path: str | Path, homes: Iterable[str | Path] = ()) -> Path:
+    """``path`` itself when it exists, else the hider of that name in ``homes``, $DEEPHIDE_HIDERS or the package
+    (a one-line error if none)."""
     p = Path(path)
     if p.exists():
         return p
-    shipped = shipped_hiders()
-    if str(path) in shipped:
-        return shipped[str(path)]
-    names = ", ".join(shipped) or "none"
-    raise DeephideError(f"{path}: no such hider directory, and not the name of a shipped hider ({names})")
+    known = known_hiders(homes)
+    if str(path) in known:
+        return known[str(path)]
+    names = ", ".join(known) or "none"
+    raise DeephideError(f"{path}: no such hider directory, and not the name of a known hider ({names})")
+
+
+def ship_hider(src: Path, dst: Path, card: dict[str, Any], card_md: str, checkpoint: Path | None = None) -> Path:
+    """Copy the hider directory ``src`` into ``dst`` as a shipped hider: the weights and config of its checkpoint (or
+    of ``checkpoint``, e.g. one of its snapshots; never the optimizer state), its bank, log and summary, with ``card``
+    (card.json) and ``card_md`` (card.md). Written beside ``dst`` and renamed into place: complete or untouched."""
+    import shutil
+
+    from ..fsutil import write_json
+
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / CHECKPOINT).mkdir(parents=True)
+    for f in ("config.json", "weights.safetensors"):
+        shutil.copy2((checkpoint or checkpoint_dir(src)) / f, tmp / CHECKPOINT / f)
+    shutil.copytree(src / BANK, tmp / BANK)
+    for f in (LOG, SUMMARY):
+        if (src / f).exists():
+            shutil.copy2(src / f, tmp / f)
+    write_json(tmp / CARD, card)
+    (tmp / "card.md").write_text(card_md)
+    if dst.exists():
+        shutil.rmtree(dst)
+    tmp.rename(dst)
+    return dst
 
 
 def checkpoint_dir(path: Path) -> Path:
