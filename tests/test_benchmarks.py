@@ -228,3 +228,15 @@ def test_victim_levers_measures_each_candidate(tmp_path):
     assert "## Evaluation" in md and "% of the training and evaluation time" in md
     share = re.search(r"\*\*([\d.]+)% of the ([\d,]+) GFLOP/s", md)
     assert share and 0 < float(share[1]) < 100 and float(share[2].replace(",", "")) > 0  # the step against the peak
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_weights_only_and_an_installed_wheel_protects(tmp_path):
+    """benchmarks/wheel.py --quick: the wheel built from this tree, installed --no-deps outside it, finds its hiders."""
+    res = subprocess.run([sys.executable, str(BENCH / "wheel.py"), "--quick", "--out", str(tmp_path / "w.md")],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    out = json.loads((tmp_path / "w.json").read_text())
+    assert out["ok"] and out["hiders_mb"] <= 20 and not out["training_state_in_wheel"]
+    assert {"fmnist-class", "fmnist-sample", "fmnist-class-robust"} <= set(out["listed"])
+    assert out["imported_from"].startswith("$TMP/site/deephide")
