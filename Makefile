@@ -1,6 +1,7 @@
 # Two entry points for a fresh Debian/Ubuntu machine (run as root, or with sudo for `make system`):
 #   make demo   sets everything up and runs the main job on the built-in default (Fashion-MNIST)
-#   make test   sets up what is missing and runs the test suite
+#   make test   sets up what is missing and runs the test suite (the tests, src's doctests, the README's Python API)
+# For the inner loop: make test-quick (the suite without the tests marked slow, <= 3 min on 2 cores); make lint (ruff).
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 DEB_PACKAGES := dataset-fashion-mnist fonts-noto-color-emoji
 DEMO_OUT ?= runs/demo
 
-.PHONY: reference setup system demo test clean
+.PHONY: reference setup system demo test test-quick lint clean
 
 # Debian packages: installed when missing (CI runs as root; a normal user runs `sudo make system`).
 system:
@@ -34,7 +35,13 @@ demo: setup
 	$(BIN)/deephide demo --out $(DEMO_OUT) --force
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest
+
+test-quick: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks experiments
 
 # the reference tables, accumulated run by run from committed inputs: each call works HOURS of wall time, then
 # writes the summary (commit results/reference-fmnist afterwards); `python benchmarks/reference_cost.py` estimates

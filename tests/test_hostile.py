@@ -374,7 +374,7 @@ def forged_npy(path: Path, shape=(10**6, 1000, 1000, 3)) -> Path:
 ])
 def test_stored_imageset_hostile(tmp_path, small_set, capsys, case, needle):
     s = save_imageset(small_set, tmp_path / "stored")
-    imgs, y = small_set.images, small_set.labels
+    imgs = small_set.images
     named = s / "images.npy"
     if case == "object-images":
         np.save(named, np.array([None] * 12, dtype=object), allow_pickle=True)

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from deephide.data import load_dataset
-from deephide.data.stored import load_imageset, save_imageset
+from deephide.data.stored import save_imageset
 from deephide.evaluation.grid import read_results
 from deephide.evaluation.perturbation import perturbation_stats
 from deephide.evaluation.stats import aggregate

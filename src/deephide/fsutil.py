@@ -225,7 +225,8 @@ def remove_output_dir(path: str | os.PathLike, allowed: Iterable[str], what: str
     if not path.exists() and not path.is_symlink():
         return False
     if path.is_symlink() or not path.is_dir():
-        raise DeephideError(f"{path}: exists and is not a {what} directory; refusing to delete it (choose another --out)")
+        raise DeephideError(f"{path}: exists and is not a {what} directory; "
+                            "refusing to delete it (choose another --out)")
     ok = set(allowed)
     try:
         names = sorted(os.listdir(path))

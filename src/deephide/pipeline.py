@@ -83,7 +83,8 @@ def train_hider_job(train: ImageSet, test: ImageSet | None, secrets: str, mode: 
     feats = None
     if loss_weights(profile)["lfc"] > 0:
         if test is None:
-            raise DeephideError(f"train-hider: L_LFC needs the clean test set to train its {profile['lfc_model']} (give --test)")
+            raise DeephideError(f"train-hider: L_LFC needs the clean test set to train its {profile['lfc_model']} "
+                                "(give --test)")
         lfc_record: dict = {}
         net = feature_model(train, test, profile="cpu", model=profile["lfc_model"], iterations=lfc_iterations,
                             seed=seed, device=device, progress=progress, record=lfc_record)
@@ -138,10 +139,12 @@ def run_demo(out: Path, force: bool = False, progress: bool = True, **overrides:
         hsum = json.loads((hdir / "summary.json").read_text()) if (hdir / "summary.json").exists() else {}
         mode = (hsum.get("run") or {}).get("mode", cfg["mode"])
         if mode != cfg["mode"]:
-            raise DeephideError(f"demo: hider {cfg['hider']} was trained {mode}-wise, the demo asks for {cfg['mode']}-wise")
+            raise DeephideError(f"demo: hider {cfg['hider']} was trained {mode}-wise, "
+                                f"the demo asks for {cfg['mode']}-wise")
     else:
         hdir = out / "hider"
-        say(f"[1/4] training the hider ({cfg['hider_profile']} profile, {cfg['mode']}-wise, secrets: {cfg['semantic_source']})")
+        say(f"[1/4] training the hider ({cfg['hider_profile']} profile, {cfg['mode']}-wise, "
+            f"secrets: {cfg['semantic_source']})")
         hprof = get_hider_profile(cfg["hider_profile"], **cfg["hider_overrides"])
         hsum = train_hider_job(train, test, cfg["semantic_source"], cfg["mode"], hprof, hdir, seed=cfg["seed"],
                                lfc_iterations=cfg["lfc_iterations"], progress=progress)

@@ -44,9 +44,11 @@ def secrets_tensor(bank: SecretBank, shape: tuple[int, int, int], where: str) ->
     """The bank as float (M, 3, H, W) in [0, 1], checked against the data's (H, W, C)."""
     h, w, c = shape
     if c != 3:
-        raise DeephideError(f"{where}: images have {c} channel(s); the hider works on RGB (use the RGB view, e.g. fashion-mnist default)")
+        raise DeephideError(f"{where}: images have {c} channel(s); "
+                            "the hider works on RGB (use the RGB view, e.g. fashion-mnist default)")
     if bank.images.shape[1:3] != (h, w):
-        raise DeephideError(f"{where}: secrets are {bank.images.shape[1]}x{bank.images.shape[2]} but images are {h}x{w}")
+        raise DeephideError(f"{where}: secrets are {bank.images.shape[1]}x{bank.images.shape[2]} "
+                            f"but images are {h}x{w}")
     return torch.from_numpy(bank.images).permute(0, 3, 1, 2).float().div_(255)
 
 
@@ -102,7 +104,8 @@ def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, l
     Returns the protected ImageSet (same labels, class names), provenance recording everything.
     """
     if bank.num_classes != ds.num_classes:
-        raise DeephideError(f"{ds.source}: {ds.num_classes} classes but the secret bank was made for {bank.num_classes}")
+        raise DeephideError(f"{ds.source}: {ds.num_classes} classes "
+                            f"but the secret bank was made for {bank.num_classes}")
     secrets = secrets_tensor(bank, ds.shape, ds.source)
     _check_hider_fits(hider, ds.shape, ds.source)
     assign = bank.assign(ds.labels, mode, seed)
@@ -112,7 +115,8 @@ def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, l
     if out is None:
         out = np.empty(ds.images.shape, np.uint8)
     elif out.shape != ds.images.shape or out.dtype != np.uint8:
-        raise DeephideError(f"{ds.source}: output array {out.shape} {out.dtype} does not match the images {ds.images.shape}")
+        raise DeephideError(f"{ds.source}: output array {out.shape} {out.dtype} "
+                            f"does not match the images {ds.images.shape}")
     t0 = time.perf_counter()
     n = len(ds)
     linf = clipped = 0
@@ -121,7 +125,8 @@ def protect(ds: ImageSet, hider: torch.nn.Module, bank: SecretBank, mode: str, l
                       disable=not progress, leave=False, dynamic_ncols=True):
             clean = torch.from_numpy(np.array(ds.images[i:i + batch_size])).to(dev).permute(0, 3, 1, 2)
             cover = clean.float().div(255)
-            secret = secrets[torch.from_numpy(assign[i:i + batch_size])].to(dev).contiguous(memory_format=torch.channels_last)
+            secret = secrets[torch.from_numpy(assign[i:i + batch_size])].to(dev).contiguous(
+                memory_format=torch.channels_last)
             stego = hide_batch(hider, cover, secret, dev, bf16)
             q = quantise_within_budget(stego.float(), clean, levels)
             # how much the hard guarantee had to do: values the clip (eps-ball, 0..255) moved after rounding
@@ -189,11 +194,12 @@ def verify(clean: ImageSet, protected: ImageSet, levels: int = 8, max_listed: in
     """Recompute the budget and quality of ``protected`` against ``clean``; list violations.
 
     The L-inf budget is ``levels`` unless the set's manifest records an L0 budget (``L0=k``, OPS): then
-    at most k pixel positions per image may differ. Returns linf (levels), mean |delta| (levels), L2 per image (in [0,1] units), PSNR, SSIM,
-    label agreement and up to ``max_listed`` violating images (index, linf).
+    at most k pixel positions per image may differ. Returns linf (levels), mean |delta| (levels), L2 per image
+    (in [0,1] units), PSNR, SSIM, label agreement and up to ``max_listed`` violating images (index, linf).
     """
     if clean.images.shape != protected.images.shape:
-        raise DeephideError(f"{protected.source}: shape {protected.images.shape} differs from clean {clean.images.shape}")
+        raise DeephideError(f"{protected.source}: shape {protected.images.shape} "
+                            f"differs from clean {clean.images.shape}")
     if len(clean) == 0:
         raise DeephideError(f"{protected.source}: no images to verify")
     n, l0 = len(clean), _l0_budget(protected)

@@ -36,7 +36,8 @@ def bf16_supported(device: torch.device) -> bool:
     return False
 
 
-def autocast(device: torch.device, enabled: bool, dtype: torch.dtype = torch.bfloat16) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device, enabled: bool,
+             dtype: torch.dtype = torch.bfloat16) -> contextlib.AbstractContextManager:
     """Autocast to ``dtype`` (bf16 by default, fp16 on CUDA) on ``device`` when ``enabled``, else a no-op."""
     if not enabled:
         return contextlib.nullcontext()

@@ -64,7 +64,8 @@ def evaluate_tracing(clean: np.ndarray, protected: np.ndarray, hider: torch.nn.M
     held = trace_scores(clean[half:], hider, logo, device=device)
     prot = trace_scores(protected, hider, logo, device=device)
     out = {"threshold": thr, "target_fpr": fpr, "fpr_clean": float((held > thr).mean()),
-           "detection": float((prot > thr).mean()), "n_clean": int(len(clean) - half), "n_protected": int(len(protected)),
+           "detection": float((prot > thr).mean()), "n_clean": int(len(clean) - half),
+           "n_protected": int(len(protected)),
            "score_clean_mean": float(held.mean()), "score_protected_mean": float(prot.mean())}
     if jpeg_quality:
         pj, cj = trace_scores(jpeg(protected, jpeg_quality), hider, logo, device=device), \

@@ -78,7 +78,8 @@ def ar_noise(labels: np.ndarray, coef: np.ndarray, shape: tuple[int, int, int], 
     return out
 
 
-@ATTACKS.register("AR", help="autoregressive perturbations, one AR filter per class (Sandoval-Segura et al., NeurIPS 2022)")
+@ATTACKS.register("AR", help="autoregressive perturbations, one AR filter per class "
+                             "(Sandoval-Segura et al., NeurIPS 2022)")
 def ar(train: ImageSet, *, eps_levels: int = 8, profile: str = "cpu", seed: int = 0, device: str = "auto",
        progress: bool = True, **options: Any) -> ImageSet:
     """AR: class-wise AR(3x3) coefficients, every image its own process from a random N(0, 1) start

@@ -144,12 +144,14 @@ def finish_attack(run: AttackRun, perturb: PerturbFn, mode: str, l0: int | None 
     record: dict[str, Any] = {}
     if l0 is None:
         if linf > run.levels:  # cannot happen by construction; never return a set that breaks the contract
-            raise DeephideError(f"{ds.source}: attack {run.name} violated the budget ({linf} > {run.levels} levels); output discarded")
+            raise DeephideError(f"{ds.source}: attack {run.name} violated the budget ({linf} > {run.levels} levels); "
+                                "output discarded")
         budget = f"Linf={run.levels}/255"
     else:
         changed = _l0_changed(out, clean)
         if int(changed.max(initial=0)) > l0:
-            raise DeephideError(f"{ds.source}: attack {run.name} changed {int(changed.max())} pixels in an image (L0 budget {l0}); output discarded")
+            raise DeephideError(f"{ds.source}: attack {run.name} changed {int(changed.max())} pixels in an image "
+                                f"(L0 budget {l0}); output discarded")
         budget = f"L0={l0}"
         record["unchanged_images"] = int((changed == 0).sum())  # pixel already had the shortcut colour
     seconds = time.perf_counter() - run.t0

@@ -30,7 +30,8 @@ def _em(run: AttackRun, class_wise: bool) -> torch.Tensor:
     perm = torch.randperm(n, generator=run.gen).to(run.device)
     target = perm[:max(1, round(n * s["subset_portion"]))] if class_wise else torch.arange(n, device=run.device)
     ev = int(s["eval_subset"])
-    evaluate_on = target if not ev or ev >= target.numel() else target[torch.randperm(target.numel(), generator=run.gen)[:ev].to(run.device)]
+    evaluate_on = target if not ev or ev >= target.numel() \
+        else target[torch.randperm(target.numel(), generator=run.gen)[:ev].to(run.device)]
     train_batches = BatchCycle(n, bs, shuffle=class_wise, run=run)  # sample-wise EM iterates in dataset order
     history: list[dict[str, Any]] = []
     stopped = "max_rounds"

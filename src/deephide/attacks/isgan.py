@@ -87,7 +87,8 @@ class ISGANDecoder(nn.Module):
 
     def __init__(self, width: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(_cbr(1, width), _cbr(width, width), _cbr(width, width), nn.Conv2d(width, 1, 3, padding=1))
+        self.net = nn.Sequential(_cbr(1, width), _cbr(width, width), _cbr(width, width),
+                                 nn.Conv2d(width, 1, 3, padding=1))
 
     def forward(self, stego: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.net(luma(stego) - 0.5))
@@ -103,7 +104,8 @@ def mixed_loss(a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
     return alpha * (1 - ssim(a, b)) + (1 - alpha) * F.mse_loss(a, b)
 
 
-def _stego(enc: ISGANEncoder, cover: torch.Tensor, secret_y: torch.Tensor, run: AttackRun | None = None) -> torch.Tensor:
+def _stego(enc: ISGANEncoder, cover: torch.Tensor, secret_y: torch.Tensor,
+           run: AttackRun | None = None) -> torch.Tensor:
     """cover (N, C, H, W) + dY broadcast over channels (Cr, Cb kept), clipped to the pixel range.
 
     With a ``run``, the encoder's convolutions follow its bf16 / channels-last settings; dY is float32.
@@ -125,7 +127,8 @@ def _reveal(dec: ISGANDecoder, stego: torch.Tensor, run: AttackRun) -> torch.Ten
         return dec(stego).float()
 
 
-def train_isgan(run: AttackRun, secrets_y: torch.Tensor, assign: torch.Tensor) -> tuple[ISGANEncoder, ISGANDecoder, dict]:
+def train_isgan(run: AttackRun, secrets_y: torch.Tensor,
+                assign: torch.Tensor) -> tuple[ISGANEncoder, ISGANDecoder, dict]:
     """Train encoder + decoder on (training image, its assigned secret) pairs; returns them and a log."""
     from ..hiding.losses import hide_loss
 
@@ -159,7 +162,8 @@ def train_isgan(run: AttackRun, secrets_y: torch.Tensor, assign: torch.Tensor) -
         opt.step()
         run.cost.forward(bs)
         run.cost.backward(bs)
-        log = {k: float(v.detach()) for k, v in (("loss", loss), ("cover", l_cover), ("reveal", l_reveal), ("hide", l_hide))}
+        log = {k: float(v.detach()) for k, v in (("loss", loss), ("cover", l_cover),
+                                                 ("reveal", l_reveal), ("hide", l_hide))}
         bar.update(1)
         bar.set_postfix(loss=f"{log['loss']:.4f}")
     bar.close()

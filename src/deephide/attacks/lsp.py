@@ -10,7 +10,7 @@ import numpy as np
 from ..data import ImageSet
 from ..errors import DeephideError
 from .registry import ATTACKS
-from .base import classwise, finish_attack, run_rng, samplewise, scale_noise, start_attack
+from .base import finish_attack, run_rng, samplewise, scale_noise, start_attack
 
 
 def lsp_points(labels: np.ndarray, num_classes: int, dim: int, class_sep: float, classwise_draw: bool,

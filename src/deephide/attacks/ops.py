@@ -68,7 +68,8 @@ def ops_search(images: np.ndarray, labels: np.ndarray, num_classes: int, sparsit
             taken.add((int(point), int(value)))
             row, col = divmod(int(point), w)
             s = float(scores[point, value])
-            chosen.append({"class": k, "row": row, "col": col, "colour": colour_bits(int(value), c).astype(int).tolist(),
+            chosen.append({"class": k, "row": row, "col": col,
+                           "colour": colour_bits(int(value), c).astype(int).tolist(),
                            "score": s if np.isfinite(s) else "inf"})
     return chosen
 

@@ -72,7 +72,8 @@ def semantic_added_c(train: ImageSet, *, eps_levels: int = 8, profile: str = "cp
     return _run("semantic-added-C", "class", train, eps_levels, profile, seed, device, progress, options)
 
 
-@ATTACKS.register("semantic-added-S", help="control: a semantic image of the class group added per image, scaled into eps")
+@ATTACKS.register("semantic-added-S", help="control: a semantic image of the class group "
+                                           "added per image, scaled into eps")
 def semantic_added_s(train: ImageSet, *, eps_levels: int = 8, profile: str = "cpu", seed: int = 0,
                      device: str = "auto", progress: bool = True, **options: Any) -> ImageSet:
     """Sample-wise: each image gets one of its class's ``per_class`` secrets (assigned as protect does)."""

@@ -17,7 +17,8 @@ def add_attack_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``attack`` subcommand to ``sub`` (an argparse sub-parsers object); returns its parser."""
     p = sub.add_parser("attack", help="protect a set with a baseline attack (EM, REM, LSP, AR, OPS, ...; "
                                       "see `deephide list attacks`)")
-    p.add_argument("name", help="attack name, e.g. EM, EM-C, REM, LSP, AR, OPS, random-noise-C, semantic-added-C, ISGAN")
+    p.add_argument("name", help="attack name, e.g. EM, EM-C, REM, LSP, AR, OPS, random-noise-C, "
+                                "semantic-added-C, ISGAN")
     p.add_argument("--data", required=True, help="training set: LOADER[:PATH] or a stored set / PNG folder / npz")
     p.add_argument("--out", required=True, help="directory for the protected set (stored ImageSet)")
     p.add_argument("--eps", default="8/255", help="L-inf budget: 8/255, 8 (levels) or 0.031 (default 8/255)")
@@ -69,5 +70,6 @@ def cmd_attack(args: argparse.Namespace) -> int:
     cost = p["cost"]
     print(f"{args.name} ({p['mode']}-wise, {p['budget']}, profile {args.profile}) -> {args.out}: "
           f"{len(prot)} images, L-inf {p['linf_levels']} levels, mean |delta| {p['mean_abs_levels']:.2f}; "
-          f"{cost['seconds']:.0f} s, {cost['forward_images']} forward / {cost['backward_images']} backward image passes")
+          f"{cost['seconds']:.0f} s, {cost['forward_images']} forward / "
+          f"{cost['backward_images']} backward image passes")
     return 0

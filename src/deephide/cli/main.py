@@ -8,7 +8,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Callable
 
 from ..errors import DeephideError, error_line
 from .attack import add_attack_parser
@@ -84,7 +83,8 @@ def cmd_train_hider(a: argparse.Namespace) -> int:
                         **_kv(a.secret_option, "--secret-option"))
     last = s.get("last_log") or {}
     print(f"hider in {out}: {s['iterations_done']}/{s['iterations']} iterations, {s['seconds']:.0f} s; "
-          f"reveal PSNR {last.get('reveal_psnr', float('nan')):.2f} dB, PSNR(x_ue, x_c) {last.get('psnr_stego', float('nan')):.2f} dB, "
+          f"reveal PSNR {last.get('reveal_psnr', float('nan')):.2f} dB, PSNR(x_ue, x_c) "
+          f"{last.get('psnr_stego', float('nan')):.2f} dB, "
           f"mean |delta| {last.get('mean_levels', float('nan')):.2f} levels")
     return 0
 
@@ -127,7 +127,8 @@ def cmd_protect(a: argparse.Namespace) -> int:
             export_class_folders(prot, a.export_folder, force=a.force)
     v = verify(ds, prot, levels=levels)
     p = prot.provenance["protection"]
-    print(f"protected {len(prot)} images -> {a.out} ({a.mode}-wise, eps {levels}/255): L-inf {v['linf_levels']} levels, "
+    print(f"protected {len(prot)} images -> {a.out} ({a.mode}-wise, eps {levels}/255): "
+          f"L-inf {v['linf_levels']} levels, "
           f"mean |delta| {v['mean_abs_levels']:.2f}, PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}, "
           f"{p['images_per_s']:.0f} images/s")
     return 0
@@ -135,7 +136,6 @@ def cmd_protect(a: argparse.Namespace) -> int:
 
 @command("verify")
 def cmd_verify(a: argparse.Namespace) -> int:
-    from ..data.registry import test_spec_for
     from ..data import load_dataset
     from ..fsutil import write_json
     from ..protect import parse_eps, verify
@@ -155,7 +155,8 @@ def cmd_verify(a: argparse.Namespace) -> int:
     if a.out:
         write_json(a.out, v)
     status = "OK" if v["ok"] else f"FAILED: {v['violations']} images over budget"
-    bound = f"L0 {v['max_changed_pixels']}/{v['budget'][3:]} pixels, L-inf {v['linf_levels']}" if v["budget_levels"] is None \
+    bound = f"L0 {v['max_changed_pixels']}/{v['budget'][3:]} pixels, L-inf {v['linf_levels']}" \
+        if v["budget_levels"] is None \
         else f"L-inf {v['linf_levels']}/{levels}"
     print(f"{a.protected}: {status}; {bound} levels, mean |delta| {v['mean_abs_levels']:.2f}, "
           f"at bound {100 * v['frac_at_bound']:.1f}%, PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}, labels "
@@ -241,9 +242,11 @@ def cmd_demo(a: argparse.Namespace) -> int:
     c, p = s["clean"], s["protected"]
     g = s["hider"].get("reveal_gate") or {}
     print()
-    print(f"Deep Hiding demo on {s['config']['dataset']} ({s['config']['mode']}-wise, eps 8/255), {s['minutes']:.1f} min")
+    print(f"Deep Hiding demo on {s['config']['dataset']} ({s['config']['mode']}-wise, eps 8/255), "
+          f"{s['minutes']:.1f} min")
     if g:
-        print(f"  hider {s['config']['hider'] or 'trained here'}: reveal PSNR {g['reveal_psnr']:.2f} dB from stored images "
+        print(f"  hider {s['config']['hider'] or 'trained here'}: "
+              f"reveal PSNR {g['reveal_psnr']:.2f} dB from stored images "
               f"(trivial answer {g['trivial_psnr']:.2f} dB: {'hides' if g['hides'] else 'does NOT hide'})")
     print(f"  protected set: PSNR {s['verify']['psnr']:.2f} dB, SSIM {s['verify']['ssim']:.4f}, "
           f"L-inf {s['verify']['linf_levels']} levels")
@@ -262,8 +265,10 @@ def cmd_semantic(a: argparse.Namespace) -> int:
                      options=parse_source_options(a.option or []), force=a.force,
                      sheets=a.sheets or str(Path(a.out) / "sheets"))
     st = s["stats_pixels"]
-    print(f"{s['secrets']} secrets for {s['classes']} classes ({a.source}, {a.mode}-wise, {s['size']}px) -> {s['out']}; "
-          f"intra {st['intra']:.3f}, inter {st['inter']:.3f} (pixel features); contact sheets in {a.sheets or Path(a.out) / 'sheets'}")
+    print(f"{s['secrets']} secrets for {s['classes']} classes ({a.source}, {a.mode}-wise, {s['size']}px) "
+          f"-> {s['out']}; "
+          f"intra {st['intra']:.3f}, inter {st['inter']:.3f} (pixel features); "
+          f"contact sheets in {a.sheets or Path(a.out) / 'sheets'}")
     return 0
 
 
@@ -338,7 +343,8 @@ def cmd_list(a: argparse.Namespace) -> int:
         for name, d in known_hiders().items():
             card = d / "card.json"
             g = _json.loads(card.read_text()).get("reveal_gate", {}) if card.exists() else {}
-            note = f"{g.get('mode', '?')}-wise, reveal {g['reveal_psnr']:.1f} dB vs trivial {g['trivial_psnr']:.1f} dB" if g else ""
+            note = (f"{g.get('mode', '?')}-wise, reveal {g['reveal_psnr']:.1f} dB "
+                    f"vs trivial {g['trivial_psnr']:.1f} dB") if g else ""
             where = "" if d.parent == SHIPPED_DIR else f"\t({d.parent}, $DEEPHIDE_HIDERS)"
             print(f"{name}\t{note}{where}")
         return 0
@@ -383,9 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--secret-option", action="append", metavar="KEY=VALUE", help="option of the semantic source")
     th.add_argument("--mode", choices=["class", "sample"], default="class")
     th.add_argument("--profile", default="cpu")
-    th.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hider profile setting (e.g. w_lfc=0)")
+    th.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hider profile setting "
+                                                                        "(e.g. w_lfc=0)")
     th.add_argument("--iterations", type=int)
-    th.add_argument("--lfc-iterations", type=int, help="training iterations of the L_LFC feature network (the profile's lfc_model; cached)")
+    th.add_argument("--lfc-iterations", type=int, help="training iterations of the L_LFC feature network "
+                                                       "(the profile's lfc_model; cached)")
     th.add_argument("--time-limit", type=float, help="stop (resumably) after this many seconds")
     th.add_argument("--seed", type=int, default=0)
     th.add_argument("--device", default="auto")
@@ -397,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("protect", help="hide secrets in every image of a set (guaranteed budget)")
     pr.add_argument("--data", required=True)
-    pr.add_argument("--hider", required=True, help="a train-hider output directory or a shipped hider's name (`deephide list hiders`)")
+    pr.add_argument("--hider", required=True, help="a train-hider output directory or a shipped hider's name "
+                                                   "(`deephide list hiders`)")
     pr.add_argument("--mode", choices=["class", "sample"], default="class")
     pr.add_argument("--eps", default="8/255")
     pr.add_argument("--secrets", help="semantic source or bank dir (default: the hider's own bank)")
@@ -417,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--hider", help="instead: the reveal gate of this hider (directory or shipped name) on held-out "
                                     "covers (--clean's test split); exit 1 when it does not hide")
     vf.add_argument("--test", help="held-out covers for --hider (default: the loader's test split)")
-    vf.add_argument("--mode", choices=["class", "sample"], help="protection mode for --hider (default: the one it was trained for)")
+    vf.add_argument("--mode", choices=["class", "sample"], help="protection mode for --hider "
+                                                                "(default: the one it was trained for)")
     vf.add_argument("--limit", type=int, default=2000, help="held-out covers for --hider")
     vf.add_argument("--seed", type=int, default=0)
     vf.add_argument("--device", default="auto")
@@ -445,7 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("trace", help="do these images carry my logo? (reveal + correlation, calibrated threshold)")
     tr.add_argument("images", nargs="+", help="image files, or one set spec")
     tr.add_argument("--hider", required=True)
-    tr.add_argument("--logo", required=True, help="the picture hidden with `protect --secrets` from `semantic --source logo`")
+    tr.add_argument("--logo", required=True, help="the picture hidden with `protect --secrets` "
+                                                  "from `semantic --source logo`")
     tr.add_argument("--calibrate", help="clean images (set spec) to calibrate the threshold on")
     tr.add_argument("--calibrate-n", type=int, default=2000, help="how many clean images to calibrate on")
     tr.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate on clean images")
@@ -469,7 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_attack_parser(sub)
 
     ls = sub.add_parser("list", help="list registered components")
-    ls.add_argument("what", choices=["datasets", "models", "profiles", "countermeasures", "semantic-sources", "attacks", "hiders"])
+    ls.add_argument("what", choices=["datasets", "models", "profiles", "countermeasures",
+                                     "semantic-sources", "attacks", "hiders"])
     return p
 
 

@@ -11,7 +11,8 @@ Every transform here accepts uint8 (N, H, W, C) with C in {1, 3} and any H, W, a
 same shape and dtype. They are deterministic (the ``seed`` argument is accepted and unused).
 Float work is done on the 0..255 scale and rounded back to the nearest integer.
 
-Batch-stage countermeasures (cutout, cutmix, mixup, noise, ueraser): applied to every training batch (float (N, C, H, W) in [0, 1]).
+Batch-stage countermeasures (cutout, cutmix, mixup, noise, ueraser): applied to every training batch
+(float (N, C, H, W) in [0, 1]).
 
 Random parameters are drawn on the CPU from the trainer's generator and then moved to the batch's
 device, so a run gives the same batches on any device. Each transform is split into a sampler

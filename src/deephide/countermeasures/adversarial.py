@@ -45,7 +45,8 @@ def pgd_linf(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
 
 @COUNTERMEASURES.register("AT")
 class AdversarialTraining(Countermeasure):
-    """PGD adversarial training, L-inf, random start, model in eval mode while attacking (step); params: eps=8/255, alpha=2/255, steps=10."""
+    """PGD adversarial training, L-inf, random start, model in eval mode while attacking (step);
+    params: eps=8/255, alpha=2/255, steps=10."""
 
     name = "AT"
     stage = "step"

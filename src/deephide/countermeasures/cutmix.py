@@ -33,7 +33,8 @@ def cutmix(x: torch.Tensor, y: torch.Tensor, num_classes: int, perm: torch.Tenso
 
 @COUNTERMEASURES.register("CutMix")
 class CutMix(Countermeasure):
-    """CutMix: square box from a permuted batch image, soft labels by pasted area (batch); params: dist='side'|'area', shared=False."""
+    """CutMix: square box from a permuted batch image, soft labels by pasted area (batch);
+    params: dist='side'|'area', shared=False."""
 
     name = "CutMix"
     stage = "batch"

@@ -32,7 +32,8 @@ def cutout(x: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, size: int) -> to
 
 @COUNTERMEASURES.register("Cutout")
 class Cutout(Countermeasure):
-    """Cutout: zero one square per image, random centre, clipped at the border (batch); params: size=None (16 at 32 px, 116 at 224)."""
+    """Cutout: zero one square per image, random centre, clipped at the border (batch);
+    params: size=None (16 at 32 px, 116 at 224)."""
 
     name = "Cutout"
     stage = "batch"

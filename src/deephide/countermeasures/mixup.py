@@ -17,7 +17,8 @@ def mixup(x: torch.Tensor, perm: torch.Tensor, lam: torch.Tensor) -> torch.Tenso
 
 @COUNTERMEASURES.register("Mixup")
 class Mixup(Countermeasure):
-    """Mixup: blend with a permuted batch image, lam ~ U(0,1), original label kept (batch); params: mix_labels=False, shared=False."""
+    """Mixup: blend with a permuted batch image, lam ~ U(0,1), original label kept (batch);
+    params: mix_labels=False, shared=False."""
 
     name = "Mixup"
     stage = "batch"

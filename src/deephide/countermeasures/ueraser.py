@@ -30,7 +30,8 @@ def ueraser_pipeline() -> torch.nn.Module:
 
 @COUNTERMEASURES.register("UEraser")
 class UEraser(Countermeasure):
-    """UEraser-Lite: kornia plasma brightness/contrast, channel shuffle, TrivialAugment per batch (batch); no parameters."""
+    """UEraser-Lite: kornia plasma brightness/contrast, channel shuffle, TrivialAugment per batch (batch);
+    no parameters."""
 
     name = "UEraser"
     stage = "batch"

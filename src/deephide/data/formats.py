@@ -1,4 +1,5 @@
-"""Which format a path holds and loading it (the ``file`` loader). The on-disk formats of an ImageSet, all exact (uint8, lossless) and written atomically.
+"""Which format a path holds and loading it (the ``file`` loader). The on-disk formats of an ImageSet, all exact
+(uint8, lossless) and written atomically.
 
 - stored ImageSet: a directory with ``images.npy`` (uint8 (N, H, W, C)), ``labels.npy`` (int64 (N,))
   and ``manifest.json`` (format, version, class names, shape, count, provenance, sha256 of the arrays).
@@ -39,7 +40,8 @@ def detect_format(path: str | os.PathLike) -> str:
         if (p / "data").is_dir():
             return "png-folder"
         raise DeephideError(
-            f"{p}: not a stored ImageSet (manifest.json + images.npy/labels.npy) nor a PNG folder (data/<i>.png + labels.txt); "
+            f"{p}: not a stored ImageSet (manifest.json + images.npy/labels.npy) "
+            "nor a PNG folder (data/<i>.png + labels.txt); "
             f"for one subfolder per class use folder:{p}"
         )
     if not p.is_file():

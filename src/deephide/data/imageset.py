@@ -33,7 +33,8 @@ class ImageSet:
         imgs, labels = self.images, self.labels
         where = self.source
         if not isinstance(imgs, np.ndarray) or imgs.dtype != np.uint8:
-            raise DeephideError(f"{where}: images must be a uint8 array, got {getattr(imgs, 'dtype', type(imgs).__name__)}")
+            raise DeephideError(f"{where}: images must be a uint8 array, "
+                                f"got {getattr(imgs, 'dtype', type(imgs).__name__)}")
         if imgs.ndim != 4 or imgs.shape[3] not in (1, 3):
             raise DeephideError(f"{where}: images must have shape (N, H, W, C) with C in (1, 3), got {imgs.shape}")
         if not isinstance(labels, np.ndarray) or labels.ndim != 1 or labels.dtype.kind not in "iu":
@@ -44,7 +45,8 @@ class ImageSet:
             raise DeephideError(f"{where}: no class names")
         if labels.size and (labels.min() < 0 or labels.max() >= len(self.class_names)):
             raise DeephideError(
-                f"{where}: labels out of range [0, {len(self.class_names)}): found {int(labels.min())}..{int(labels.max())}"
+                f"{where}: labels out of range [0, {len(self.class_names)}): "
+                f"found {int(labels.min())}..{int(labels.max())}"
             )
         object.__setattr__(self, "labels", labels.astype(np.int64, copy=False))
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))

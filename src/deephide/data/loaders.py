@@ -77,11 +77,13 @@ def read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
         raise DeephideError(f"{path}: truncated idx file ({len(raw)} bytes)")
     found = int.from_bytes(raw[:4], "big")
     if found != magic:
-        raise DeephideError(f"{path}: not an idx file of the expected kind (magic {found:#010x}, expected {magic:#010x})")
+        raise DeephideError(f"{path}: not an idx file of the expected kind "
+                            f"(magic {found:#010x}, expected {magic:#010x})")
     dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(dims, dtype=np.int64))
     if len(raw) - header != expected:
-        raise DeephideError(f"{path}: truncated or corrupt idx file ({len(raw) - header} data bytes, header says {expected})")
+        raise DeephideError(f"{path}: truncated or corrupt idx file ({len(raw) - header} data bytes, "
+                            f"header says {expected})")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -99,7 +101,8 @@ def _find_idx(root: Path, prefix: str, kind: str) -> Path:
 @DATASETS.register("fashion-mnist")
 def fashion_mnist(path: str | None = None, split: str = "train", size: int = 32, channels: int = 3,
                   holdout: int = 0) -> ImageSet:
-    """Fashion-MNIST from idx files (default /usr/share/datasets/fashion-mnist); 32x32 RGB, size=28 / channels=1 for native;
+    """Fashion-MNIST from idx files (default /usr/share/datasets/fashion-mnist);
+    32x32 RGB, size=28 / channels=1 for native;
     holdout=1: the selection view (train = 55,000 without the validation hold-out, test = the 5,000 hold-out)."""
     _check_split(split, "fashion-mnist")
     holdout = _int_option("holdout", holdout, 0, 1)
@@ -109,7 +112,8 @@ def fashion_mnist(path: str | None = None, split: str = "train", size: int = 32,
         raise DeephideError("dataset option channels=2: must be 1 or 3")
     root = Path(path).expanduser() if path else Path(FASHION_MNIST_DIR)
     if not root.is_dir():
-        raise DeephideError(f"{root}: no such directory (install Fashion-MNIST with: sudo apt-get install dataset-fashion-mnist, "
+        raise DeephideError(f"{root}: no such directory (install Fashion-MNIST with: "
+                            "sudo apt-get install dataset-fashion-mnist, "
                             "or give fashion-mnist:/dir/with/idx-files)")
     prefix = "train" if split == "train" or holdout else "t10k"
     ipath, lpath = _find_idx(root, prefix, "images"), _find_idx(root, prefix, "labels")
@@ -247,7 +251,8 @@ def to_rgb(im: Image.Image) -> Image.Image:
     if mode.startswith("I") or mode == "F":
         arr = np.asarray(im)
         if mode == "F":
-            arr = np.clip(np.nan_to_num(arr) * (255.0 if arr.max(initial=0) <= 1.0 else 1.0), 0, 255).round().astype(np.uint8)
+            arr = np.clip(np.nan_to_num(arr) * (255.0 if arr.max(initial=0) <= 1.0 else 1.0),
+                          0, 255).round().astype(np.uint8)
         else:
             arr = to_uint8_gray(im)
         return Image.fromarray(arr, "L").convert("RGB")
@@ -284,7 +289,8 @@ def _load_square(path: Path, size: int) -> tuple[np.ndarray, str]:
 
 @DATASETS.register("folder")
 def folder(path: str | None = None, split: str = "train", size: int = 32, classes: int | None = None) -> ImageSet:
-    """Labelled image folder (one subfolder per class, sorted); resize short side + centre crop to size, classes=K keeps the first K.
+    """Labelled image folder (one subfolder per class, sorted); resize short side + centre crop to size,
+    classes=K keeps the first K.
 
     A photo collection is taken as it is: an unreadable file (truncated, empty, not an image, a
     decompression bomb over arrays.MAX_PIXELS) is skipped with a warning naming it, and any other
@@ -353,7 +359,8 @@ def folder(path: str | None = None, split: str = "train", size: int = 32, classe
 _CHUNK = 4096
 
 
-def _synthetic_arrays(n: int, classes: int, size: int, channels: int, seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _synthetic_arrays(n: int, classes: int, size: int, channels: int,
+                      seed: int, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Class-coloured oriented gratings + noise: learnable, deterministic, uint8 (n, size, size, channels)."""
     crng = np.random.default_rng([seed, 1000])  # class structure is shared by both splits
     colour = crng.uniform(0.15, 0.85, size=(classes, channels)).astype(np.float32)
@@ -406,4 +413,5 @@ def file(path: str | None = None, split: str = "train", mmap: bool = False) -> I
 
     ``mmap=true`` maps a stored ImageSet's images instead of reading them (sets larger than memory).
     """
-    return load_any(_need_path(path, "file", "file:/path/to/set (a stored ImageSet, PNG folder or .npz)"), mmap=bool(mmap))
+    return load_any(_need_path(path, "file", "file:/path/to/set (a stored ImageSet, PNG folder or .npz)"),
+                    mmap=bool(mmap))

@@ -126,13 +126,17 @@ def _read_manifest(mpath: Path) -> dict[str, Any]:
         raise DeephideError(f"{mpath}: unknown format {m.get('format')!r} (expected {FORMAT!r})")
     version = m.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
-        raise DeephideError(f"{mpath}: unsupported format version {version!r} (this deephide reads 1..{FORMAT_VERSION})")
-    _require(m, "count", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer", mpath)
+        raise DeephideError(f"{mpath}: unsupported format version {version!r} "
+                            f"(this deephide reads 1..{FORMAT_VERSION})")
+    _require(m, "count", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+             "a non-negative integer", mpath)
     _require(m, "shape", lambda v: isinstance(v, list) and len(v) == 3
-             and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v), "a list of 3 positive integers", mpath)
+             and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v),
+             "a list of 3 positive integers", mpath)
     _require(m, "class_names", lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(x, str) for x in v),
              "a non-empty list of strings", mpath)
-    _require(m, "sha256", lambda v: isinstance(v, dict) and all(isinstance(v.get(k), str) for k in ("images", "labels")),
+    _require(m, "sha256", lambda v: isinstance(v, dict)
+             and all(isinstance(v.get(k), str) for k in ("images", "labels")),
              "an object with 'images' and 'labels' hashes", mpath)
     _require(m, "provenance", lambda v: isinstance(v, dict), "an object", mpath)
     if version == 1:
@@ -223,7 +227,8 @@ def load_imageset(path: str | os.PathLike, mmap: bool = False) -> ImageSet:
     images = check_images(arrays["images"], where["images"])
     n, shape = m["count"], tuple(m["shape"])
     if images.shape != (n, *shape):
-        raise DeephideError(f"{where['images']}: images have shape {tuple(images.shape)} but {mpath.name} says {(n, *shape)}")
+        raise DeephideError(f"{where['images']}: images have shape {tuple(images.shape)} "
+                            f"but {mpath.name} says {(n, *shape)}")
     labels = arrays["labels"]
     check_labels(labels, n, len(m["class_names"]), where["labels"])
     for key, a in (("labels", labels), ("images", images)):

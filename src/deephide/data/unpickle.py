@@ -81,7 +81,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             ) from None
 
     def persistent_load(self, pid: Any) -> Any:  # persistent ids would hand objects in from outside
-        raise DeephideError(f"{self.source}: refused to unpickle a persistent id (only arrays and plain containers are allowed)")
+        raise DeephideError(f"{self.source}: refused to unpickle a persistent id "
+                            "(only arrays and plain containers are allowed)")
 
 
 def restricted_loads(data: bytes, source: str = "<bytes>", encoding: str = "bytes") -> Any:

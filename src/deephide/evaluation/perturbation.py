@@ -43,7 +43,8 @@ def perturbation_stats(clean: ImageSet, protected: ImageSet, n: int | None = 20_
     means of the first part) and ``n``.
     """
     if clean.images.shape != protected.images.shape:
-        raise DeephideError(f"{protected.source}: shape {protected.images.shape} differs from clean {clean.images.shape}")
+        raise DeephideError(f"{protected.source}: shape {protected.images.shape} "
+                            f"differs from clean {clean.images.shape}")
     if not np.array_equal(clean.labels, protected.labels):
         raise DeephideError(f"{protected.source}: labels differ from the clean set's")
     h, w = clean.shape[:2]

@@ -6,7 +6,8 @@ Importing this package only defines functions and classes (no side effects).
 from ..ops.budget import bounded_perturbation, project_to_budget, quantise_within_budget
 from .checkpoint import load_hider, load_training_state, read_checkpoint, save_hider
 from .inn import CouplingBlock, DenseSubnet, Hider, HiderConfig
-from .losses import DEFAULT_WEIGHTS, freq_loss, hide_loss, lfc_loss, perturbation_to_image, reveal_loss, total_loss, use_loss
+from .losses import (DEFAULT_WEIGHTS, freq_loss, hide_loss, lfc_loss, perturbation_to_image, reveal_loss, total_loss,
+                     use_loss)
 from .profiles import HIDER_PROFILES, get_hider_profile, hider_config, loss_weights
 from ..ops.wavelets import SUBBANDS, dwt, iwt, lowpass
 

@@ -100,7 +100,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise DeephideError(f"{cfg_file}: not a deephide hider checkpoint (format tag missing)")
     if cfg.get("format_version") != FORMAT_VERSION:
-        raise DeephideError(f"{cfg_file}: unsupported checkpoint version {cfg.get('format_version')!r} (expected {FORMAT_VERSION})")
+        raise DeephideError(f"{cfg_file}: unsupported checkpoint version {cfg.get('format_version')!r} "
+                            f"(expected {FORMAT_VERSION})")
     cfg["hider"] = HiderConfig.from_dict(cfg.get("hider"), where=str(cfg_file))
     return cfg
 
@@ -179,7 +180,8 @@ def load_training_state(path: str | os.PathLike, optimizer: torch.optim.Optimize
             raise DeephideError(f"{ofile}: unexpected tensor {key}")
         idx = int(parts[1])
         if tuple(t.shape) != tuple(params[idx].shape):
-            raise DeephideError(f"{ofile}: tensor {key} has shape {tuple(t.shape)}, parameter has {tuple(params[idx].shape)}")
+            raise DeephideError(f"{ofile}: tensor {key} has shape {tuple(t.shape)}, "
+                                f"parameter has {tuple(params[idx].shape)}")
         state.setdefault(idx, {})[parts[2]] = t.to(params[idx].device)
     for idx_s, scal in (meta.get("scalars") or {}).items():
         if not idx_s.isdigit() or int(idx_s) >= len(params):

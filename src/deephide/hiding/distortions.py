@@ -143,7 +143,8 @@ DISTORTIONS: dict[str, Distortion] = {"none": _none, "shift-flip": _shift_flip, 
                                       "cutout": _cutout}
 
 
-def check_distortions(names: Sequence[str], extra: Sequence[str] = (), setting: str = "reveal_distortions") -> tuple[str, ...]:
+def check_distortions(names: Sequence[str], extra: Sequence[str] = (),
+                      setting: str = "reveal_distortions") -> tuple[str, ...]:
     """``names`` (a list, or names joined by '+') as a tuple, each checked against :data:`DISTORTIONS` and ``extra``
     (other names the ``setting`` admits); an empty list means none."""
     if isinstance(names, str):

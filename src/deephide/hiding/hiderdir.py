@@ -115,7 +115,8 @@ def open_hider(path: str | Path, image_size: int | None = None, device: str = "c
     summ = path / SUMMARY
     if summ.exists():
         try:
-            info["summary"] = {k: v for k, v in json.loads(summ.read_text()).items() if k in ("iterations_done", "finished", "seconds", "last_log")}
+            info["summary"] = {k: v for k, v in json.loads(summ.read_text()).items()
+                               if k in ("iterations_done", "finished", "seconds", "last_log")}
         except ValueError:
             pass
     return hider, info

@@ -74,12 +74,15 @@ class HiderConfig:
             raise DeephideError(f"hider config: clamp must be > 0, got {self.clamp!r}")
         object.__setattr__(self, "clamp", float(self.clamp))
         if self.grey_covers not in GREY_COVERS:
-            raise DeephideError(f"hider config: grey_covers must be one of {', '.join(GREY_COVERS)}, got {self.grey_covers!r}")
+            raise DeephideError(f"hider config: grey_covers must be one of {', '.join(GREY_COVERS)}, "
+                                f"got {self.grey_covers!r}")
         if self.eps_levels is not None and (not isinstance(self.eps_levels, int) or isinstance(self.eps_levels, bool)
                                             or not 1 <= self.eps_levels <= 255):
-            raise DeephideError(f"hider config: eps_levels must be an integer in 1..255 or null, got {self.eps_levels!r}")
+            raise DeephideError("hider config: eps_levels must be an integer in 1..255 or null, "
+                                f"got {self.eps_levels!r}")
         if self.delta_bands not in DELTA_BANDS:
-            raise DeephideError(f"hider config: delta_bands must be one of {', '.join(DELTA_BANDS)}, got {self.delta_bands!r}")
+            raise DeephideError(f"hider config: delta_bands must be one of {', '.join(DELTA_BANDS)}, "
+                                f"got {self.delta_bands!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -251,7 +254,8 @@ class Hider(nn.Module):
     def _check_images(self, x: torch.Tensor, what: str) -> None:
         s, c = self.config.image_size, self.config.channels
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise DeephideError(f"hider {what}: expected a float tensor in [0, 1], got {getattr(x, 'dtype', type(x).__name__)}")
+            raise DeephideError(f"hider {what}: expected a float tensor in [0, 1], "
+                                f"got {getattr(x, 'dtype', type(x).__name__)}")
         if x.ndim != 4 or tuple(x.shape[1:]) != (c, s, s):
             got = "x".join(str(v) for v in x.shape[-2:]) if x.ndim >= 2 else str(tuple(x.shape))
             if x.ndim == 4 and x.shape[1] == c:

@@ -1,4 +1,5 @@
-"""The frozen feature network of L_LFC (the paper: a ResNet-18) trained on the clean training set, cached per dataset."""
+"""The frozen feature network of L_LFC (the paper: a ResNet-18) trained on the clean training set,
+cached per dataset."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def feature_model(train: ImageSet, test: ImageSet, profile: str = "cpu", model: 
     shrunk = bs != prof["batch_size"]
     prof["batch_size"] = bs
     prof["eval_every"] = min(prof["eval_every"], prof["iterations"])
-    key = f"{data_fingerprint(train)}-{model}-{profile}-{prof['iterations']}" + (f"-b{bs}" if shrunk else "") + f"-s{seed}"
+    key = f"{data_fingerprint(train)}-{model}-{profile}-{prof['iterations']}" + (f"-b{bs}" if shrunk else "") \
+        + f"-s{seed}"
     d = (cache or cache_root()) / "lfc" / key
     h, w, c = train.shape
     net = build_model(model, num_classes=train.num_classes, in_channels=c, image_size=h)
@@ -69,7 +71,8 @@ def feature_model(train: ImageSet, test: ImageSet, profile: str = "cpu", model: 
         try:
             net.load_state_dict(load_file(str(wfile)))
         except Exception as e:  # corrupt or foreign file: a one-line error, not a traceback
-            raise DeephideError(f"{wfile}: cached feature model unusable ({error_line(e)}); delete it to retrain") from None
+            raise DeephideError(f"{wfile}: cached feature model unusable ({error_line(e)}); "
+                                "delete it to retrain") from None
     else:
         from ..training.distributed import current
 
@@ -81,7 +84,8 @@ def feature_model(train: ImageSet, test: ImageSet, profile: str = "cpu", model: 
             with atomic_file(wfile) as f:  # concurrent runs never see a half-written cache entry
                 f.write(st_save({k: v.contiguous() for k, v in net.state_dict().items()}))
             rec = result_record(res)
-            write_json(d / "train.json", {k: rec[k] for k in ("final_acc", "best_acc", "config", "versions", "wall_time_s")})
+            write_json(d / "train.json",
+                       {k: rec[k] for k in ("final_acc", "best_acc", "config", "versions", "wall_time_s")})
     if record is not None:
         record.update(model=model, profile=profile, iterations=prof["iterations"], batch_size=bs,
                       epochs=round(prof["iterations"] * bs / len(train), 2), cache=str(d))

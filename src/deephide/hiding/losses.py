@@ -107,8 +107,8 @@ def lfc_loss(features_fn: Callable[[torch.Tensor], torch.Tensor], stego: torch.T
     to_image: feed :func:`perturbation_to_image` of x_pm = stego - cover (default) or raw x_pm.
 
     L = mean (``reduction="mean"``, in [0, 2]) or sum (``"sum"``, the paper's formula) over ordered
-    pairs (i, j), i != j, labels[i] == labels[j], of 1 - cos(f_i, f_j). See the module docstring. A batch with no same-class pair
-    gives a zero that still depends on the inputs (so backward() works and adds nothing).
+    pairs (i, j), i != j, labels[i] == labels[j], of 1 - cos(f_i, f_j). See the module docstring. A batch with no
+    same-class pair gives a zero that still depends on the inputs (so backward() works and adds nothing).
     repulsion: weight of a between-class term added to it, the same reduction over pairs with
     labels[i] != labels[j] of max(cos(f_i, f_j), 0): pulling each class together alone lets every class
     collapse onto one common direction (measured: same-class cosine 0.987, saturated); this pushes the

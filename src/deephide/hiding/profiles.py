@@ -84,11 +84,14 @@ HIDER_PROFILES: dict[str, dict[str, Any]] = {
         "lr": 10 ** -3.5,        # short run: a larger step than HiNet's (200 iterations already reach 16.7% class-wise)
         # loss balance for this short run (results/reference-fmnist/hider-tuning, fastcnn victim, final acc, 3 seeds):
         # the paper's w2 = 1 pushes the perturbation into the finest Haar band (51% HH energy), which a one-pixel
-        # shift or flip negates (44.67 +- 22.75 %); w2 = 0.01 (paper Table B's smallest) keeps it smoother (33.58 +- 2.81);
-        # with it, w3 = 0.01 makes L_LFC matter at all (w3 L_LFC was ~1e-3 of w1 L_reveal): 20.27 +- 0.38 (w3 = 0.1: 42.21)
+        # shift or flip negates (44.67 +- 22.75 %); w2 = 0.01 (paper Table B's smallest)
+        # keeps it smoother (33.58 +- 2.81);
+        # with it, w3 = 0.01 makes L_LFC matter at all (w3 L_LFC was ~1e-3 of w1 L_reveal):
+        # 20.27 +- 0.38 (w3 = 0.1: 42.21)
         "w_freq": 0.01, "w_lfc": 0.01,
         # grey covers (Fashion-MNIST's RGB view) get a grey perturbation: DH-C Mean of 13 countermeasures 43.77 -> 38.77
-        # (Gray 54.08 -> 25.05, GaussN 74.21 -> 28.09, JPEG10 71.25 -> 32.97; Vanilla 20.27 -> 25.05, Cutout 18.41 -> 63.74);
+        # (Gray 54.08 -> 25.05, GaussN 74.21 -> 28.09, JPEG10 71.25 -> 32.97;
+        # Vanilla 20.27 -> 25.05, Cutout 18.41 -> 63.74);
         # LL-band-only on top was worse (Mean 40.81, Vanilla 32.92). Same victims, hider-tuning/README.md
         "grey_covers": "shared",
         "batch_size": 40, "per_class": 4,
@@ -100,7 +103,8 @@ HIDER_PROFILES: dict[str, dict[str, Any]] = {
     "long": {
         # the shipped hiders: the cpu architecture trained to convergence across working periods (resumable;
         # `train-hider --iterations N` continues a finished one). Differences from cpu, each measured by the
-        # training log's reveal PSNR (class-wise SIG bank, no L_LFC, one thread, seed 0; results/hider-fmnist/README.md):
+        # training log's reveal PSNR (class-wise SIG bank, no L_LFC, one thread, seed 0;
+        # results/hider-fmnist/README.md):
         # z = 0 in training as in protect/reveal (HiNet's N(0, 1) z: 10.7 vs 12.7 dB at 175 steps),
         # lr 10^-3 (13.4 vs 12.9 dB at 200 steps), x0.3 every 1,500 steps instead of x0.5 every 250,
         # the INN's per-channel perturbation on grey covers (HiNet's; cpu's channel-shared one carries a colour
@@ -114,7 +118,8 @@ HIDER_PROFILES: dict[str, dict[str, Any]] = {
         "batch_size": 40, "per_class": 4,
         "iterations": 16_000, "snapshot_at": (500, 2_000, 4_000, 8_000, 16_000),
         # lr 10^-3 learns fastest early but blew up past ~1,500 steps (class-wise: 50 rollbacks in a row from the
-        # step-1,500 checkpoint); from that checkpoint 3 x 10^-4 recovered at once (reveal MSE 0.116 -> 0.004 in 60 steps)
+        # step-1,500 checkpoint); from that checkpoint 3 x 10^-4 recovered at once
+        # (reveal MSE 0.116 -> 0.004 in 60 steps)
         "lr_step_every": 1_500, "lr_gamma": 0.3,
         "grad_clip": 10.0, "z_noise": "none",
         "bf16": True, "checkpoint_every": 250, "log_every": 50,
@@ -172,7 +177,8 @@ def hider_config(profile: dict[str, Any], image_size: int, channels: int = 3) ->
     if profile["budget"] not in BUDGETS:
         raise DeephideError(f"hider profile: budget must be one of {', '.join(BUDGETS)}, got {profile['budget']!r}")
     eps_levels = round(float(profile["eps"]) * 255) if profile["budget"] == "bounded" else None
-    return HiderConfig(eps_levels=eps_levels, blocks=profile["blocks"], growth=profile["growth"], clamp=profile["clamp"],
+    return HiderConfig(eps_levels=eps_levels, blocks=profile["blocks"], growth=profile["growth"],
+                       clamp=profile["clamp"],
                        image_size=image_size, channels=channels, grey_covers=profile["grey_covers"],
                        delta_bands=profile["delta_bands"])
 

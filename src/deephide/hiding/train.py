@@ -144,7 +144,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     if c != 3:
         raise DeephideError(f"{train.source}: hider training needs RGB images, got {c} channel(s)")
     if bank.images.shape[1:3] != (h, w):
-        raise DeephideError(f"{train.source}: secrets are {bank.images.shape[1]}x{bank.images.shape[2]} but images are {h}x{w}")
+        raise DeephideError(f"{train.source}: secrets are {bank.images.shape[1]}x{bank.images.shape[2]} "
+                            f"but images are {h}x{w}")
     if bank.num_classes != train.num_classes:
         raise DeephideError(f"{train.source}: {train.num_classes} classes but the secret bank has {bank.num_classes}")
     if mode not in ("class", "sample"):
@@ -156,7 +157,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     dev = pick_device(device)
     world = distributed.current()
     tune_for(dev)
-    use_bf16 = amp_dtype(dev, bool(profile.get("bf16")), allow_fp16=False) is not None  # the INN's exp() needs bf16's range
+    use_bf16 = amp_dtype(dev, bool(profile.get("bf16")),
+                         allow_fp16=False) is not None  # the INN's exp() needs bf16's range
     eps = float(profile["eps"])
 
     seed_everything(seed)
@@ -169,7 +171,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
         src = load_hider(init, image_size=h, device=dev)
         if src.config.to_dict() != hider.config.to_dict():
             diff = sorted(k for k, v in hider.config.to_dict().items() if src.config.to_dict().get(k) != v)
-            raise DeephideError(f"{init}: cannot start from this hider, its architecture differs from the profile's ({', '.join(diff)})")
+            raise DeephideError(f"{init}: cannot start from this hider, its architecture differs from the profile's "
+                                f"({', '.join(diff)})")
         hider.load_state_dict(src.state_dict())
         run_cfg["init"] = {"from": str(init), "iteration": read_checkpoint(init).get("training", {}).get("iteration")}
     start, rollbacks = 0, 0
@@ -228,7 +231,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     snap = profile.get("snapshot_at", ())
     snapshots = snapshot_steps(snap)
     dist_names = check_distortions(profile.get("reveal_distortions", ()))
-    step = distributed.wrap(HideRevealStep(hider, eps, profile.get("reveal_from", "stored") == "stored", dist_names), world)
+    step = distributed.wrap(HideRevealStep(hider, eps, profile.get("reveal_from", "stored") == "stored",
+                                           dist_names), world)
     bar = tqdm(total=total_it, initial=start, desc="train hider", disable=not progress or not world.is_main,
                leave=False, dynamic_ncols=True)
     it = start
@@ -331,7 +335,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                 gnorm = torch.nn.utils.clip_grad_norm_(hider.parameters(), profile["grad_clip"])
                 bad = not bool(torch.isfinite(gnorm))
             if bad:  # the INN diverges now and then (a NaN, or a loss that jumps far above its running mean, seen
-                # here: 0.006 -> 33,918 within 50 steps at lr 1e-3, raw output 81,808 levels): roll back, skip this batch
+                # here: 0.006 -> 33,918 within 50 steps at lr 1e-3, raw output 81,808 levels):
+                # roll back, skip this batch
                 roll_back()
                 in_a_row += 1
                 if in_a_row > MAX_ROLLBACKS_IN_A_ROW:
@@ -348,7 +353,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
                 vals.update(loss_shares(terms, weights))
                 if surrogate is not None:
                     vals["sv_fit"] = vals_sv_fit
-                vals.update(psnr_stego=psnr(stored, cover, cap=100.0), reveal_psnr=psnr(secret_hat.clamp(0, 1), target, cap=100.0))
+                vals.update(psnr_stego=psnr(stored, cover, cap=100.0),
+                            reveal_psnr=psnr(secret_hat.clamp(0, 1), target, cap=100.0))
             for k, v in vals.items():
                 acc.setdefault(k, []).append(v)
             bar.update(1)
@@ -377,7 +383,8 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (a scheduler's limit): keep the last good state, then stop
         if world.is_main and good[2] > start:
             restore_good()
-            _save(ck, hider, opt, run_cfg, good[2], rollbacks, elapsed0 + time.perf_counter() - t0, good[3], schedule, surrogate)
+            _save(ck, hider, opt, run_cfg, good[2], rollbacks,
+                  elapsed0 + time.perf_counter() - t0, good[3], schedule, surrogate)
         raise
     distributed.barrier(world)  # rank 0's last log line and checkpoint are on disk before anyone reads them
     summary = {"iterations_done": done, "iterations": total_it, "finished": done >= total_it, "stopped": stopped,

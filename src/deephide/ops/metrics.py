@@ -5,7 +5,7 @@ Value ranges: float tensors in [0, 1] (``peak`` 1) or uint8 arrays (``peak`` 255
 tensors, (N, H, W, C) for uint8 arrays.
 
     >>> import torch
-    >>> a = torch.zeros(1, 3, 8, 8); psnr(a, a + 0.1)
+    >>> a = torch.zeros(1, 3, 8, 8); round(psnr(a, a + 0.1), 6)
     20.0
 """
 

@@ -73,7 +73,8 @@ def next_class_source(train: "ImageSet", mode: str, size: int, seed: int, **opti
         nxt = (k + 1) % k_total
         idx = np.flatnonzero(train.labels == nxt)
         if idx.size == 0:
-            raise DeephideError(f"semantic source 'next-class': class {nxt} ({train.class_names[nxt]!r}) has no training images")
+            raise DeephideError(f"semantic source 'next-class': class {nxt} ({train.class_names[nxt]!r}) "
+                                "has no training images")
         rng = np.random.default_rng(member_seed(seed, k, 0))
         picks.extend(_draw(rng, idx, count).tolist())
     images = to_secret_images(train.images[np.asarray(picks)], size)

@@ -27,7 +27,8 @@ class SecretBank:
 
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[3] != 3:
-            raise DeephideError(f"secret bank: images must be uint8 (M, H, W, 3), got {self.images.dtype} {self.images.shape}")
+            raise DeephideError("secret bank: images must be uint8 (M, H, W, 3), "
+                                f"got {self.images.dtype} {self.images.shape}")
         if self.group.shape != (self.images.shape[0],):
             raise DeephideError("secret bank: one group id per secret is required")
         object.__setattr__(self, "group", self.group.astype(np.int64, copy=False))

@@ -42,10 +42,12 @@ def check_diffusion(model_dir: str | None, controlnet_dir: str | None) -> tuple[
         raise DeephideError("generator=diffusion: option model_dir=<local Stable Diffusion folder> is required")
     root = Path(model_dir).expanduser()
     if not (root / "model_index.json").is_file():
-        raise DeephideError(f"model_dir={root}: no diffusers Stable Diffusion folder there (model_index.json missing); nothing is downloaded")
+        raise DeephideError(f"model_dir={root}: no diffusers Stable Diffusion folder there (model_index.json missing); "
+                            "nothing is downloaded")
     cn = Path(controlnet_dir).expanduser() if controlnet_dir else root / "controlnet"
     if not (cn / "config.json").is_file():
-        raise DeephideError(f"controlnet_dir={cn}: no ControlNet-Canny folder there (config.json missing); pass controlnet_dir=<dir>")
+        raise DeephideError(f"controlnet_dir={cn}: no ControlNet-Canny folder there (config.json missing); "
+                            "pass controlnet_dir=<dir>")
     try:
         import diffusers  # noqa: F401
         import transformers  # noqa: F401

@@ -65,7 +65,8 @@ class Options:
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         v = str(self._take(name, default))
         if v not in choices:
-            raise DeephideError(f"semantic source '{self.source}': option {name}={v!r}; choose one of: {', '.join(choices)}")
+            raise DeephideError(f"semantic source '{self.source}': option {name}={v!r}; "
+                                f"choose one of: {', '.join(choices)}")
         self.used[name] = v
         return v
 

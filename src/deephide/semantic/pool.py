@@ -18,7 +18,8 @@ from ..errors import DeephideError
 
 DEFAULT_FONT = "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
 FONT_PX = 109  # the only strike size of Noto Color Emoji's bitmaps (CBDT)
-_FONT_HINT = "install Debian's fonts-noto-color-emoji (apt-get install fonts-noto-color-emoji) or pass font=<colour emoji .ttf>"
+_FONT_HINT = ("install Debian's fonts-noto-color-emoji (apt-get install fonts-noto-color-emoji) "
+              "or pass font=<colour emoji .ttf>")
 
 
 @dataclass(frozen=True, eq=False)

@@ -48,7 +48,8 @@ def semantic_stats(bank: SecretBank, features_fn: FeaturesFn | None = None) -> d
     """
     feats = np.asarray((features_fn or pixel_features)(bank.images), dtype=np.float64)
     if feats.ndim != 2 or feats.shape[0] != bank.images.shape[0]:
-        raise DeephideError(f"semantic_stats: features_fn must return (M, D) for M={bank.images.shape[0]}, got {feats.shape}")
+        raise DeephideError(f"semantic_stats: features_fn must return (M, D) for M={bank.images.shape[0]}, "
+                            f"got {feats.shape}")
     classes = sorted(set(bank.group.tolist()))
     means = np.stack([feats[bank.group == k].mean(0) for k in classes])
     lookup = {k: i for i, k in enumerate(classes)}

@@ -42,7 +42,8 @@ def load_bank(in_dir: str | Path) -> SecretBank:
     d = Path(in_dir)
     man_path, arr_path = d / MANIFEST, d / ARRAYS
     if not man_path.is_file() or not arr_path.is_file():
-        raise DeephideError(f"{d}: not a secret bank (needs {MANIFEST} and {ARRAYS}; make one with make_bank/save_bank)")
+        raise DeephideError(f"{d}: not a secret bank (needs {MANIFEST} and {ARRAYS}; "
+                            "make one with make_bank/save_bank)")
     try:
         man = json.loads(man_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -59,7 +60,8 @@ def load_bank(in_dir: str | Path) -> SecretBank:
     if group.dtype.kind not in "iu":
         raise DeephideError(f"{arr_path}: group ids must be integers, got {group.dtype}")
     if images.shape[0] != man.get("count") or list(images.shape[1:]) != man.get("shape"):
-        raise DeephideError(f"{arr_path}: arrays {images.shape} do not match the manifest (count {man.get('count')}, shape {man.get('shape')})")
+        raise DeephideError(f"{arr_path}: arrays {images.shape} do not match the manifest "
+                            f"(count {man.get('count')}, shape {man.get('shape')})")
     try:
         return SecretBank(images, group, int(man["num_classes"]), dict(man.get("meta") or {}))
     except DeephideError as e:

@@ -187,7 +187,8 @@ class _MiniLM:
     def _ln(self, x, name: str):
         import torch
 
-        return torch.nn.functional.layer_norm(x, x.shape[-1:], self.w[f"{name}.weight"], self.w[f"{name}.bias"], self.eps)
+        return torch.nn.functional.layer_norm(x, x.shape[-1:], self.w[f"{name}.weight"],
+                                              self.w[f"{name}.bias"], self.eps)
 
     def _lin(self, x, name: str):
         import torch

@@ -41,10 +41,12 @@ def check_compatible(train: ImageSet, test: ImageSet) -> None:
     """Train and test sets must share class count and image shape."""
     if train.num_classes != test.num_classes:
         raise DeephideError(
-            f"{test.source}: test set has {test.num_classes} classes but training set {train.source} has {train.num_classes}"
+            f"{test.source}: test set has {test.num_classes} classes "
+            f"but training set {train.source} has {train.num_classes}"
         )
     if train.shape != test.shape:
-        raise DeephideError(f"{test.source}: test images are {test.shape} but training images {train.source} are {train.shape}")
+        raise DeephideError(f"{test.source}: test images are {test.shape} "
+                            f"but training images {train.source} are {train.shape}")
 
 
 def lr_at(it: int, prof: dict[str, Any]) -> float:

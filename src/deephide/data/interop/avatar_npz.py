@@ -23,7 +23,8 @@ def _pick(arrays: dict[str, np.ndarray], keys: Sequence[str], path: Path, what: 
         if k in arrays:
             return k
     if what:
-        raise DeephideError(f"{path}: missing {what} array (one of: {', '.join(keys)}; has: {', '.join(sorted(arrays)) or 'none'})")
+        raise DeephideError(f"{path}: missing {what} array (one of: {', '.join(keys)}; "
+                            f"has: {', '.join(sorted(arrays)) or 'none'})")
     return None
 
 

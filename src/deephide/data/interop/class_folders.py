@@ -28,7 +28,8 @@ def export_class_folders(ds: ImageSet, root: str | os.PathLike, names: Sequence[
     n = len(ds)
     if names is None:
         files = ds.provenance.get("files")
-        names = files if isinstance(files, list) and len(files) == n and all(isinstance(x, str) for x in files) else None
+        names = files if isinstance(files, list) and len(files) == n and all(isinstance(x, str) for x in files) \
+            else None
     elif len(names) != n:
         raise DeephideError(f"{root}: {len(names)} file names given for {n} images")
     dirs = _class_dirs(ds.class_names)

@@ -32,7 +32,8 @@ def export_png_folder(ds: ImageSet, root: str | os.PathLike, force: bool = False
         gray = ds.images.shape[3] == 1
         for i, img in enumerate(ds.images):
             # PNG is lossless: L for one channel, RGB for three, so the round trip is bitwise
-            Image.fromarray(img[..., 0] if gray else img, "L" if gray else "RGB").save(tmp / "data" / f"{i}.png", compress_level=4)
+            Image.fromarray(img[..., 0] if gray else img, "L" if gray else "RGB").save(tmp / "data" / f"{i}.png",
+                                                                                       compress_level=4)
         (tmp / "labels.txt").write_text("".join(f"{int(v)}\n" for v in ds.labels), encoding="utf-8")
         (tmp / "classes.txt").write_text("".join(f"{_one_line(c)}\n" for c in ds.class_names), encoding="utf-8")
     return root
@@ -61,7 +62,8 @@ def _read_label_file(root: Path) -> tuple[np.ndarray, Path]:
     except DeephideError:
         raise
     except ValueError as e:
-        msg = "contains object arrays (refused)" if "pickle" in str(e).lower() else f"not readable ({error_line(e, 120)})"
+        msg = "contains object arrays (refused)" if "pickle" in str(e).lower() \
+            else f"not readable ({error_line(e, 120)})"
         raise DeephideError(f"{p}: {msg}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise DeephideError(f"{p}: not readable ({error_line(e, 120)})") from None
@@ -102,7 +104,8 @@ def _png_index(data: Path) -> list[Path]:
 
 
 #: modes a PNG folder may hold whose conversion to uint8 L/RGB loses information
-_LOSSY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F", "CMYK", "LA", "La", "PA", "RGBA", "RGBa", "YCbCr", "LAB", "HSV")
+_LOSSY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F", "CMYK", "LA", "La", "PA",
+                "RGBA", "RGBa", "YCbCr", "LAB", "HSV")
 
 
 def _png_array(p: Path) -> tuple[np.ndarray, str]:

@@ -33,12 +33,13 @@ Modules: ``config`` (the schema and its validation), ``cells`` (expansion, keys,
 ``results`` (the results file), ``executors`` (local and Ray; ``run_grid``).
 """
 
-from .cells import (_DATA_CACHE, DATA_CACHE_SIZE, IDENTITY_FILE, cached_dataset, cell_key, expand, mix_sets,
-                    mixture_indices, resolve_spec, run_cell, set_identity)
+from .cells import (DATA_CACHE_SIZE, _DATA_CACHE as _DATA_CACHE, IDENTITY_FILE, cached_dataset, cell_key, expand,
+                    mix_sets, mixture_indices, resolve_spec, run_cell, set_identity)
 from .config import CMEntry, GridConfig, load_config, parse_config
 from .executors import EXECUTORS, GridSummary, grid_status, run_grid
 from .results import ResultsWriter, read_results, sidecar_path
 
 __all__ = ["CMEntry", "DATA_CACHE_SIZE", "EXECUTORS", "GridConfig", "GridSummary", "IDENTITY_FILE", "ResultsWriter",
-           "cached_dataset", "cell_key", "expand", "grid_status", "load_config", "mix_sets", "mixture_indices", "parse_config",
+           "cached_dataset", "cell_key", "expand", "grid_status", "load_config", "mix_sets",
+           "mixture_indices", "parse_config",
            "read_results", "resolve_spec", "run_cell", "run_grid", "set_identity", "sidecar_path"]

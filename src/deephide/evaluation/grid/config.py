@@ -158,7 +158,8 @@ def _parse_countermeasures(path: Path, v: Any) -> list[CMEntry]:
         entries = [_cm_entry(path, it) for it in _want_list(path, "countermeasures", v)]
     for e in entries:
         if e.name not in COUNTERMEASURES:
-            raise _err(path, "countermeasures", f"unknown countermeasure '{e.name}'; see `deephide list countermeasures`")
+            raise _err(path, "countermeasures", f"unknown countermeasure '{e.name}'; "
+                                                "see `deephide list countermeasures`")
         try:  # builds are cheap; this catches bad parameters before any training starts
             build_countermeasure(e.name, **e.params)
         except DeephideError as err:
@@ -213,7 +214,8 @@ def _parse_resources(path: Path, v: Any) -> dict[str, float]:
         if k not in res:
             raise _err(path, f"resources.{k}", "unknown; known: cpus, gpus")
         if not _is_num(val) or val < 0 or (k == "cpus" and val == 0):
-            raise _err(path, f"resources.{k}", f"expected a {'positive' if k == 'cpus' else 'non-negative'} number, got {val!r}")
+            raise _err(path, f"resources.{k}", f"expected a {'positive' if k == 'cpus' else 'non-negative'} number, "
+                                               f"got {val!r}")
         res[k] = float(val)
     return res
 

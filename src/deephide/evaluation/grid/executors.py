@@ -98,12 +98,14 @@ def _run_pool(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridS
             in_flight, done_n = in_flight - 1, done_n + 1
             if err is not None:  # one cell's error is recorded; the others go on
                 summary.failed.append((cell["key"], error_line(err, 300, with_type=True)))
-                _say(progress, f"[{done_n}/{len(cells)}] {_describe(cell)}: FAILED: {error_line(err, 300, with_type=True)}")
+                _say(progress, f"[{done_n}/{len(cells)}] {_describe(cell)}: FAILED: "
+                               f"{error_line(err, 300, with_type=True)}")
                 continue
             writer.append(line)
             summary.ran += 1
             clock.finished(cell, float(line.get("wall_time_s") or 0.0))
-            _say(progress, f"[{done_n}/{len(cells)}] {_describe(cell)}: {line['acc']:.2f}% ({line['wall_time_s']:.0f} s)")
+            _say(progress, f"[{done_n}/{len(cells)}] {_describe(cell)}: "
+                           f"{line['acc']:.2f}% ({line['wall_time_s']:.0f} s)")
         pool.close()
         pool.join()
     finally:
@@ -231,7 +233,8 @@ def _run_ray(cells: list[dict[str, Any]], writer: ResultsWriter, summary: GridSu
                         line = ray.get(ref)
                     except Exception as e:  # a task's error arrives wrapped; record it, keep the others going
                         summary.failed.append((cell["key"], error_line(e, 300, with_type=True)))
-                        _say(progress, f"[{done_n}/{len(cells)}] {_describe(cell)}: FAILED: {error_line(e, 300, with_type=True)}")
+                        _say(progress, f"[{done_n}/{len(cells)}] {_describe(cell)}: FAILED: "
+                                       f"{error_line(e, 300, with_type=True)}")
                         continue
                     writer.append(line)
                     summary.ran += 1
@@ -277,8 +280,8 @@ def run_grid(config_path: str | os.PathLike, executor: str = "local", address: s
     """Run every cell of the config at ``config_path`` not yet in its results file.
 
     executor: ``local`` (sequential, this process), ``pool`` (``workers`` worker processes, default one per core
-    the config's ``resources.cpus`` allows; on one GPU they share it) or ``ray`` (``ray.init(address=address)``; one task
-    per cell with the config's ``resources``; address None starts a local cluster). Set paths are
+    the config's ``resources.cpus`` allows; on one GPU they share it) or ``ray`` (``ray.init(address=address)``; one
+    task per cell with the config's ``resources``; address None starts a local cluster). Set paths are
     made absolute before tasks are sent, so workers need the same filesystem (one machine or a
     shared disk). A loopback head (``ray start --head --node-ip-address=127.0.0.1``, started with
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) is reached on loopback. Results are appended to ``out`` as cells finish; a

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import html
 import json
 import os
@@ -21,7 +20,8 @@ from .figures import jpeg_columns, curves_figure, samples_figure, sweep_figure
 
 
 _CSS = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:13px}caption{text-align:left;padding:.4em 0;font-style:italic;min-width:40em}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}\
+caption{text-align:left;padding:.4em 0;font-style:italic;min-width:40em}
 th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}th:first-child{text-align:left}
 thead th{background:#f0f0f0}tr.paper{color:#666;font-style:italic}img{max-width:100%;border:1px solid #eee}
 .notes{font-size:13px;color:#555}code{background:#f4f4f4;padding:1px 3px}"""
@@ -109,7 +109,8 @@ def make_report(results_jsonl: str | os.PathLike, out_dir: str | os.PathLike, st
     done = sum(1 for r in records if keys is None or r["key"] in set(keys))
     summary = [f"results: {results.name} ({len(records)} finished cells"
                + (f"; {done} of {len(keys)} cells in the config" if keys else "") + ")",
-               f"headline statistic: {STATS[stat]}", f"profile: {', '.join(str(p) for p in unique(r.get('profile') for r in records))}"]
+               f"headline statistic: {STATS[stat]}",
+               f"profile: {', '.join(str(p) for p in unique(r.get('profile') for r in records))}"]
     if side.get("notes"):
         summary.append(f"config notes: {side['notes']}")
     written: dict[str, Path] = {}
@@ -145,7 +146,8 @@ def _make_figures(tmp: Path, records: list[dict[str, Any]], main: Table | None, 
         out.append(("figures/curves.png", f"Clean test accuracy during training, {column} column (mean over seeds)."))
     if main is not None:
         pts = [(float(q), c) for q, c in jpeg_columns(main)]
-        if sweep_figure(main, figdir / "jpeg.png", pts, "JPEG quality", "JPEG quality sweep (error bars: std over seeds)"):
+        if sweep_figure(main, figdir / "jpeg.png", pts,
+                        "JPEG quality", "JPEG quality sweep (error bars: std over seeds)"):
             out.append(("figures/jpeg.png", "Accuracy after JPEG compression of the training data at each quality."))
     if mix is not None:
         pts = [(float(c[:-1]), c) for c in mix.columns]

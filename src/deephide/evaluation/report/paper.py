@@ -24,7 +24,8 @@ def default_paper_csv() -> Path | None:
         return Path(env)
     repo = Path(__file__).resolve().parents[4]  # src/deephide/evaluation/report/paper.py -> repository root
     packaged = Path(__file__).with_name("paper-tables.csv")  # a copy of the spec's table ships with the package
-    for cand in (packaged, repo.parent / "shared" / "spec" / "paper-tables.csv", repo / "shared" / "spec" / "paper-tables.csv"):
+    for cand in (packaged, repo.parent / "shared" / "spec" / "paper-tables.csv",
+                 repo / "shared" / "spec" / "paper-tables.csv"):
         if cand.is_file():
             return cand
     return None
@@ -39,7 +40,8 @@ def load_paper_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
         raise DeephideError(f"{path}: cannot read the paper's tables ({e.strerror or e})") from None
     reader = csv.DictReader(io.StringIO(text))
     if tuple(reader.fieldnames or ()) != PAPER_FIELDS:
-        raise DeephideError(f"{path}: expected columns {','.join(PAPER_FIELDS)}, got {','.join(reader.fieldnames or [])}")
+        raise DeephideError(f"{path}: expected columns {','.join(PAPER_FIELDS)}, "
+                            f"got {','.join(reader.fieldnames or [])}")
     rows = []
     for i, r in enumerate(reader, 2):
         try:
@@ -86,7 +88,8 @@ def paper_rows(refs: list[tuple[str, str, str | None, str | None]], data: list[d
         sel = [r for r in data if r["table"] == table and r["setting"] == setting]
         if not sel:
             have = sorted({f"{r['table']},{r['setting']}" for r in data})
-            raise DeephideError(f"{source}: no paper rows for table {table}, setting '{setting}'; have: {'; '.join(have)}")
+            raise DeephideError(f"{source}: no paper rows for table {table}, setting '{setting}'; "
+                                f"have: {'; '.join(have)}")
         variants = list(dict.fromkeys(r["variant"] for r in sel))
         if variant is not None:
             if variant not in variants:
