@@ -48,6 +48,7 @@ def _tables(md: str) -> list[list[list[str]]]:
     return tables
 
 
+@pytest.mark.slow
 def test_quick_run_writes_results(tmp_path):
     run = _load("run")
     sets = tmp_path / "attacks"  # a stored attack set's manifest: its recorded cost is read, not regenerated
@@ -99,6 +100,7 @@ def test_reference_dataset_is_torchvision_crop_flip():
         assert any(np.array_equal(x.permute(1, 2, 0).numpy(), w) for w in windows)
 
 
+@pytest.mark.slow
 def test_gpu_check_without_cuda_and_as_a_cpu_dry_run(tmp_path):
     gpu = [sys.executable, str(BENCH / "gpu_check.py")]
     if not torch.cuda.is_available():
@@ -133,6 +135,7 @@ def test_reference_cost_measures_a_victim_step():
     assert 0 < eval_s < train_s
 
 
+@pytest.mark.slow
 def test_hide_speed_against_a_baseline_revision(tmp_path):
     # the committed HEAD as the baseline: both sides run (fresh interpreters), the table has a row per precision
     hide = _load("hide_speed")
@@ -147,6 +150,7 @@ def test_hide_speed_against_a_baseline_revision(tmp_path):
     assert all(len(row) == len(t[0]) for t in _tables(md) for row in t)
 
 
+@pytest.mark.slow
 def test_hider_step_against_a_baseline_revision(tmp_path):
     step = _load("hider_step")
     assert step.main(["--baseline", "HEAD", "--quick", "--profiles", "long", "--precisions", "fp32",
@@ -159,6 +163,7 @@ def test_hider_step_against_a_baseline_revision(tmp_path):
     assert "| long | fp32 | 1 | 40 |" in md and "Command: `python benchmarks/hider_step.py --baseline HEAD --quick" in md
 
 
+@pytest.mark.slow
 def test_robust_step_measures_each_row_against_long(tmp_path):
     rs = _load("robust_step")
     assert rs.main(["--quick", "--out", str(tmp_path / "r.md")]) == 0
@@ -169,6 +174,7 @@ def test_robust_step_measures_each_row_against_long(tmp_path):
     assert [row[0] for row in table[2:]] == list(rs.ROWS) and table[-1][3] in ("yes", "no")
 
 
+@pytest.mark.slow
 def test_profile_hider_step_lists_the_top_operators(tmp_path):
     prof = _load("profile_hider_step")
     assert _main(prof, ["--profiles", "tiny", "--steps", "1", "--top", "3", "--out", str(tmp_path / "p.md")]) == 0
@@ -179,6 +185,7 @@ def test_profile_hider_step_lists_the_top_operators(tmp_path):
     assert all(0 < float(row[2].rstrip("%")) <= 100 for row in table[2:])
 
 
+@pytest.mark.slow
 def test_victim_cell_against_a_baseline_revision(tmp_path):
     cell = _load("victim_cell")
     assert cell.main(["--baseline", "HEAD", "--quick", "--out", str(tmp_path / "c.md")]) == 0
@@ -218,6 +225,7 @@ def test_profile_hide_sums_operator_families_per_precision(tmp_path):
     assert "## fp32: by operator family" in text and "| fp32 |" in text
 
 
+@pytest.mark.slow
 def test_victim_levers_measures_each_candidate(tmp_path):
     lev = _load("victim_levers")
     assert _main(lev, ["--quick", "--batches", "64", "128", "--out", str(tmp_path / "l.md")]) == 0

@@ -97,6 +97,7 @@ def test_ablation_tables_label_rows_their_own_way_and_still_find_their_sets(camp
     assert list(sources["train_sets"]) == ["ISGAN"]
 
 
+@pytest.mark.slow
 def test_hider_stage_trains_copies_without_optimizer_and_its_set_is_made(campaign, tmp_path, monkeypatch):
     data = "synthetic?n=120&size=32&classes=10"
     monkeypatch.setattr(campaign, "CLEAN", data)

@@ -94,6 +94,7 @@ def hider32(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.mark.slow
 def test_protect_killed_leaves_nothing_and_rerun_is_bitwise(tmp_path, hider32):
     args = ["protect", "--data", "synthetic?n=4500&size=32&classes=4", "--hider", hider32, "--secrets", "next-class",
             "--batch-size", "64", "--seed", "3"]
@@ -113,6 +114,7 @@ def test_protect_killed_leaves_nothing_and_rerun_is_bitwise(tmp_path, hider32):
     assert litter(tmp_path / "run") == []
 
 
+@pytest.mark.slow
 def test_protect_terminated_removes_its_temporary_output_at_once(tmp_path, hider32):
     """SIGTERM (a scheduler's time limit): the hidden temporary output is gone when the process exits."""
     import signal
@@ -148,6 +150,7 @@ def _log(d: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
+@pytest.mark.slow
 def test_train_hider_killed_resumes_to_identical_weights(tmp_path):
     args = ["train-hider", "--data", DATA, "--secrets", "next-class", "--profile", "tiny", "--set", "lfc=false",
             "--set", "checkpoint_every=5", "--iterations", "120", "--seed", "2"]
@@ -167,6 +170,7 @@ def test_train_hider_killed_resumes_to_identical_weights(tmp_path):
     assert litter(tmp_path / "run") == []
 
 
+@pytest.mark.slow
 def test_train_hider_terminated_keeps_its_last_good_state(tmp_path):
     """SIGTERM between checkpoints: the last good in-memory state (<= 25 steps old) is saved, not lost."""
     import signal
@@ -203,6 +207,7 @@ def _history(path: Path) -> list[dict]:
     return [{k: v for k, v in h.items() if k != "time"} for h in rec["history"]]
 
 
+@pytest.mark.slow
 def test_evaluate_killed_resumes_to_identical_history(tmp_path):
     args = ["evaluate", "--train", DATA, "--model", "resnet20", "--profile", "tiny", "--iterations", "40",
             "--seed", "1"]
@@ -233,6 +238,7 @@ def _grid_available() -> bool:
     return hasattr(grid, "run_grid")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _grid_available(), reason="evaluation/grid.py with run_grid not present")
 def test_grid_killed_resumes_to_the_same_results(tmp_path):
     import yaml
@@ -260,6 +266,7 @@ def test_grid_killed_resumes_to_the_same_results(tmp_path):
     assert len(got) == 3 and got == ref
 
 
+@pytest.mark.slow
 def test_evaluate_kill_between_the_two_checkpoint_files(tmp_path):
     from unittest import mock
 

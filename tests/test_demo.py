@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from deephide.cli import main
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--quiet",

@@ -63,6 +63,7 @@ def _victim_pair(tmp: Path, model: str, **overrides):
     return rec, w, single
 
 
+@pytest.mark.slow
 def test_victim_without_batchnorm_matches_one_process(tmp_path):
     rec, w, single = _victim_pair(tmp_path, "vit", iterations=3, batch_size=8)
     assert rec["world_size"] == 2 and rec["finished"]
@@ -72,6 +73,7 @@ def test_victim_without_batchnorm_matches_one_process(tmp_path):
     assert rec["history"][-1]["train_loss"] == pytest.approx(single["history"][-1]["train_loss"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_victim_with_batchnorm_learns_like_one_process(tmp_path):
     # the tiny profile at 32 iterations of 32: one process reaches 100% over seeds 0-3 at 1 and 2 threads
     # (at 24 iterations 79.7-100%: seed 1 fell below 85 on an AVX2 CPU, whose float sums differ from an
@@ -105,6 +107,7 @@ def _cache_random_lfc_net(iterations: int, seed: int) -> None:
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(d / "weights.safetensors"))
 
 
+@pytest.mark.slow
 def test_hider_matches_one_process(tmp_path):
     from deephide.cli import main
 

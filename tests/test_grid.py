@@ -153,6 +153,7 @@ def test_missing_train_set_path_is_named_before_training(tmp_path, fake):
 # ------------------------------------------------------------------------------- running & resume
 
 
+@pytest.mark.slow
 def test_local_grid_trains_once_then_resumes(tmp_path, monkeypatch, one_thread):
     G._DATA_CACHE.clear()
     p = write_config(tmp_path)
@@ -336,6 +337,7 @@ def ray_head(monkeypatch, ray_home):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_ray_executor_on_a_real_head(tmp_path, ray_head):
     import ray
 
@@ -446,6 +448,7 @@ def test_reuse_rekeys_label_keyed_records_by_their_recorded_fingerprint(tmp_path
     assert r["row"] == "Renamed" and r["key"] == G.expand(G.load_config(new))[0]["key"]
 
 
+@pytest.mark.slow
 def test_pool_executor_trains_cells_in_worker_processes_and_resumes(tmp_path):
     """``pool``: real cells in spawned worker processes (what several cells sharing one GPU use); the driver alone
     writes, a second call finds everything done, and a worker's error is recorded without stopping the others."""

@@ -31,6 +31,7 @@ def test_the_committed_holdout_is_what_its_command_makes():
     assert rec["n"] == 5000 and rec["per_class"] == [500] * 10
 
 
+@pytest.mark.slow
 def test_selection_view_never_lets_the_holdout_into_training():
     full = load_dataset("fashion-mnist", "train")
     fit = load_dataset("fashion-mnist?holdout=1", "train")

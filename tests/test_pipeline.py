@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from deephide.data import load_dataset
 from deephide.hiding.profiles import get_hider_profile, loss_weights
 from deephide.pipeline import train_hider_job
@@ -9,6 +11,7 @@ from deephide.pipeline import train_hider_job
 DATA = "synthetic?n=40&size=32&classes=4"
 
 
+@pytest.mark.slow
 def test_time_limit_covers_the_feature_network_and_a_rerun_finishes(tmp_path, monkeypatch):
     """A limit spent while the feature network trained stops the hider before its first step (a scheduler's limit is
     kept: before, the hider then got its full limit again); the cached network makes the rerun go straight on."""

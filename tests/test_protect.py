@@ -304,9 +304,10 @@ def test_cli_verify_hider_and_shipped_names(tmp_path, capsys, monkeypatch):
                  "--quiet"]) == 0
     assert main(["protect", "--data", "synthetic?n=40&size=32&classes=4", "--hider", "nosuch", "--out",
                  str(tmp_path / "q"), "--quiet"]) != 0
-    assert "not the name of a shipped hider" in capsys.readouterr().err
+    assert "not the name of a known hider" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_hider_rolls_back_a_loss_spike(train, bank, tmp_path, monkeypatch):
     """A finite loss far above its running mean (the INN blowing up) is rolled back like a NaN."""
     from deephide.hiding import train as train_mod
@@ -341,6 +342,7 @@ def _spike_at(monkeypatch, call: int) -> None:
     monkeypatch.setattr(train_mod, "reveal_loss", spiking)
 
 
+@pytest.mark.slow
 def test_only_judged_states_are_kept_a_snapshot_before_a_spike_is_the_rolled_back_state(train, bank, tmp_path,
                                                                                        monkeypatch):
     """The weights right after an update are unjudged until the next forward: a 16-block hider's snapshot taken
@@ -366,6 +368,7 @@ def test_only_judged_states_are_kept_a_snapshot_before_a_spike_is_the_rolled_bac
     assert same(state(tmp_path / "spiked", w), state(tmp_path / "calm", w))
 
 
+@pytest.mark.slow
 def test_the_last_update_is_judged_too(train, bank, tmp_path, monkeypatch):
     """A run ends with one more forward (no update) on the next batch: a final state that spikes is rolled back to
     the last kept one, so a finished hider never ends on an unjudged update."""

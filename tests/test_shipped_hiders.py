@@ -61,6 +61,7 @@ def test_shipped_hider_loads_keeps_its_budget_and_can_continue(name):
         assert not f.is_file() or f.stat().st_size <= 20 * 2**20, f  # every committed file <= 20 MB
 
 
+@pytest.mark.slow
 @needs_data
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_hider_card_is_reproducible(name):

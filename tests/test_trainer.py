@@ -21,6 +21,7 @@ def _weights(res):
     return {k: v.detach().clone() for k, v in res["model_state"].state_dict().items()}
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers(sets):
     train, test = sets
     prof = get_profile("victim", "tiny")
@@ -33,6 +34,7 @@ def test_same_seed_same_numbers(sets):
     assert not all(torch.equal(wa[k], v) for k, v in _weights(c).items())
 
 
+@pytest.mark.slow
 def test_resume_reaches_same_weights(sets, tmp_path):
     train, test = sets
     prof = get_profile("victim", "tiny")
@@ -65,6 +67,7 @@ def test_result_record_is_json(sets):
     assert res["best_acc"] >= res["final_acc"]
 
 
+@pytest.mark.slow
 def test_learns_a_learnable_set():
     train = load_dataset("synthetic?n=512&size=32&classes=4", "train")
     test = load_dataset("synthetic?n=128&size=32&classes=4", "test")
@@ -105,6 +108,7 @@ def test_unknown_profile_and_setting():
         get_profile("victim", "cpu", epochs=3)
 
 
+@pytest.mark.slow
 def test_compiled_training_matches_eager_and_checkpoints_plain_weights(sets, tmp_path):
     # compile: true only fuses kernels: same draws, same arithmetic up to float reassociation, and the
     # checkpoint holds the plain model's keys (no torch.compile "_orig_mod." prefix), so it resumes either way
