@@ -7,7 +7,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEB_PACKAGES := dataset-fashion-mnist fonts-noto-color-emoji
+DEB_PACKAGES := dataset-fashion-mnist fonts-noto-color-emoji chromium  # chromium: the folder report's browser test
 DEMO_OUT ?= runs/demo
 
 .PHONY: reference setup system demo test test-quick lint clean

@@ -198,7 +198,7 @@ def test_folder_with_only_unreadable_files_is_an_error(tmp_path, hider_dir, caps
     (root / "k").mkdir(parents=True)
     (root / "k" / "z.png").write_bytes(b"")
     (root / "k" / "t.jpg").write_text("nope")
-    rc, err = cli(capsys, *protect_args(f"folder:{root}", tmp_path / "out", hider_dir))
+    rc, err = cli(capsys, *protect_args(f"folder:{root}?size={SIZE}", tmp_path / "out", hider_dir))
     one_error(rc, err, str(root), "none of the 2 image files could be read")
     assert not (tmp_path / "out").exists()
 

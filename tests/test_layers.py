@@ -8,7 +8,8 @@ the module graph has no cycle. A newcomer can read the package bottom-up:
     semantic, countermeasures                      (4: secret banks; a data user's defences)
     hiding                                         (5: the INN hider, its losses and training)
     attacks                                        (6: the baseline attacks, ISGAN beside the INN)
-    protect, trace, pipeline                       (7-9: protecting a set; source tracing; whole jobs)
+    protect, trace, pipeline, owner                (7-9: protecting a set; source tracing; whole jobs; a data
+                                                    owner's folder protected into its mirror)
     evaluation                                     (10: grids, reports, statistics)
     cli, launch, __main__                          (11-12: the command line; its torchrun and `python -m` entries)
 """
@@ -31,7 +32,7 @@ LAYERS = {
     "semantic": 4, "countermeasures": 4,
     "hiding": 5,
     "attacks": 6,
-    "protect": 7, "trace": 8, "pipeline": 9,
+    "protect": 7, "trace": 8, "pipeline": 9, "owner": 9,
     "evaluation": 10,
     "cli": 11, "launch": 12, "__main__": 12,
     "hiders": 0,  # shipped weights only

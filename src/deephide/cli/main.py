@@ -101,7 +101,9 @@ def cmd_protect(a: argparse.Namespace) -> int:
     from ..pipeline import bank_for
     from ..protect import parse_eps, protect, verify
 
-    levels = parse_eps(a.eps)
+    if _is_owner_folder(a.data):
+        return _protect_folder(a)
+    levels = parse_eps(a.eps or "8/255")
     check_new_output(a.out, a.force)
     for extra in (a.export_png, a.export_folder):
         if extra:
@@ -131,6 +133,29 @@ def cmd_protect(a: argparse.Namespace) -> int:
           f"L-inf {v['linf_levels']} levels, "
           f"mean |delta| {v['mean_abs_levels']:.2f}, PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.4f}, "
           f"{p['images_per_s']:.0f} images/s")
+    return 0
+
+
+def _is_owner_folder(spec: str) -> bool:
+    """``folder:DIR`` without options: a data owner's folder, protected into its mirror (``folder:DIR?size=N`` is the
+    square-resized dataset of the experiments)."""
+    return spec.startswith("folder:") and "?" not in spec
+
+
+def _protect_folder(a: argparse.Namespace) -> int:
+    from ..owner import protect_folder
+    from ..protect import parse_eps
+
+    if a.export_png or a.export_folder or a.secrets:
+        raise DeephideError("protect: --export-png, --export-folder and --secrets are for datasets; a folder is "
+                            "protected into its mirror (--out) with the hider's own secrets")
+    s = protect_folder(a.data[len("folder:"):], a.out, a.hider, strength=a.strength,
+                       levels=parse_eps(a.eps) if a.eps else None, mode=a.mode, fmt=a.format, labels_csv=a.labels,
+                       skip_bad=a.skip_bad, seed=a.seed, force=a.force, progress=not a.quiet)
+    print(f"protected {s['protected']} images -> {a.out} ({s['mode']}-wise, strength {s['strength']}, "
+          f"{s['levels']}/255): PSNR mean {s['psnr_mean']:.2f} dB (lowest {s['psnr_min']:.2f}), largest change "
+          f"{s['max_change']:.0f} levels" + (f"; {len(s['bad'])} bad file(s) left out" if s["bad"] else "")
+          + f"; report: {Path(a.out) / 'report.html'}")
     return 0
 
 
@@ -408,7 +433,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--hider", required=True, help="a train-hider output directory or a shipped hider's name "
                                                    "(`deephide list hiders`)")
     pr.add_argument("--mode", choices=["class", "sample"], default="class")
-    pr.add_argument("--eps", default="8/255")
+    pr.add_argument("--eps", help="budget (default 8/255; for a folder, --strength sets it unless this is given)")
+    pr.add_argument("--strength", choices=["low", "mid", "high"], default="mid",
+                    help="a folder's budget: 4, 8 (default, the tables') or 16 levels of 255")
+    pr.add_argument("--format", choices=["png", "jpeg"], default="png",
+                    help="a folder's output: lossless PNG (default), or JPEG kept as JPEG (quality 95)")
+    pr.add_argument("--labels", help="a folder's classes from a CSV (path,label) instead of the first folder level")
+    pr.add_argument("--skip-bad", action="store_true",
+                    help="leave out (and list) files that cannot be protected instead of stopping")
     pr.add_argument("--secrets", help="semantic source or bank dir (default: the hider's own bank)")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--batch-size", type=int, default=256)

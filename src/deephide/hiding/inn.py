@@ -282,6 +282,9 @@ class Hider(nn.Module):
         """
         self._check_images(cover, "cover")
         self._check_images(secret, "secret")
+        return self._perturbation(cover, secret)
+
+    def _perturbation(self, cover: torch.Tensor, secret: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if cover.shape[0] != secret.shape[0]:
             raise DeephideError(f"hider hide: {cover.shape[0]} covers but {secret.shape[0]} secrets")
         c_dwt = dwt(cover)
@@ -313,6 +316,28 @@ class Hider(nn.Module):
         """
         raw, r = self.perturbation(cover, secret)
         return cover + self.bound(raw, cover), r
+
+    def hide_any_size(self, cover: torch.Tensor, secret: torch.Tensor) -> torch.Tensor:
+        """:meth:`hide` on images of any even size: the INN is convolutional, so a hider trained on S x S images
+        runs on (N, C, H, W) covers of another size (a data owner's photos, or tiles of them).
+
+        cover, secret: float (N, C, H, W) in [0, 1], same shape, H and W even. Returns the stego images, float
+        (N, C, H, W), within ``config.eps_levels`` of the cover. How well it hides at another size is measured,
+        not assumed (the folder report and the hider card's reveal gate).
+
+        >>> h = Hider(HiderConfig(blocks=1, growth=4, clamp=2.0, image_size=32, eps_levels=8))
+        >>> h.hide_any_size(torch.rand(1, 3, 48, 70), torch.rand(1, 3, 48, 70)).shape
+        torch.Size([1, 3, 48, 70])
+        """
+        for x, what in ((cover, "cover"), (secret, "secret")):
+            if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 4 \
+                    or x.shape[1] != self.config.channels or x.shape[2] % 2 or x.shape[3] % 2:
+                raise DeephideError(f"hider {what}: expected float (N, {self.config.channels}, H, W) with H and W "
+                                    f"even, got {tuple(getattr(x, 'shape', ()))}")
+        if cover.shape != secret.shape:
+            raise DeephideError(f"hider hide: cover {tuple(cover.shape)} and secret {tuple(secret.shape)} differ")
+        raw, _ = self._perturbation(cover, secret)
+        return cover + self.bound(raw, cover)
 
     def reveal(self, stego: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """Recover the hidden image: float (N, C, S, S) -> secret_hat float (N, C, S, S).
