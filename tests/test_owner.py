@@ -113,17 +113,19 @@ def test_bad_files_stop_the_run_before_anything_is_written(tmp_path, capsys):
     Image.fromarray(_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(good, "PNG")
     (src / "dogs" / "cut.png").write_bytes(good.getvalue()[: len(good.getvalue()) // 2])  # truncated
     Image.fromarray(np.zeros((4, 4), np.float32), "F").save(src / "dogs" / "float.tif")  # 32-bit float: unsupported
+    Image.new("1", (8300, 8300)).save(src / "dogs" / "bomb.png")  # 69 M pixels: over the decompression-bomb bound
     rc = main(["protect", "--data", f"folder:{src}", "--hider", HIDER, "--out", str(tmp_path / "out"), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
     lines = err.strip().splitlines()
-    assert lines[0].startswith("deephide: error: ") and "3 file(s) cannot be protected" in lines[0]
+    assert lines[0].startswith("deephide: error: ") and "4 file(s) cannot be protected" in lines[0]
     assert any("cats/empty.jpg" in ln for ln in lines) and any("dogs/cut.png" in ln for ln in lines)
     assert any("dogs/float.tif" in ln and "unsupported image mode F" in ln for ln in lines)
+    assert any("dogs/bomb.png" in ln and "decompression bomb" in ln for ln in lines)
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
     # --skip-bad: the others are protected, the bad ones left out and listed
     s = protect_folder(src, tmp_path / "out", HIDER, skip_bad=True, progress=False)
-    assert {b[0] for b in s["bad"]} == {"cats/empty.jpg", "dogs/cut.png", "dogs/float.tif"}
+    assert {b[0] for b in s["bad"]} == {"cats/empty.jpg", "dogs/cut.png", "dogs/float.tif", "dogs/bomb.png"}
     assert not (tmp_path / "out" / "cats" / "empty.png").exists() and s["protected"] == 7
     assert "cats/empty.jpg" in (tmp_path / "out" / "report.html").read_text()
 
