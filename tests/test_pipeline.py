@@ -29,3 +29,26 @@ def test_time_limit_covers_the_feature_network_and_a_rerun_finishes(tmp_path, mo
                         progress=False, time_limit_s=600)
     assert s["finished"] and s["iterations_done"] == 2 and "reveal_gate" in s
     assert cached.stat().st_mtime_ns == stamp and s["lfc_feature_network"]["cache"] == str(cached.parent)
+
+
+def test_init_takes_the_hiders_bank_unless_secrets_are_given_and_sample_mode_refuses_one_secret_per_class(tmp_path):
+    """--init alone continues with the secrets the hider learnt to hide; an explicit --secrets wins (a class-wise
+    hider continued sample-wise needs several secrets per class: its own bank has one, and is refused)."""
+    from deephide.errors import DeephideError
+    from deephide.semantic import load_bank
+
+    train = load_dataset(DATA, "train")
+    prof = get_hider_profile("tiny", iterations=1, lfc=False)
+    first = tmp_path / "class"
+    train_hider_job(train, None, "next-class", "class", prof, first, device="cpu", progress=False)
+    cont = tmp_path / "cont"
+    train_hider_job(train, None, None, "class", prof, cont, device="cpu", progress=False, init=str(first))
+    assert (load_bank(cont / "bank").images == load_bank(first / "bank").images).all()
+    with pytest.raises(DeephideError, match="several secrets per class"):
+        train_hider_job(train, None, None, "sample", prof, tmp_path / "s1", device="cpu", progress=False,
+                        init=str(first))
+    own = tmp_path / "s2"
+    train_hider_job(train, None, "sig", "sample", prof, own, device="cpu", progress=False, init=str(first),
+                    per_class=3)
+    bank = load_bank(own / "bank")
+    assert all(bank.members(k).size == 3 for k in range(bank.num_classes))

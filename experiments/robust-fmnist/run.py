@@ -54,8 +54,8 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "robust-sample-at4": ("sample", ["--set", "sv_adv_levels=4", "--init",
                                      "results/robust-fmnist/hiders/robust-class-at4/checkpoint", "--set", "lr=0.0003",
                                      "--iterations", "3000", "--set", "snapshot_at=1000,2000,3000"],
-                          "robust-class-at4's chosen point (@4247) continued sample-wise (secrets drawn per image "
-                          "within its class) with the same objective, lr 3e-4"),
+                          "robust-class-at4's chosen point (@4247) continued sample-wise (its own sample-wise SIG "
+                          "bank, secrets drawn per image within its class) with the same objective, lr 3e-4"),
     # the chosen point lost ground under JPEG10 (68.81 vs DH-C 52.63 on the hold-out) and BDR: the surrogate sees
     # JPEG and BDR three times as often (gray dropped: an identity on a grey set stored as RGB; one `none` less)
     "robust-class-jb": ("class", ["--set", "sv_adv_levels=4", "--init",

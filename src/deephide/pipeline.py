@@ -49,13 +49,15 @@ def bank_for(train: ImageSet, secrets: str, mode: str, seed: int, **options: Any
     return make_bank(secrets, train, mode, train.shape[0], seed, **options)
 
 
-def train_hider_job(train: ImageSet, test: ImageSet | None, secrets: str, mode: str, profile: dict, out: Path,
+def train_hider_job(train: ImageSet, test: ImageSet | None, secrets: str | None, mode: str, profile: dict, out: Path,
                     seed: int = 0, lfc_iterations: int | None = None, device: str = "auto",
                     progress: bool = True, time_limit_s: float | None = None, init: str | None = None,
                     **secret_options: Any) -> dict:
     """Bank + (cached) LFC feature network + hider training, all recorded in ``out``.
 
-    init: a hider (directory, checkpoint or shipped name) whose weights and secret bank a new training starts from."""
+    secrets: a semantic source or bank directory; None = the ``init`` hider's bank, else ``sig``.
+    init: a hider (directory, checkpoint or shipped name) whose weights (and, unless ``secrets`` is given, secret
+    bank) a new training starts from."""
     from .training.distributed import barrier, current
     from .hiding.hiderdir import BANK, checkpoint_dir, hider_bank_dir, resolve_hider
     from .hiding.lfc import feature_model, features_fn
@@ -71,11 +73,12 @@ def train_hider_job(train: ImageSet, test: ImageSet | None, secrets: str, mode: 
     if init is not None:
         init_ck = checkpoint_dir(resolve_hider(init))
         src_bank = hider_bank_dir(init)
-        if world.is_main and src_bank is not None and not (out / BANK).is_dir():  # the secrets it learnt to hide
+        if world.is_main and secrets is None and src_bank is not None and not (out / BANK).is_dir():
+            # the secrets it learnt to hide
             bank = load_bank(src_bank)
             save_bank(bank, out / BANK)
     if world.is_main and not (out / BANK).is_dir():
-        bank = bank_for(train, secrets, mode, seed, **secret_options)
+        bank = bank_for(train, secrets or "sig", mode, seed, **secret_options)
         save_bank(bank, out / BANK)
     barrier(world)
     if bank is None:  # resuming (the bank the hider started with), or a rank other than 0

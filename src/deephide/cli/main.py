@@ -410,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     th = sub.add_parser("train-hider", help="train the INN hider on a set and a secret source")
     th.add_argument("--data", required=True, help="training covers (set spec)")
     th.add_argument("--test", help="clean test set, for the LFC feature network (default: the loader's test split)")
-    th.add_argument("--secrets", default="sig", help="semantic source name or a saved bank directory")
+    th.add_argument("--secrets", help="semantic source name or a saved bank directory (default: the --init hider's "
+                                      "bank, else sig)")
     th.add_argument("--secret-option", action="append", metavar="KEY=VALUE", help="option of the semantic source")
     th.add_argument("--mode", choices=["class", "sample"], default="class")
     th.add_argument("--profile", default="cpu")
@@ -424,8 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--device", default="auto")
     th.add_argument("--out", required=True, help="hider directory (resumed when it exists)")
     th.add_argument("--force", action="store_true", help="start over instead of resuming")
-    th.add_argument("--init", metavar="HIDER", help="start from this hider's weights and secret bank (a directory, "
-                    "checkpoint or shipped name), with this profile's objective and a fresh optimizer")
+    th.add_argument("--init", metavar="HIDER", help="start from this hider's weights and (unless --secrets is given) "
+                    "secret bank (a directory, checkpoint or shipped name), with this profile's objective and a fresh "
+                    "optimizer")
     th.add_argument("--quiet", action="store_true")
 
     pr = sub.add_parser("protect", help="hide secrets in every image of a set (guaranteed budget)")

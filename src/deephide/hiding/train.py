@@ -150,6 +150,10 @@ def train_hider(train: ImageSet, bank: SecretBank, profile: dict[str, Any], out:
         raise DeephideError(f"{train.source}: {train.num_classes} classes but the secret bank has {bank.num_classes}")
     if mode not in ("class", "sample"):
         raise DeephideError(f"unknown protection mode '{mode}'; choose class or sample")
+    if mode == "sample" and all(bank.members(k).size < 2 for k in range(bank.num_classes)):
+        # one secret per class makes sample-wise hiding class-wise (and its reveal gate's trivial answer exact)
+        raise DeephideError(f"{train.source}: sample-wise hiding needs several secrets per class, the bank has one "
+                            "(a class-wise hider's bank? give --secrets, e.g. sig)")
     weights = loss_weights(profile)
     use_lfc = weights["lfc"] > 0
     if use_lfc and features is None:
