@@ -248,3 +248,13 @@ def test_the_wheel_ships_weights_only_and_an_installed_wheel_protects(tmp_path):
     assert out["ok"] and out["hiders_mb"] <= 20 and not out["training_state_in_wheel"]
     assert {"fmnist-class", "fmnist-sample", "fmnist-class-robust"} <= set(out["listed"])
     assert out["imported_from"].startswith("$TMP/site/deephide")
+
+
+@pytest.mark.slow
+def test_protect_photo_measures_seconds_megapixels_and_share_of_peak(tmp_path):
+    res = subprocess.run([sys.executable, str(BENCH / "protect_photo.py"), "--quick", "--out", str(tmp_path / "p.md")],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    out = json.loads((tmp_path / "p.json").read_text())
+    assert out["photo"] == "256x192" and out["seconds"] > 0 and 0 < out["share_of_fp32_peak"] < 2
+    assert out["gflop_per_photo"] > 0 and "share of peak" in (tmp_path / "p.md").read_text()

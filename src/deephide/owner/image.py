@@ -27,7 +27,7 @@ from ..ops.metrics import mse_psnr, ssim_uint8
 
 #: tile side and overlap of the INN pass on large images (even: tiles start on the Haar grid); memory of the INN pass
 #: is that of one tile, whatever the image's size
-TILE, OVERLAP = 256, 32
+TILE, OVERLAP = 1024, 32
 #: PSNR of an unchanged image, reported as this (dB) so averages and JSON stay finite
 PSNR_CAP = 100.0
 
