@@ -13,6 +13,7 @@ from .interop.png_folder import export_png_folder, import_png_folder
 from .stored import load_imageset, save_imageset
 
 from . import loaders as _loaders  # noqa: F401  (fills DATASETS)
+from . import image_folder as _image_folder  # noqa: F401  (the folder loader)
 
 __all__ = [
     "ImageSet", "DATASETS", "load_dataset", "parse_spec",

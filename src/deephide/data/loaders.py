@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import gzip
 import logging
-import os
 import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from ..errors import DeephideError
 from .imageset import ImageSet
-from .registry import DATASETS, SPLITS
-from .arrays import check_labels, pil_guard
+from .registry import DATASETS, SPLITS, check_split, int_option, need_path
+from .arrays import check_labels
 from .formats import load_any
 from .holdout import split_holdout
-from .interop.png_folder import conversion_note, to_uint8_gray
 from .unpickle import load_pickle_dict
 
 log = logging.getLogger("deephide")
@@ -34,27 +31,6 @@ _IDX_IMAGES, _IDX_LABELS = 0x00000803, 0x00000801  # idx magic: ubyte data, 3 re
 
 
 # ---------------------------------------------------------------- option checks
-
-
-def _int_option(name: str, value: Any, lo: int, hi: int | None = None) -> int:
-    """An integer option within [lo, hi], or a one-line error naming the option."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise DeephideError(f"dataset option {name}={value!r}: expected an integer")
-    if value < lo or (hi is not None and value > hi):
-        rng = f">= {lo}" if hi is None else f"in {lo}..{hi}"
-        raise DeephideError(f"dataset option {name}={value}: must be {rng}")
-    return int(value)
-
-
-def _check_split(split: str, loader: str) -> None:
-    if split not in SPLITS:
-        raise DeephideError(f"{loader}: unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
-
-
-def _need_path(path: str | None, loader: str, hint: str) -> Path:
-    if not path:
-        raise DeephideError(f"{loader}: needs a path: {hint}")
-    return Path(path).expanduser()
 
 
 # ---------------------------------------------------------------- Fashion-MNIST (idx files)
@@ -104,10 +80,10 @@ def fashion_mnist(path: str | None = None, split: str = "train", size: int = 32,
     """Fashion-MNIST from idx files (default /usr/share/datasets/fashion-mnist);
     32x32 RGB, size=28 / channels=1 for native;
     holdout=1: the selection view (train = 55,000 without the validation hold-out, test = the 5,000 hold-out)."""
-    _check_split(split, "fashion-mnist")
-    holdout = _int_option("holdout", holdout, 0, 1)
-    size = _int_option("size", size, 28, 4096)
-    channels = _int_option("channels", channels, 1, 3)
+    check_split(split, "fashion-mnist")
+    holdout = int_option("holdout", holdout, 0, 1)
+    size = int_option("size", size, 28, 4096)
+    channels = int_option("channels", channels, 1, 3)
     if channels == 2:
         raise DeephideError("dataset option channels=2: must be 1 or 3")
     root = Path(path).expanduser() if path else Path(FASHION_MNIST_DIR)
@@ -144,7 +120,7 @@ def fashion_mnist(path: str | None = None, split: str = "train", size: int = 32,
 
 def _cifar_root(path: str | None, loader: str, subdir: str, probe: str) -> Path:
     """The directory holding the batch files: ``path`` itself or ``path/subdir``."""
-    root = _need_path(path, loader, f"{loader}:/path/to/{subdir} (the 'python version' from "
+    root = need_path(path, loader, f"{loader}:/path/to/{subdir} (the 'python version' from "
                                     "https://www.cs.toronto.edu/~kriz/cifar.html, fetched by you)")
     if (root / probe).is_file():
         return root
@@ -195,7 +171,7 @@ def _concat(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.
 @DATASETS.register("cifar10")
 def cifar10(path: str | None = None, split: str = "train") -> ImageSet:
     """CIFAR-10 'python version' batches from a local directory (cifar-10-batches-py or its parent)."""
-    _check_split(split, "cifar10")
+    check_split(split, "cifar10")
     root = _cifar_root(path, "cifar10", "cifar-10-batches-py", "batches.meta")
     names = _names(load_pickle_dict(root / "batches.meta"), "label_names", root / "batches.meta")
     files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
@@ -206,151 +182,13 @@ def cifar10(path: str | None = None, split: str = "train") -> ImageSet:
 @DATASETS.register("cifar100")
 def cifar100(path: str | None = None, split: str = "train", label: str = "fine") -> ImageSet:
     """CIFAR-100 'python version' (train/test/meta) from a local directory; label=coarse for the 20 superclasses."""
-    _check_split(split, "cifar100")
+    check_split(split, "cifar100")
     if label not in ("fine", "coarse"):
         raise DeephideError(f"dataset option label={label!r}: choose fine or coarse")
     root = _cifar_root(path, "cifar100", "cifar-100-python", "meta")
     names = _names(load_pickle_dict(root / "meta"), f"{label}_label_names", root / "meta")
     images, labels = _cifar_batch(root / split, f"{label}_labels", len(names))
     return ImageSet(images, labels, names, {"root": str(root), "batches": [split], "label": label}, str(root))
-
-
-# ---------------------------------------------------------------- labelled image folders
-
-#: unreadable files named one line each, up to this many (all are listed in the provenance)
-_WARN_FILES = 20
-
-
-def _image_exts() -> set[str]:
-    return {e.lower() for e in Image.registered_extensions()}
-
-
-def _class_root(root: Path, split: str) -> Path:
-    """``root/train`` / ``root/test`` (or ``root/val``) when the folder is split, else ``root``."""
-    held = {p.name for p in root.iterdir() if p.is_dir()}
-    if "train" in held and ({"test", "val"} & held):
-        return root / ("train" if split == "train" else ("test" if "test" in held else "val"))
-    return root
-
-
-def _list_images(class_dir: Path, exts: set[str]) -> list[Path]:
-    """Image files (by extension, hidden ones skipped) under ``class_dir``, in sorted walk order."""
-    out: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(class_dir):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        out.extend(Path(dirpath) / f for f in sorted(filenames)
-                   if not f.startswith(".") and os.path.splitext(f)[1].lower() in exts)
-    return out
-
-
-def to_rgb(im: Image.Image) -> Image.Image:
-    """Any PIL mode -> RGB: alpha composited on white, 16/32-bit gray scaled to 8 bits, CMYK/P converted."""
-    mode = im.mode
-    if mode == "RGB":
-        return im
-    if mode.startswith("I") or mode == "F":
-        arr = np.asarray(im)
-        if mode == "F":
-            arr = np.clip(np.nan_to_num(arr) * (255.0 if arr.max(initial=0) <= 1.0 else 1.0),
-                          0, 255).round().astype(np.uint8)
-        else:
-            arr = to_uint8_gray(im)
-        return Image.fromarray(arr, "L").convert("RGB")
-    if mode == "P" and "transparency" in im.info:
-        im, mode = im.convert("RGBA"), "RGBA"
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        # transparent pixels carry arbitrary colours: show them as a viewer would, on white
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return im.convert("RGB")
-
-
-def resize_crop(im: Image.Image, size: int) -> Image.Image:
-    """Resize so the short side is ``size`` (bicubic, antialiased), then centre-crop size x size."""
-    w, h = im.size
-    if (w, h) == (size, size):
-        return im  # keep exact pixels (e.g. an exported 32x32 set)
-    s = size / min(w, h)
-    nw, nh = max(size, round(w * s)), max(size, round(h * s))
-    im = im.resize((nw, nh), Image.Resampling.BICUBIC)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return im.crop((left, top, left + size, top + size))
-
-
-def _load_square(path: Path, size: int) -> tuple[np.ndarray, str]:
-    """One file -> (uint8 (size, size, 3), its original mode); raises whatever PIL raises for a bad file."""
-    with Image.open(path) as im:
-        if im.format == "JPEG":
-            im.draft(None, (size, size))  # let libjpeg decode at 1/2..1/8 scale: much faster for big photos
-        im.load()
-        return np.asarray(resize_crop(to_rgb(im), size).convert("RGB")), im.mode
-
-
-@DATASETS.register("folder")
-def folder(path: str | None = None, split: str = "train", size: int = 32, classes: int | None = None) -> ImageSet:
-    """Labelled image folder (one subfolder per class, sorted); resize short side + centre crop to size,
-    classes=K keeps the first K.
-
-    A photo collection is taken as it is: an unreadable file (truncated, empty, not an image, a
-    decompression bomb over arrays.MAX_PIXELS) is skipped with a warning naming it, and any other
-    mode (gray, palette, CMYK, 16-bit, alpha composited on white) is converted to 8-bit RGB, lossy
-    conversions with one warning line. Both are counted in the provenance (``skipped``,
-    ``converted``), which a stored set keeps in its manifest.
-    """
-    _check_split(split, "folder")
-    size = _int_option("size", size, 1, 4096)
-    root = _need_path(path, "folder", "folder:/path/to/images (one subfolder per class)")
-    if not root.is_dir():
-        raise DeephideError(f"{root}: no such directory")
-    croot = _class_root(root, split)
-    all_classes = sorted(p.name for p in croot.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not all_classes:
-        raise DeephideError(f"{croot}: no class subfolders (expected {croot}/<class>/<image>)")
-    k = len(all_classes) if classes is None else _int_option("classes", classes, 1, len(all_classes))
-    names = tuple(all_classes[:k])
-    exts = _image_exts()
-    files = [(p, y) for y, c in enumerate(names) for p in _list_images(croot / c, exts)]
-    if not files:
-        raise DeephideError(f"{croot}: no image files in the class subfolders")
-    images = np.empty((len(files), size, size, 3), dtype=np.uint8)
-    labels = np.empty(len(files), dtype=np.int64)
-    kept: list[str] = []
-    skipped: list[str] = []
-    converted: dict[str, int] = {}
-    first: dict[str, str] = {}
-    with pil_guard():
-        for p, y in files:
-            rel = p.relative_to(croot).as_posix()
-            try:
-                images[len(kept)], mode = _load_square(p, size)
-            except Exception as e:  # noqa: BLE001 - PIL plugins raise many types for a bad file; skip it
-                skipped.append(rel)
-                if len(skipped) <= _WARN_FILES:
-                    log.warning("%s: skipped unreadable image (%s: %s)", p, type(e).__name__,
-                                " ".join(str(e).split())[:80])
-                continue
-            if mode != "RGB":
-                converted[mode] = converted.get(mode, 0) + 1
-                first.setdefault(mode, str(p))
-            labels[len(kept)] = y
-            kept.append(rel)
-    if not kept:
-        raise DeephideError(f"{croot}: none of the {len(files)} image files could be read")
-    if len(skipped) > 1:  # one skip is already named by its own line
-        more = f", {len(skipped) - _WARN_FILES} not listed above" if len(skipped) > _WARN_FILES else ""
-        log.warning("%s: skipped %d unreadable image(s) of %d%s; listed in provenance 'skipped'",
-                    croot, len(skipped), len(files), more)
-    note = conversion_note(converted, first, str(croot), len(kept))
-    if note:
-        log.warning("%s", note)
-    n = len(kept)
-    prov: dict[str, Any] = {"root": str(croot), "size": size, "files": kept,
-                            "skipped": {"count": len(skipped), "files": skipped[:1000]},
-                            "converted": converted}
-    if k < len(all_classes):
-        prov["classes_total"] = len(all_classes)
-    return ImageSet(images[:n].copy() if n < len(files) else images, labels[:n].copy(), names, prov, str(croot))
 
 
 # ---------------------------------------------------------------- synthetic (tests, smoke runs)
@@ -387,18 +225,18 @@ def _synthetic_arrays(n: int, classes: int, size: int, channels: int,
 def synthetic(path: str | None = None, split: str = "train", n: int | None = None, classes: int = 10,
               size: int = 32, channels: int = 3, seed: int = 0) -> ImageSet:
     """Deterministic learnable toy set (class-coloured gratings + noise); options n, classes, size, channels, seed."""
-    _check_split(split, "synthetic")
+    check_split(split, "synthetic")
     if path:
         raise DeephideError(f"synthetic: takes no path (got '{path}'); use synthetic?n=...&classes=...")
     if n is None:
         n = 200 if split == "train" else 100
-    n = _int_option("n", n, 1, 10_000_000)
-    classes = _int_option("classes", classes, 1, 100_000)
-    size = _int_option("size", size, 2, 4096)
-    channels = _int_option("channels", channels, 1, 3)
+    n = int_option("n", n, 1, 10_000_000)
+    classes = int_option("classes", classes, 1, 100_000)
+    size = int_option("size", size, 2, 4096)
+    channels = int_option("channels", channels, 1, 3)
     if channels == 2:
         raise DeephideError("dataset option channels=2: must be 1 or 3")
-    seed = _int_option("seed", seed, 0)
+    seed = int_option("seed", seed, 0)
     images, labels = _synthetic_arrays(n, classes, size, channels, seed, split)
     prov = {"generator": "gratings", "n": n, "classes": classes, "size": size, "channels": channels, "seed": seed}
     return ImageSet(images, labels, tuple(f"class_{k}" for k in range(classes)), prov, f"synthetic[{split}]")
@@ -413,5 +251,5 @@ def file(path: str | None = None, split: str = "train", mmap: bool = False) -> I
 
     ``mmap=true`` maps a stored ImageSet's images instead of reading them (sets larger than memory).
     """
-    return load_any(_need_path(path, "file", "file:/path/to/set (a stored ImageSet, PNG folder or .npz)"),
+    return load_any(need_path(path, "file", "file:/path/to/set (a stored ImageSet, PNG folder or .npz)"),
                     mmap=bool(mmap))

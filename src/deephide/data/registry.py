@@ -12,7 +12,10 @@ import inspect
 import os
 import re
 from dataclasses import replace as _dc_replace
+from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from ..errors import DeephideError
 from ..profiles import parse_value
@@ -41,6 +44,32 @@ def parse_options(query: str, spec: str) -> dict[str, Any]:
             raise DeephideError(f"dataset spec '{spec}': bad option name '{key}'")
         opts[key] = parse_value(value) if sep else True
     return opts
+
+
+# ---------------------------------------------------------------- option checks shared by the loaders
+
+
+def int_option(name: str, value: Any, lo: int, hi: int | None = None) -> int:
+    """An integer option within [lo, hi], or a one-line error naming the option."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise DeephideError(f"dataset option {name}={value!r}: expected an integer")
+    if value < lo or (hi is not None and value > hi):
+        rng = f">= {lo}" if hi is None else f"in {lo}..{hi}"
+        raise DeephideError(f"dataset option {name}={value}: must be {rng}")
+    return int(value)
+
+
+def check_split(split: str, loader: str) -> None:
+    """A one-line error unless ``split`` is train or test."""
+    if split not in SPLITS:
+        raise DeephideError(f"{loader}: unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
+
+
+def need_path(path: str | None, loader: str, hint: str) -> Path:
+    """The loader's path (``~`` expanded), or a one-line error with ``hint`` when the spec gave none."""
+    if not path:
+        raise DeephideError(f"{loader}: needs a path: {hint}")
+    return Path(path).expanduser()
 
 
 def _exists(path: str) -> bool:
