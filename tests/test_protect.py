@@ -14,7 +14,8 @@ from deephide.errors import DeephideError
 from deephide.hiding import Hider, HiderConfig, get_hider_profile
 from deephide.hiding.hiderdir import open_hider
 from deephide.hiding.train import balanced_batch, train_hider
-from deephide.protect import parse_eps, protect, reveal, verify
+from deephide.ops.budget import parse_eps
+from deephide.protect import protect, reveal, verify
 from deephide.runtime import bf16_supported
 from deephide.semantic import SecretBank, make_bank
 

@@ -23,23 +23,6 @@ from .runtime import autocast, full_fp32, over_cores, pick_device, tune_for
 from .semantic import SecretBank
 
 
-def parse_eps(text: str | float) -> int:
-    """Budget in uint8 levels from ``8/255``, ``8``, or ``0.0314``; must be 1..255 levels."""
-    try:
-        if isinstance(text, str) and "/" in text:
-            num, den = text.split("/", 1)
-            val = float(num) / float(den) * 255.0
-        else:
-            val = float(text)
-            val = val * 255.0 if val < 1.0 else val
-    except ValueError:
-        raise DeephideError(f"--eps: cannot read '{text}' (write 8/255, 8 or 0.031)") from None
-    levels = int(round(val))
-    if not 1 <= levels <= 255 or abs(levels - val) > 1e-6 * max(1.0, val) + 1e-3:
-        raise DeephideError(f"--eps: {text} is not a whole number of uint8 levels in 1..255")
-    return levels
-
-
 def secrets_tensor(bank: SecretBank, shape: tuple[int, int, int], where: str) -> torch.Tensor:
     """The bank as float (M, 3, H, W) in [0, 1], checked against the data's (H, W, C)."""
     h, w, c = shape

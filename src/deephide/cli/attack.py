@@ -53,7 +53,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     from ..data.registry import test_spec_for
     from ..data.stored import save_imageset
     from ..fsutil import check_new_output
-    from ..protect import parse_eps
+    from ..ops.budget import parse_eps
 
     ATTACKS.get(args.name)  # an unknown name fails before any data is read
     levels = parse_eps(args.eps)

@@ -56,8 +56,9 @@ def cmd_protect(a: argparse.Namespace) -> int:
     from ..data.stored import imageset_writer
     from ..fsutil import check_new_output, outputs_or_nothing
     from ..hiding.hiderdir import hider_bank_dir, open_hider
-    from ..pipeline import bank_for
-    from ..protect import parse_eps, protect, verify
+    from ..ops.budget import parse_eps
+    from ..protect import protect, verify
+    from ..semantic import bank_for
 
     if _is_owner_folder(a.data):
         return _protect_folder(a)
@@ -102,7 +103,7 @@ def _is_owner_folder(spec: str) -> bool:
 
 def _protect_folder(a: argparse.Namespace) -> int:
     from ..owner import protect_folder
-    from ..protect import parse_eps
+    from ..ops.budget import parse_eps
 
     if a.export_png or a.export_folder or a.secrets:
         raise DeephideError("protect: --export-png, --export-folder and --secrets are for datasets; a folder is "
@@ -121,7 +122,8 @@ def _protect_folder(a: argparse.Namespace) -> int:
 def cmd_verify(a: argparse.Namespace) -> int:
     from ..data import load_dataset
     from ..fsutil import write_json
-    from ..protect import parse_eps, verify
+    from ..ops.budget import parse_eps
+    from ..protect import verify
 
     levels = parse_eps(a.eps)
     if a.hider:

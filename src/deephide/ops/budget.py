@@ -7,6 +7,30 @@ import torch
 from ..errors import DeephideError
 
 
+def parse_eps(text: str | float) -> int:
+    """The budget as given on the command line -> uint8 levels (an int, 1..255): ``8/255``, ``8`` or ``0.03137``
+    (a fraction of 1 that is a whole number of levels, to 1e-3 of a level).
+
+    In code a budget is ``levels`` (int uint8 levels) or ``eps`` (a fraction of 1, = levels / 255) at the edges only.
+
+    >>> parse_eps("8/255"), parse_eps("16"), parse_eps("0.03137")
+    (8, 16, 8)
+    """
+    try:
+        if isinstance(text, str) and "/" in text:
+            num, den = text.split("/", 1)
+            val = float(num) / float(den) * 255.0
+        else:
+            val = float(text)
+            val = val * 255.0 if val < 1.0 else val
+    except ValueError:
+        raise DeephideError(f"--eps: cannot read '{text}' (write 8/255, 8 or 0.031)") from None
+    levels = int(round(val))
+    if not 1 <= levels <= 255 or abs(levels - val) > 1e-6 * max(1.0, val) + 1e-3:
+        raise DeephideError(f"--eps: {text} is not a whole number of uint8 levels in 1..255")
+    return levels
+
+
 def project_to_budget(stego: torch.Tensor, cover: torch.Tensor, eps: float) -> torch.Tensor:
     """Clamp ``stego`` into [cover - eps, cover + eps] intersected with [0, 1].
 

@@ -7,11 +7,11 @@ A source is ``fn(train: ImageSet, mode: str, size: int, seed: int, **options) ->
 from . import ablation as _ablation  # noqa: F401
 from . import logo as _logo  # noqa: F401
 from . import sig as _sig  # noqa: F401
-from .api import make_bank, make_secrets, parse_source_options
+from .api import bank_for, make_bank, make_secrets, parse_source_options
 from .bank import SecretBank
 from .registry import SEMANTIC_SOURCES
 from .stats import semantic_stats, write_contact_sheets
 from .store import load_bank, save_bank
 
-__all__ = ["SecretBank", "SEMANTIC_SOURCES", "make_bank", "save_bank", "load_bank", "semantic_stats",
+__all__ = ["SecretBank", "SEMANTIC_SOURCES", "bank_for", "make_bank", "save_bank", "load_bank", "semantic_stats",
            "write_contact_sheets", "make_secrets", "parse_source_options"]

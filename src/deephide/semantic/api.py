@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -82,3 +83,16 @@ def make_secrets(data: str, out: str, source: str = DEFAULT_SOURCE, mode: str = 
     if sheets:
         summary["sheets"] = [str(p) for p in write_contact_sheets(bank, sheets)]
     return summary
+
+
+def bank_for(train: "ImageSet", secrets: str, mode: str, seed: int, **options: Any) -> SecretBank:
+    """A secret bank for ``train``: the saved bank directory ``secrets``, or one made by the registered source of
+    that name (``mode`` class or sample, ``seed``, the source's ``options``); else a one-line error naming both."""
+    from .store import load_bank
+
+    if Path(secrets).is_dir():
+        return load_bank(secrets)
+    if secrets not in SEMANTIC_SOURCES:
+        raise DeephideError(f"--secrets: '{secrets}' is neither a bank directory nor a semantic source "
+                            f"({', '.join(SEMANTIC_SOURCES.names())})")
+    return make_bank(secrets, train, mode, train.shape[0], seed, **options)
