@@ -123,24 +123,8 @@ def protect_folder(src: str | os.PathLike, out: str | os.PathLike, hider: str | 
     config = {"source": str(src.resolve()), "hider": str(hider), "hider_fingerprint": _fingerprint(hdir),
               "levels": levels, "mode": mode, "format": fmt, "seed": seed,
               "labels": str(labels_csv) if labels_csv else None, "files": [e.rel for e in scan.images]}
-    if (work / STATE).exists() and json.loads((work / STATE).read_text()).get("config") != config:
-        shutil.rmtree(work)  # an interrupted run of something else: start over
-    work.mkdir(parents=True, exist_ok=True)
-    (work / STATE).write_text(json.dumps({"config": config}, indent=1))
-    done: dict[str, dict[str, Any]] = {}
-    if (work / DONE).exists():
-        for ln in (work / DONE).read_text().splitlines():
-            try:
-                r = json.loads(ln)
-            except ValueError:  # a line cut by the interruption
-                continue
-            if (work / r["output"]).exists():
-                done[r["path"]] = r
-    taken: set[str] = set()
-    names = {}
-    for e in scan.images:
-        names[e.rel] = output_name(e, fmt, taken)
-        taken.add(names[e.rel])
+    done = _resume(work, config)
+    names = _output_names(scan.images, fmt)
 
     t0 = time.perf_counter()
     todo = [i for i, e in enumerate(scan.images) if e.rel not in done]
@@ -168,11 +152,50 @@ def protect_folder(src: str | os.PathLike, out: str | os.PathLike, hider: str | 
         summary["notes"].append(f"{len(scan.classes)} classes but the hider's bank holds {bank.num_classes} secrets: "
                                 f"class k (in sorted order) hides secret k mod {bank.num_classes}, so some classes "
                                 "share one.")
-    examples: dict[str, list[dict[str, Any]]] = {}
-    for e in scan.images:
-        if len(examples.setdefault(e.label, [])) < PER_CLASS:
-            from PIL import Image
+    _write_report(src, work, scan.images, done, rows, summary)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(work, out)
+    return summary
 
+
+def _resume(work: Path, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The work folder of this run (``.OUT.partial``), made or resumed: the rows of the images already written there
+    by an interrupted run of the same config (another config's work is dropped)."""
+    if (work / STATE).exists() and json.loads((work / STATE).read_text()).get("config") != config:
+        shutil.rmtree(work)  # an interrupted run of something else: start over
+    work.mkdir(parents=True, exist_ok=True)
+    (work / STATE).write_text(json.dumps({"config": config}, indent=1))
+    done: dict[str, dict[str, Any]] = {}
+    if (work / DONE).exists():
+        for ln in (work / DONE).read_text().splitlines():
+            try:
+                r = json.loads(ln)
+            except ValueError:  # a line cut by the interruption
+                continue
+            if (work / r["output"]).exists():
+                done[r["path"]] = r
+    return done
+
+
+def _output_names(images: list[ImageEntry], fmt: str) -> dict[str, str]:
+    taken: set[str] = set()
+    names = {}
+    for e in images:
+        names[e.rel] = output_name(e, fmt, taken)
+        taken.add(names[e.rel])
+    return names
+
+
+def _write_report(src: Path, work: Path, images: list[ImageEntry], done: dict[str, dict[str, Any]],
+                  rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    """report.csv, report.html (PER_CLASS examples per class, before / after / difference) and summary.json in the
+    work folder; the resume records removed."""
+    from PIL import Image
+
+    examples: dict[str, list[dict[str, Any]]] = {}
+    for e in images:
+        if len(examples.setdefault(e.label, [])) < PER_CLASS:
             before, _, _ = open_image(src / e.rel)
             with Image.open(work / done[e.rel]["output"]) as after:
                 after.load()
@@ -182,10 +205,6 @@ def protect_folder(src: str | os.PathLike, out: str | os.PathLike, hider: str | 
     (work / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     for f in (STATE, DONE):
         (work / f).unlink()
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(work, out)
-    return summary
 
 
 def _mean(xs: list[float | None]) -> float | None:
