@@ -50,6 +50,7 @@ from deephide.evaluation.perturbation import perturbation_stats
 from deephide.evaluation.stats import aggregate
 from deephide.fsutil import write_json
 from deephide.hiding.checkpoint import load_hider, read_checkpoint
+from deephide.hiding.hiderdir import read_log, read_summary, write_card
 from deephide.protect import protect, reveal_gate
 from deephide.runtime import versions
 from deephide.semantic import load_bank
@@ -87,7 +88,7 @@ def points(series: str) -> list[tuple[str, Path]]:
 
 def log_at(series: str, step: int) -> dict:
     """The series' training-log line at ``step`` or the last one before it ({} if none)."""
-    log = [json.loads(x) for x in (hider_dir(series) / "log.jsonl").read_text().splitlines()]
+    log = read_log(hider_dir(series))
     return max((x for x in log if x["iteration"] <= step), key=lambda x: x["iteration"], default={})
 
 
@@ -522,7 +523,7 @@ def write_cards(curve: list[dict]) -> None:
             print(f"{name}: the curve's last point (step {last['step']}) is not the checkpoint's "
                   f"({ck['training']['iteration']}); run `curve.py gate` first", file=sys.stderr)
             continue
-        summ = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else {}
+        summ = read_summary(d)
         g = last["reveal_gate"]
         card = {"name": name, "mode": mode, "steps": ck["training"]["iteration"],
                 "wall_time_h": round(ck["training"]["seconds"] / 3600, 2), "hider": ck["hider"],
@@ -531,9 +532,8 @@ def write_cards(curve: list[dict]) -> None:
                 "lfc_feature_network": summ.get("lfc_feature_network"),
                 "command": f"bash experiments/hider-fmnist/run.sh  (= deephide train-hider --data fashion-mnist --secrets sig "
                            f"--mode {mode} --profile long --out results/hider-fmnist/hiders/{name})"}
-        write_json(d / "card.json", card)
         m = card["machine"]
-        (d / "card.md").write_text("\n".join([
+        write_card(d, card, "\n".join([
             f"# Hider card: {name}",
             "",
             f"- Deep Hiding INN, {mode}-wise, Fashion-MNIST 32x32 RGB view, SIG secret bank (`bank/`), eps 8/255 kept by the "
@@ -546,6 +546,10 @@ def write_cards(curve: list[dict]) -> None:
                 for r in (summ.get("schedule") or ck["training"].get("schedule") or [])) + ".",
             *variants.gate_card_lines(g, last["band_energy"]),
             f"- Command: `{card['command']}`; learning curve and victims: results/hider-fmnist/README.md.",
+            f"- Kept out of the package since issue 36 (the package ships the hiders a data owner protects with): "
+            f"results/hider-fmnist/hiders/{name}, with its optimizer state and snapshots. Found by name with "
+            "`DEEPHIDE_HIDERS=results/hider-fmnist/hiders` (the reference campaign and experiments/hider-fmnist set "
+            "it).",
             "",
         ]))
 

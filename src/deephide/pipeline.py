@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -106,7 +105,7 @@ def train_hider_job(train: ImageSet, test: ImageSet | None, secrets: str | None,
 def run_demo(out: Path, force: bool = False, progress: bool = True, **overrides: Any) -> dict:
     """Protect Fashion-MNIST with a CPU-trained hider and compare victims trained on clean vs protected data."""
     from .training.trainer import result_record, train_victim
-    from .hiding.hiderdir import open_hider, resolve_hider
+    from .hiding.hiderdir import open_hider, read_summary, resolve_hider
     from .hiding.profiles import get_hider_profile
     from .profiles import get_profile
     from .protect import protect, verify
@@ -127,7 +126,7 @@ def run_demo(out: Path, force: bool = False, progress: bool = True, **overrides:
         cfg["hider"] = cfg["hider"].format(mode=cfg["mode"])
         hdir = resolve_hider(cfg["hider"])
         say(f"[1/4] shipped hider {cfg['hider']} ({hdir})")
-        hsum = json.loads((hdir / "summary.json").read_text()) if (hdir / "summary.json").exists() else {}
+        hsum = read_summary(hdir)
         mode = (hsum.get("run") or {}).get("mode", cfg["mode"])
         if mode != cfg["mode"]:
             raise DeephideError(f"demo: hider {cfg['hider']} was trained {mode}-wise, "

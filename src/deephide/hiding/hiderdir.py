@@ -21,6 +21,7 @@ LOG = "log.jsonl"              # one line per logged training step
 SUMMARY = "summary.json"       # the training summary and the reveal gate
 SNAPSHOTS = "snapshots"        # snapshots/N: weights at step N (learning-curve points)
 CARD = "card.json"             # a shipped hider's card (card.md beside it)
+CARD_MD = "card.md"            # the card for people
 SURROGATE = "surrogate.safetensors"  # the surrogate victim's state (hiding.surrogate; the w_sv variant only)
 #: what a train-hider output directory may hold (`--force` wipes only such a directory)
 HIDER_DIR_ENTRIES = {CHECKPOINT, BANK, LOG, SUMMARY, SNAPSHOTS, SURROGATE}
@@ -71,13 +72,32 @@ def resolve_hider(path: str | Path, homes: Iterable[str | Path] = ()) -> Path:
     raise DeephideError(f"{path}: no such hider directory, and not the name of a known hider ({names})")
 
 
+def read_summary(path: str | Path) -> dict[str, Any]:
+    """The training summary of the hider directory ``path`` ({} when it has none yet)."""
+    f = Path(path) / SUMMARY
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """The training log of the hider directory ``path``, one dict per logged step ([] when it has none)."""
+    f = Path(path) / LOG
+    return [json.loads(x) for x in f.read_text().splitlines() if x.strip()] if f.exists() else []
+
+
+def write_card(path: str | Path, card: dict[str, Any], card_md: str) -> None:
+    """A hider's card: ``card`` as card.json and ``card_md`` as card.md in the hider directory ``path``."""
+    from ..fsutil import atomic_file, write_json
+
+    write_json(Path(path) / CARD, card)
+    with atomic_file(Path(path) / CARD_MD, "w") as f:
+        f.write(card_md)
+
+
 def ship_hider(src: Path, dst: Path, card: dict[str, Any], card_md: str, checkpoint: Path | None = None) -> Path:
     """Copy the hider directory ``src`` into ``dst`` as a shipped hider: the weights and config of its checkpoint (or
     of ``checkpoint``, e.g. one of its snapshots; never the optimizer state), its bank, log and summary, with ``card``
     (card.json) and ``card_md`` (card.md). Written beside ``dst`` and renamed into place: complete or untouched."""
     import shutil
-
-    from ..fsutil import write_json
 
     tmp = dst.with_name(f".{dst.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -88,8 +108,7 @@ def ship_hider(src: Path, dst: Path, card: dict[str, Any], card_md: str, checkpo
     for f in (LOG, SUMMARY):
         if (src / f).exists():
             shutil.copy2(src / f, tmp / f)
-    write_json(tmp / CARD, card)
-    (tmp / "card.md").write_text(card_md)
+    write_card(tmp, card, card_md)
     if dst.exists():
         shutil.rmtree(dst)
     tmp.rename(dst)
