@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import DeephideError
 from .dispatch import command
+from .options import parse_kv
 
 
 def add_attack_parser(sub: Any) -> argparse.ArgumentParser:
@@ -33,18 +33,6 @@ def add_attack_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
-def parse_options(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings -> dict (values stay strings; each attack types them against its profile)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise DeephideError(f"--option: expected KEY=VALUE, got '{item}'")
-        out[key] = value.strip()
-    return out
-
-
 @command("attack")
 def cmd_attack(args: argparse.Namespace) -> int:
     """Run the attack and save the protected set atomically; refuses an existing --out without --force."""
@@ -57,7 +45,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
     ATTACKS.get(args.name)  # an unknown name fails before any data is read
     levels = parse_eps(args.eps)
-    options = parse_options(args.option)
+    options = parse_kv(args.option, "--option", typed=False)
     check_new_output(args.out, args.force)
     train = load_dataset(args.data, "train")
     prot = run_attack(args.name, train, eps_levels=levels, profile=args.profile, seed=args.seed,

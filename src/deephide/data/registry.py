@@ -32,7 +32,7 @@ PATH_LOADER = "file"
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 
 
-def parse_options(query: str, spec: str) -> dict[str, Any]:
+def parse_query(query: str, spec: str) -> dict[str, Any]:
     """``key=value&key=value`` -> dict; a bare ``key`` means True; '-' in keys becomes '_'."""
     opts: dict[str, Any] = {}
     for part in query.split("&"):
@@ -105,12 +105,12 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict[str, Any]]:
             path = os.path.expanduser(path) if path else None
         elif rest.startswith("?"):
             query = rest[1:]
-        return name, path, parse_options(query, spec)
+        return name, path, parse_query(query, spec)
     if _exists(spec):
         return PATH_LOADER, os.path.expanduser(spec), {}
     head, _, query = spec.partition("?")
     if head and _exists(head):
-        return PATH_LOADER, os.path.expanduser(head), parse_options(query, spec)
+        return PATH_LOADER, os.path.expanduser(head), parse_query(query, spec)
     # name the would-be loader (the part before ':' or '?') so typos read as typos
     looks_named = m is not None and spec[m.end():m.end() + 1] in ("", ":", "?")
     raise _unknown(m.group(0) if looks_named else head, spec)

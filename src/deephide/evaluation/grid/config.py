@@ -130,7 +130,7 @@ def _parse_models(path: Path, v: Any) -> list[str]:
 
 def _cm_entry(path: Path, item: Any) -> CMEntry:
     """A list item: ``NAME``, ``NAME?k=v&...`` or a one-key mapping ``{label: NAME?k=v}``."""
-    from ...data.registry import parse_options
+    from ...data.registry import parse_query
 
     label = None
     if isinstance(item, dict):
@@ -141,7 +141,7 @@ def _cm_entry(path: Path, item: Any) -> CMEntry:
     spec = _want_str(path, "countermeasures", item)
     name, _, query = spec.partition("?")
     try:
-        params = parse_options(query, spec)
+        params = parse_query(query, spec)
     except DeephideError as e:
         raise _err(path, "countermeasures", str(e).replace("dataset spec", "countermeasure")) from None
     return CMEntry(label or spec, name.strip(), params)
