@@ -177,140 +177,174 @@ def train_victim(train: ImageSet, test: ImageSet, model_name: str, profile: dict
     the evaluation history, wall time, config, seed and versions.
     """
     check_compatible(train, test)
-    dev = pick_device(device)
-    world = distributed.current()
-    tune_for(dev)
-    amp = amp_dtype(dev, bool(profile.get("bf16")))  # bf16 where native; fp16 + loss scaling on older GPUs
-    use_amp, use_bf16 = amp is not None, amp == torch.bfloat16
-    amp_t = amp or torch.bfloat16
-    cl = bool(profile.get("channels_last"))
-    cm = countermeasure
-    cm_name = getattr(cm, "name", "Vanilla") if cm is not None else "Vanilla"
-    config = {
-        "model": model_name, "profile": profile, "seed": seed, "countermeasure": cm_name,
-        "countermeasure_params": getattr(cm, "params", {}) if cm is not None else {},
-        "train": {"source": train.source, "n": len(train), "fingerprint": data_fingerprint(train)},
-        "test": {"source": test.source, "n": len(test), "fingerprint": data_fingerprint(test)},
-    }
-    t0 = time.perf_counter()
+    run = _VictimRun(train, test, model_name, profile, seed, countermeasure, device, checkpoint)
+    run.train(progress, stop_after, on_eval)
+    return run.result()
 
-    # countermeasures acting once on the data run before training (training data only unless flagged)
-    tr_images, te_images = train.images, test.images
-    if cm is not None and cm.stage == "data":
-        tr_images = cm.apply_data(tr_images, seed=derive_seed(seed, "data_train") % (2**31))
-        if getattr(cm, "test_transform", False):
-            te_images = cm.apply_data(te_images, seed=derive_seed(seed, "data_test") % (2**31))
-    x_train = torch.from_numpy(np.ascontiguousarray(tr_images)).permute(0, 3, 1, 2).contiguous().to(dev)
-    y_train = torch.from_numpy(train.labels).to(dev)
-    x_test = torch.from_numpy(np.ascontiguousarray(te_images)).permute(0, 3, 1, 2).contiguous().to(dev)
-    y_test = torch.from_numpy(test.labels).to(dev)
 
-    seed_everything(seed)
-    h, w, c = train.shape
-    model = build_model(model_name, num_classes=train.num_classes, in_channels=c, image_size=h).to(dev)
-    if cl:
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=profile["lr"], momentum=profile["momentum"],
-                          weight_decay=profile["weight_decay"], nesterov=profile["nesterov"])
-    scaler = grad_scaler(dev, amp)  # a pass-through unless fp16
+class _VictimRun:
+    """One victim training: the data (after a data-stage countermeasure), the model and optimizer (resumed from a
+    checkpoint when there is one), the steps, the evaluations and the result record."""
 
-    history: list[dict] = []
-    start_it, train_time = 0, 0.0
-    ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt is not None:
-        state = _load_checkpoint(ckpt, model, opt, config)
-        if state is not None:
-            start_it, history, train_time = state["iteration"], state["history"], state["train_time"]
+    def __init__(self, train: ImageSet, test: ImageSet, model_name: str, profile: dict[str, Any], seed: int,
+                 cm: Any, device: str, checkpoint: str | Path | None) -> None:
+        self.train_set, self.model_name, self.profile, self.seed, self.cm = train, model_name, profile, seed, cm
+        self.dev = dev = pick_device(device)
+        self.world = distributed.current()
+        tune_for(dev)
+        self.amp = amp_dtype(dev, bool(profile.get("bf16")))  # bf16 where native; fp16 + loss scaling on older GPUs
+        self.use_amp, self.use_bf16 = self.amp is not None, self.amp == torch.bfloat16
+        self.amp_t = self.amp or torch.bfloat16
+        self.cl = bool(profile.get("channels_last"))
+        self.cm_name = getattr(cm, "name", "Vanilla") if cm is not None else "Vanilla"
+        self.config = {
+            "model": model_name, "profile": profile, "seed": seed, "countermeasure": self.cm_name,
+            "countermeasure_params": getattr(cm, "params", {}) if cm is not None else {},
+            "train": {"source": train.source, "n": len(train), "fingerprint": data_fingerprint(train)},
+            "test": {"source": test.source, "n": len(test), "fingerprint": data_fingerprint(test)},
+        }
+        self.t0 = time.perf_counter()
+        self._data(train, test)
+        seed_everything(seed)
+        h, w, c = train.shape
+        self.model = build_model(model_name, num_classes=train.num_classes, in_channels=c, image_size=h).to(dev)
+        if self.cl:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=profile["lr"], momentum=profile["momentum"],
+                                   weight_decay=profile["weight_decay"], nesterov=profile["nesterov"])
+        self.scaler = grad_scaler(dev, self.amp)  # a pass-through unless fp16
+        self.history: list[dict] = []
+        self.start_it, self.train_time = 0, 0.0
+        self.ckpt = Path(checkpoint) if checkpoint else None
+        if self.ckpt is not None:
+            state = _load_checkpoint(self.ckpt, self.model, self.opt, self.config)
+            if state is not None:
+                self.start_it, self.history, self.train_time = state["iteration"], state["history"], state["train_time"]
+        self.total, self.bs = profile["iterations"], profile["batch_size"]
+        self.n = self.x_train.shape[0]
+        if self.n < self.bs:
+            raise DeephideError(f"{train.source}: {self.n} training images is fewer than one batch ({self.bs})")
+        self.part = distributed.shard(self.bs, self.world) if self.world.active else slice(None)  # this rank's rows
+        self.net = distributed.wrap(self.model, self.world)  # DDP (all-reduced gradients) under torchrun, or the model
+        if profile.get("compile"):  # fuses elementwise chains; weights stay shared with ``model`` (eval, checkpoints)
+            self.net = torch.compile(self.net)
 
-    total, bs = profile["iterations"], profile["batch_size"]
-    n = x_train.shape[0]
-    if n < bs:
-        raise DeephideError(f"{train.source}: {n} training images is fewer than one batch ({bs})")
-    part = distributed.shard(bs, world) if world.active else slice(None)  # this rank's rows of each batch
-    net = distributed.wrap(model, world)  # DDP (all-reduced gradients) under torchrun, else the model
-    if profile.get("compile"):  # fuses elementwise chains; weights stay shared with ``model`` (eval, checkpoints)
-        net = torch.compile(net)
-    order_cache: dict = {}
-    # running sums stay on the device (float64 keeps the old Python-float arithmetic exactly)
-    run_loss = torch.zeros((), dtype=torch.float64, device=dev)
-    run_correct = torch.zeros((), dtype=torch.int64, device=dev)
-    run_seen = 0
-    bar = tqdm(total=total, initial=start_it, desc=f"train {model_name}/{cm_name}",
-               disable=not progress or not world.is_main, leave=False, dynamic_ncols=True)
-    model.train()
-    t_seg = time.perf_counter()
-    it = start_it
-    for it in range(start_it, total):
-        if stop_after is not None and it >= stop_after:
-            break
-        idx = batch_indices(it, n, bs, seed, order_cache).to(dev)
-        gen = torch.Generator().manual_seed(derive_seed(seed, "augment", it))
-        torch.manual_seed(derive_seed(seed, "global", it))  # for anything drawing from the global RNG (AT random start)
-        x = augment_batch(x_train[idx].float().div_(255), profile["augment"], gen)
-        y: torch.Tensor = y_train[idx]
+    def _data(self, train: ImageSet, test: ImageSet) -> None:
+        """The training and test images on the device; a data-stage countermeasure acts once, before training
+        (on the training data only, unless it says otherwise)."""
+        cm, seed, dev = self.cm, self.seed, self.dev
+        tr_images, te_images = train.images, test.images
+        if cm is not None and cm.stage == "data":
+            tr_images = cm.apply_data(tr_images, seed=derive_seed(seed, "data_train") % (2**31))
+            if getattr(cm, "test_transform", False):
+                te_images = cm.apply_data(te_images, seed=derive_seed(seed, "data_test") % (2**31))
+        self.x_train = torch.from_numpy(np.ascontiguousarray(tr_images)).permute(0, 3, 1, 2).contiguous().to(dev)
+        self.y_train = torch.from_numpy(train.labels).to(dev)
+        self.x_test = torch.from_numpy(np.ascontiguousarray(te_images)).permute(0, 3, 1, 2).contiguous().to(dev)
+        self.y_test = torch.from_numpy(test.labels).to(dev)
+
+    def step(self, it: int, order_cache: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training step ``it`` (its batch, augmentation and countermeasure seeded by (seed, it)): (loss, logits, y)."""
+        p, cm, dev = self.profile, self.cm, self.dev
+        idx = batch_indices(it, self.n, self.bs, self.seed, order_cache).to(dev)
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, "augment", it))
+        torch.manual_seed(derive_seed(self.seed, "global", it))  # for anything drawing from the global RNG (AT)
+        x = augment_batch(self.x_train[idx].float().div_(255), p["augment"], gen)
+        y: torch.Tensor = self.y_train[idx]
         target: torch.Tensor = y
         if cm is not None and cm.stage == "batch":
-            x, target = cm.apply_batch(x, y, train.num_classes, gen)
-        if world.active:  # the whole global batch was drawn and augmented above: keep this rank's rows
-            x, y, target = x[part], y[part], target[part]
-        if cl:
+            x, target = cm.apply_batch(x, y, self.train_set.num_classes, gen)
+        if self.world.active:  # the whole global batch was drawn and augmented above: keep this rank's rows
+            x, y, target = x[self.part], y[self.part], target[self.part]
+        if self.cl:
             x = x.contiguous(memory_format=torch.channels_last)
         if cm is not None and cm.stage == "step":
-            with autocast(dev, use_amp, amp_t):  # the attack's 10 passes dominate AT's cost: same precision as training
-                x = cm.perturb(model, x, y).float()  # the bare model: input gradients need no DDP sync
-        for g in opt.param_groups:
-            g["lr"] = lr_at(it, profile)
-        with autocast(dev, use_amp, amp_t):
-            logits = net(x)
-        loss = F.cross_entropy(logits.float(), target, label_smoothing=profile.get("label_smoothing", 0.0))
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        run_loss += loss.detach().double() * y.shape[0]
-        run_correct += (logits.detach().argmax(1) == y).sum()
-        run_seen += y.shape[0]
-        bar.update(1)
-        done = it + 1
-        if done % profile["eval_every"] == 0 or done == total:
-            synchronize(dev)  # a GPU may still be running queued steps: count them as training time
-            train_time += time.perf_counter() - t_seg
-            distributed.sync_buffers(model, world)  # rank 0's BatchNorm statistics on every rank
-            acc = evaluate_accuracy(model, x_test, y_test, profile["eval_batch_size"], use_amp, cl, amp_t)
-            sums = distributed.all_reduce_sum([float(run_loss), int(run_correct), run_seen], world)
-            rec = {"iteration": done, "epoch": round(done * bs / n, 3), "test_acc": acc,
-                   "train_loss": sums[0] / max(1, sums[2]), "train_acc": 100.0 * sums[1] / max(1, sums[2]),
-                   "lr": lr_at(it, profile), "time": round(train_time, 2)}
-            history.append(rec)
-            run_loss.zero_()
-            run_correct.zero_()
-            run_seen = 0
-            bar.set_postfix(acc=f"{acc:.1f}", loss=f"{rec['train_loss']:.3f}")
-            if on_eval and world.is_main:
-                on_eval(rec)
-            if ckpt is not None and world.is_main:
-                _save_checkpoint(ckpt, model, opt, {"config": config, "iteration": done,
-                                                    "history": history, "train_time": train_time})
-            t_seg = time.perf_counter()
-    bar.close()
-    distributed.sync_buffers(model, world)  # the returned model is the same on every rank
-    finished = bool(history) and history[-1]["iteration"] == total
-    accs = [r["test_acc"] for r in history]
-    select = getattr(cm, "select", "final") if cm is not None else "final"
-    result = {
-        "config": config, "versions": versions(), "device": str(dev), "bf16": use_bf16,
-        "amp": str(amp).replace("torch.", "") if amp is not None else None, "world_size": world.world_size,
-        "finished": finished, "history": history,
-        "final_acc": accs[-1] if accs else None,
-        "best_acc": max(accs) if accs else None,
-        "last3_acc": float(np.mean(accs[-3:])) if accs else None,
-        "select": select,
-        "train_time_s": round(train_time, 2),
-        "wall_time_s": round(time.perf_counter() - t0, 2),
-        "model_state": model,  # removed by callers that serialise; kept for in-process use
-    }
-    result["acc"] = result["best_acc"] if select == "best" else result["final_acc"]
-    return result
+            with autocast(dev, self.use_amp, self.amp_t):  # the attack's passes dominate AT's cost: same precision
+                x = cm.perturb(self.model, x, y).float()  # the bare model: input gradients need no DDP sync
+        for g in self.opt.param_groups:
+            g["lr"] = lr_at(it, p)
+        with autocast(dev, self.use_amp, self.amp_t):
+            logits = self.net(x)
+        loss = F.cross_entropy(logits.float(), target, label_smoothing=p.get("label_smoothing", 0.0))
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return loss, logits, y
+
+    def train(self, progress: bool, stop_after: int | None, on_eval: Callable[[dict], None] | None) -> None:
+        p, dev = self.profile, self.dev
+        order_cache: dict = {}
+        # running sums stay on the device (float64 keeps the old Python-float arithmetic exactly)
+        run_loss = torch.zeros((), dtype=torch.float64, device=dev)
+        run_correct = torch.zeros((), dtype=torch.int64, device=dev)
+        run_seen = 0
+        bar = tqdm(total=self.total, initial=self.start_it, desc=f"train {self.model_name}/{self.cm_name}",
+                   disable=not progress or not self.world.is_main, leave=False, dynamic_ncols=True)
+        self.model.train()
+        t_seg = time.perf_counter()
+        for it in range(self.start_it, self.total):
+            if stop_after is not None and it >= stop_after:
+                break
+            loss, logits, y = self.step(it, order_cache)
+            run_loss += loss.detach().double() * y.shape[0]
+            run_correct += (logits.detach().argmax(1) == y).sum()
+            run_seen += y.shape[0]
+            bar.update(1)
+            done = it + 1
+            if done % p["eval_every"] == 0 or done == self.total:
+                synchronize(dev)  # a GPU may still be running queued steps: count them as training time
+                self.train_time += time.perf_counter() - t_seg
+                rec = self.evaluate(done, it, (float(run_loss), int(run_correct), run_seen))
+                run_loss.zero_()
+                run_correct.zero_()
+                run_seen = 0
+                bar.set_postfix(acc=f"{rec['test_acc']:.1f}", loss=f"{rec['train_loss']:.3f}")
+                if on_eval and self.world.is_main:
+                    on_eval(rec)
+                if self.ckpt is not None and self.world.is_main:
+                    _save_checkpoint(self.ckpt, self.model, self.opt, {"config": self.config, "iteration": done,
+                                                                        "history": self.history,
+                                                                        "train_time": self.train_time})
+                t_seg = time.perf_counter()
+        bar.close()
+        distributed.sync_buffers(self.model, self.world)  # the returned model is the same on every rank
+
+    def evaluate(self, done: int, it: int, running: tuple[float, int, int]) -> dict[str, Any]:
+        """Clean test accuracy after ``done`` steps, with the training loss and accuracy since the last evaluation
+        (summed over ranks); appended to the history."""
+        p = self.profile
+        distributed.sync_buffers(self.model, self.world)  # rank 0's BatchNorm statistics on every rank
+        acc = evaluate_accuracy(self.model, self.x_test, self.y_test, p["eval_batch_size"], self.use_amp, self.cl,
+                                self.amp_t)
+        sums = distributed.all_reduce_sum(list(running), self.world)
+        rec = {"iteration": done, "epoch": round(done * self.bs / self.n, 3), "test_acc": acc,
+               "train_loss": sums[0] / max(1, sums[2]), "train_acc": 100.0 * sums[1] / max(1, sums[2]),
+               "lr": lr_at(it, p), "time": round(self.train_time, 2)}
+        self.history.append(rec)
+        return rec
+
+    def result(self) -> dict[str, Any]:
+        history, cm = self.history, self.cm
+        finished = bool(history) and history[-1]["iteration"] == self.total
+        accs = [r["test_acc"] for r in history]
+        select = getattr(cm, "select", "final") if cm is not None else "final"
+        amp = self.amp
+        result = {
+            "config": self.config, "versions": versions(), "device": str(self.dev), "bf16": self.use_bf16,
+            "amp": str(amp).replace("torch.", "") if amp is not None else None,
+            "world_size": self.world.world_size,
+            "finished": finished, "history": history,
+            "final_acc": accs[-1] if accs else None,
+            "best_acc": max(accs) if accs else None,
+            "last3_acc": float(np.mean(accs[-3:])) if accs else None,
+            "select": select,
+            "train_time_s": round(self.train_time, 2),
+            "wall_time_s": round(time.perf_counter() - self.t0, 2),
+            "model_state": self.model,  # removed by callers that serialise; kept for in-process use
+        }
+        result["acc"] = result["best_acc"] if select == "best" else result["final_acc"]
+        return result
 
 
 def result_record(result: dict[str, Any]) -> dict[str, Any]:
