@@ -352,3 +352,15 @@ def test_the_selection_record_names_real_commits_and_evidence():
                                text=True)
             assert d.returncode == 0 and d.stdout.strip() == r["date"], (r["commit"], d.stdout, d.stderr)
     assert any(r["split"] == "hold-out" for r in recs) and any(r["split"] == "test" for r in recs)
+
+
+def test_a_pass_over_fewer_rows_keeps_the_planned_keys_of_the_others(campaign, tmp_path):
+    """The mixtures table finds its cells by the keys the grid planned: a pass over some rows must not drop the
+    others' keys from the sidecar (a --rows run once made the mixtures table read 0 of 45)."""
+    side = tmp_path / "mix.config.json"
+    side.write_text(json.dumps({"cell_keys": ["new1"], "name": "mixtures"}))
+    campaign.keep_planned_keys(side, ["old1", "old2", "new1"])
+    rec = json.loads(side.read_text())
+    assert rec["cell_keys"] == ["new1", "old1", "old2"] and rec["name"] == "mixtures"
+    campaign.keep_planned_keys(tmp_path / "absent.config.json", ["x"])  # nothing to merge into: nothing written
+    assert not (tmp_path / "absent.config.json").exists()

@@ -49,7 +49,7 @@ import yaml
 from deephide.data import load_dataset
 from deephide.errors import DeephideError
 from deephide.hiding.hiderdir import HIDERS_ENV, resolve_hider
-from deephide.evaluation.grid import IDENTITY_FILE, load_config, read_results, run_grid
+from deephide.evaluation.grid import IDENTITY_FILE, load_config, read_results, run_grid, sidecar_path
 from deephide.runtime import versions
 from deephide.training.trainer import data_fingerprint
 
@@ -382,6 +382,19 @@ def runtime_config(name: str, ready: set[str], device: str,
     return out, missing
 
 
+def keep_planned_keys(sidecar: Path, before: list[str]) -> None:
+    """The grid's sidecar after a pass over some rows or columns keeps the cell keys planned before it too: the
+    summary finds a mixture cell by its planned key, and a pass over fewer rows (``--rows``, or a session whose
+    other sets were not ready) used to drop the others' keys (the mixtures table then read 0 of 45)."""
+    if not sidecar.exists() or not before:
+        return
+    rec = json.loads(sidecar.read_text())
+    keys = list(dict.fromkeys([*(rec.get("cell_keys") or []), *before]))
+    if keys != rec.get("cell_keys"):
+        rec["cell_keys"] = keys
+        sidecar.write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
+
+
 def cmd_run(a: argparse.Namespace) -> None:
     t_end = time.monotonic() + a.hours * 3600 - a.margin_s
     left = lambda: t_end - time.monotonic()  # noqa: E731
@@ -420,7 +433,10 @@ def cmd_run(a: argparse.Namespace) -> None:
                 print(f"campaign: grid {g}: {missing} rows wait for their sets", flush=True)
             if not load_config(cfg).train_sets:
                 continue
+            sidecar = sidecar_path(ROOT / load_config(cfg).out)
+            before = json.loads(sidecar.read_text()).get("cell_keys") or [] if sidecar.exists() else []
             s = run_grid(cfg, executor=a.executor, progress=True, time_limit_s=max(0.0, left()), workers=a.workers)
+            keep_planned_keys(sidecar, before)
             print(f"campaign: grid {g}: {s.ran} run, {s.skipped} already done, {s.total - s.skipped - s.ran} left",
                   flush=True)
 
