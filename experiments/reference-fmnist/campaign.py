@@ -107,6 +107,7 @@ SETS: dict[str, list[str] | None] = {
     "DH-S-paper": _protect("fmnist-sample-paper", "sample"),
     # robust Deep Hiding (issue 33): chosen on the validation hold-out (results/robust-fmnist), reported here
     "DH-C-robust": _protect("fmnist-class-robust", "class"),
+    "DH-S-robust": _protect("fmnist-sample-robust", "sample"),
     **{a: ["attack", a, "--data", CLEAN, "--profile", "cpu", "--seed", "0"]
        for a in ("random-noise-C", "semantic-added-C", "semantic-added-S", "OPS", "LSP", "AR", "EM-C", "EM", "REM")},
     **{h: _protect(HIDERS_DIR / h, mode, *(["--eps", "255"] if "budget=soft" in sets else []))
