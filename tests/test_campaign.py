@@ -78,7 +78,7 @@ def test_runtime_config_names_ready_rows_and_reuses_other_results(campaign, tmp_
     monkeypatch.setattr(campaign, "ALSO_REUSE", (tmp_path / "victims.jsonl", tmp_path / "gone.jsonl"))
     cfg_path, missing = campaign.runtime_config("main", {"Clean", "DH-C"}, "cuda")
     raw = yaml.safe_load(cfg_path.read_text())
-    assert set(raw["train_sets"]) == {"Clean", "DH-C"} and missing == 13  # the main table's 15 rows, 2 ready
+    assert set(raw["train_sets"]) == {"Clean", "DH-C"} and missing == 14  # the main table's 16 rows, 2 ready
     assert raw["device"] == "cuda" and raw["identity"] == "content"
     assert raw["reuse"] == ["results/archs-r20.jsonl", "victims.jsonl"]
 
@@ -259,7 +259,8 @@ def test_each_set_made_is_followed_by_the_cells_of_the_rows_ready_so_far(campaig
     monkeypatch.setattr(campaign, "make_set", lambda row, device, left: events.append(f"set {row}") or True)
     monkeypatch.setattr(campaign, "check_set", lambda row: {"verdict": "canonical"})
     monkeypatch.setattr(campaign, "runtime_config", lambda g, ready, device, columns: ((g, sorted(ready)), []))
-    monkeypatch.setattr(campaign, "load_config", lambda cfg: SimpleNamespace(train_sets=cfg[1]))
+    monkeypatch.setattr(campaign, "load_config",
+                        lambda cfg: SimpleNamespace(train_sets=cfg[1], out=str(tmp_path / f"{cfg[0]}.jsonl")))
 
     def run_grid(cfg, **kw):
         events.append(f"grid {cfg[0]} {','.join(cfg[1])}")
