@@ -238,13 +238,18 @@ def test_victim_levers_measures_each_candidate(tmp_path):
     assert share and 0 < float(share[1]) < 100 and float(share[2].replace(",", "")) > 0  # the step against the peak
 
 
+def _quick_run(script: str, out_md: Path) -> dict:
+    """``benchmarks/SCRIPT --quick --out OUT_MD`` in a fresh interpreter; its JSON result (beside OUT_MD)."""
+    res = subprocess.run([sys.executable, str(BENCH / script), "--quick", "--out", str(out_md)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    return json.loads(out_md.with_suffix(".json").read_text())
+
+
 @pytest.mark.slow
 def test_the_wheel_ships_weights_only_and_an_installed_wheel_protects(tmp_path):
     """benchmarks/wheel.py --quick: the wheel built from this tree, installed --no-deps outside it, finds its hiders."""
-    res = subprocess.run([sys.executable, str(BENCH / "wheel.py"), "--quick", "--out", str(tmp_path / "w.md")],
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    out = json.loads((tmp_path / "w.json").read_text())
+    out = _quick_run("wheel.py", tmp_path / "w.md")
     assert out["ok"] and out["hiders_mb"] <= 20 and not out["training_state_in_wheel"]
     assert {"fmnist-class", "fmnist-sample", "fmnist-class-robust"} <= set(out["listed"])
     assert out["imported_from"].startswith("$TMP/site/deephide")
@@ -252,9 +257,6 @@ def test_the_wheel_ships_weights_only_and_an_installed_wheel_protects(tmp_path):
 
 @pytest.mark.slow
 def test_protect_photo_measures_seconds_megapixels_and_share_of_peak(tmp_path):
-    res = subprocess.run([sys.executable, str(BENCH / "protect_photo.py"), "--quick", "--out", str(tmp_path / "p.md")],
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    out = json.loads((tmp_path / "p.json").read_text())
+    out = _quick_run("protect_photo.py", tmp_path / "p.md")
     assert out["photo"] == "256x192" and out["seconds"] > 0 and 0 < out["share_of_fp32_peak"] < 2
     assert out["gflop_per_photo"] > 0 and "share of peak" in (tmp_path / "p.md").read_text()
