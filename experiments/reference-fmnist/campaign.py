@@ -377,7 +377,8 @@ def runtime_config(name: str, ready: set[str], device: str,
     out.parent.mkdir(parents=True, exist_ok=True)
     files = list(HERE.glob("*.jsonl")) + list(PREVIOUS.glob("*.jsonl")) + [p for p in ALSO_REUSE if p.exists()]
     others = sorted(str(p.relative_to(ROOT)) for p in files
-                    if p.name not in ("sets.jsonl", "campaign.jsonl") and p.resolve() != (ROOT / raw["out"]).resolve())
+                    if p.name not in ("sets.jsonl", "campaign.jsonl", "selection-record.jsonl")
+                    and p.resolve() != (ROOT / raw["out"]).resolve())
     raw.update(train_sets=rows, reuse=others or None, device=device)
     out.write_text(yaml.safe_dump({k: v for k, v in raw.items() if v is not None}, sort_keys=False))
     return out, missing
