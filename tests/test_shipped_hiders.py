@@ -2,6 +2,7 @@
 and their cards reproducible: the reveal gate measured here agrees with the one the card states."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,16 @@ def test_a_snapshot_finds_the_bank_of_its_hider_directory():
     assert hider_bank_dir("fmnist-class") == SHIPPED["fmnist-class"] / "bank"
     assert hider_bank_dir(d / "checkpoint") == d / "bank"
     assert hider_bank_dir(d / "no-such-dir") is None
+
+
+def test_the_homes_env_and_a_hiders_identity_files():
+    from deephide.hiding.hiderdir import HIDERS_ENV, homes_env, identity_files
+
+    env = homes_env([EXPERIMENT_HIDERS], {HIDERS_ENV: "/elsewhere", "X": "1"})
+    assert env[HIDERS_ENV].split(os.pathsep) == [str(EXPERIMENT_HIDERS), "/elsewhere"] and env["X"] == "1"
+    assert homes_env(["/a"], {})[HIDERS_ENV] == "/a"
+    d = EXPERIMENT_HIDERS / "fmnist-class-paper"  # optimizer state and snapshots beside it: not its identity
+    names = [f.relative_to(d).as_posix() for f in identity_files(d)]
+    assert names[:2] == ["bank/manifest.json", "bank/secrets.npz"]
+    assert set(names) == {"bank/manifest.json", "bank/secrets.npz", "checkpoint/config.json",
+                          "checkpoint/weights.safetensors"}

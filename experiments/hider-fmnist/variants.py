@@ -40,7 +40,7 @@ from deephide.evaluation.grid import read_results
 from deephide.evaluation.perturbation import perturbation_stats
 from deephide.evaluation.stats import aggregate
 from deephide.hiding.checkpoint import load_hider, read_checkpoint
-from deephide.hiding.hiderdir import HIDERS_ENV, checkpoint_dir, known_hiders, resolve_hider, ship_hider
+from deephide.hiding.hiderdir import checkpoint_dir, homes_env, known_hiders, resolve_hider, ship_hider
 from deephide.protect import protect, reveal_gate
 from deephide.runtime import versions
 from deephide.semantic import load_bank
@@ -98,8 +98,7 @@ def command(name: str) -> list[str]:
 
 def child_env() -> dict[str, str]:
     """The environment of the deephide commands run here: one thread, and HIDER_HOMES searched by name."""
-    homes = [*map(str, HIDER_HOMES), os.environ.get(HIDERS_ENV, "")]
-    return {**os.environ, "OMP_NUM_THREADS": "1", HIDERS_ENV: os.pathsep.join(h for h in homes if h)}
+    return {**homes_env(HIDER_HOMES), "OMP_NUM_THREADS": "1"}
 
 
 def committed_dir(name: str) -> Path:

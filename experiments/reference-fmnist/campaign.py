@@ -48,7 +48,7 @@ import yaml
 
 from deephide.data import load_dataset
 from deephide.errors import DeephideError
-from deephide.hiding.hiderdir import HIDERS_ENV, resolve_hider
+from deephide.hiding.hiderdir import homes_env, identity_files, resolve_hider
 from deephide.evaluation.grid import IDENTITY_FILE, load_config, read_results, run_grid, sidecar_path
 from deephide.runtime import versions
 from deephide.training.trainer import data_fingerprint
@@ -150,8 +150,7 @@ def recipe(row: str) -> str:
     hider = Path(cmd[cmd.index("--hider") + 1]) if cmd and cmd[0] == "protect" else None
     if hider is not None and (hider.exists() or not hider.is_absolute()):  # an ablation hider not yet trained: none
         d = resolve_hider(hider, HIDER_HOMES)
-        files = [d / "checkpoint" / "weights.safetensors", d / "checkpoint" / "config.json", *(d / "bank").rglob("*")]
-        for f in sorted(f for f in files if f.is_file()):
+        for f in identity_files(d):
             h.update(f.relative_to(d).as_posix().encode() + hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()[:16]
 
@@ -191,8 +190,7 @@ def run_child(cmd: list[str], seconds_left: float) -> int | None:
     removes its temporary output, a hider saves its checkpoint). Its exit code, or None when the time ran out."""
     # one thread, as every canonical set was made: an iterative attack follows its float rounding, so the thread count
     # changes its bytes (EM-C made with 2 threads differed from the 1-thread canonical set in 65.7% of sampled pixels)
-    env = {**os.environ, "OMP_NUM_THREADS": str(SET_THREADS),
-           HIDERS_ENV: os.pathsep.join([*map(str, HIDER_HOMES), os.environ.get(HIDERS_ENV, "")]).rstrip(os.pathsep)}
+    env = {**homes_env(HIDER_HOMES), "OMP_NUM_THREADS": str(SET_THREADS)}
     proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, env=env)
     try:
         return proc.wait(timeout=max(1.0, seconds_left))

@@ -59,6 +59,24 @@ def known_hiders(extra: Iterable[str | Path] = ()) -> dict[str, Path]:
     return dict(sorted(found.items()))
 
 
+def homes_env(homes: Iterable[str | Path], env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's environment) with ``homes`` put first on $DEEPHIDE_HIDERS, for the deephide
+    commands a script runs (they find those hiders by name)."""
+    env = dict(os.environ if env is None else env)
+    paths = [*map(str, homes), env.get(HIDERS_ENV, "")]
+    env[HIDERS_ENV] = os.pathsep.join(p for p in paths if p)
+    return env
+
+
+def identity_files(path: str | Path) -> list[Path]:
+    """The files that decide what the hider at ``path`` writes, sorted: its checkpoint's weights and architecture
+    and its secret bank (not the optimizer state, log or snapshots)."""
+    path = Path(path)
+    ck = checkpoint_dir(path)
+    files = [ck / "weights.safetensors", ck / "config.json", *(path / BANK).rglob("*")]
+    return sorted(f for f in files if f.is_file())
+
+
 def resolve_hider(path: str | Path, homes: Iterable[str | Path] = ()) -> Path:
     """``path`` itself when it exists, else the hider of that name in ``homes``, $DEEPHIDE_HIDERS or the package
     (a one-line error if none)."""

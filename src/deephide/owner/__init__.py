@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import DeephideError
+from ..hiding.hiderdir import identity_files
 from .image import protect_image
 from .report import PER_CLASS, thumbs, write_csv, write_html
 from .scan import ImageEntry, open_image, scan_folder
@@ -47,10 +48,10 @@ def output_name(e: ImageEntry, fmt: str, taken: set[str]) -> str:
 
 
 def _fingerprint(path: Path) -> str:
+    """The hider's identity (hiderdir.identity_files): a resumed run must have been made by the same hider."""
     h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".json", ".npz")
-                    and "optimizer" not in p.name):
-        h.update(f.name.encode() + hashlib.sha256(f.read_bytes()).digest())
+    for f in identity_files(path):
+        h.update(f.relative_to(path).as_posix().encode() + hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()[:16]
 
 
