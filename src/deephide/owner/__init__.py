@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from ..errors import DeephideError
@@ -55,7 +56,7 @@ def _fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _write_image(im: Any, dst: Path, fmt: str) -> None:
+def _write_image(im: Image.Image, dst: Path, fmt: str) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp")
     if fmt == "JPEG":
@@ -65,11 +66,9 @@ def _write_image(im: Any, dst: Path, fmt: str) -> None:
     os.replace(tmp, dst)
 
 
-def _jpeg_kept(original: Any, protected: Any, written: Path) -> tuple[float, float]:
+def _jpeg_kept(original: Image.Image, protected: Image.Image, written: Path) -> tuple[float, float]:
     """(share of the perturbation JPEG keeps: its projection on the stored image's change, the largest change from
     the original after re-encoding, levels)."""
-    from PIL import Image
-
     a = np.asarray(original, dtype=np.float64)
     d = np.asarray(protected, dtype=np.float64) - a
     with Image.open(written) as im:
@@ -192,8 +191,6 @@ def _write_report(src: Path, work: Path, images: list[ImageEntry], done: dict[st
                   rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     """report.csv, report.html (PER_CLASS examples per class, before / after / difference) and summary.json in the
     work folder; the resume records removed."""
-    from PIL import Image
-
     examples: dict[str, list[dict[str, Any]]] = {}
     for e in images:
         if len(examples.setdefault(e.label, [])) < PER_CLASS:
