@@ -362,15 +362,19 @@ def row_of(spec: str) -> str | None:
 
 
 def runtime_config(name: str, ready: set[str], device: str,
-                   columns: tuple[str, ...] | None = None) -> tuple[Path, int]:
+                   columns: tuple[str, ...] | None = None) -> tuple[Path | None, int]:
     """A copy of configs/NAME.yaml naming only the rows whose sets are ready (and only ``columns``, when given),
-    reusing every other results file of the campaign and the previous runs'; (its path, rows left out)."""
+    reusing every other results file of the campaign and the previous runs'; (its path, rows left out). The path is
+    None when no row is ready (a config without rows is invalid: a fresh machine's first pass over the mixtures grid,
+    which has no Clean row, stopped the whole run)."""
     raw = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
     rows = {label: s for label, s in raw["train_sets"].items() if row_of(s) in ready}
     if columns is not None:
         label = lambda c: next(iter(c)) if isinstance(c, dict) else c  # noqa: E731  ({label: spec} or a name)
         raw["countermeasures"] = [c for c in raw["countermeasures"] if label(c) in columns]
     missing = len(raw["train_sets"]) - len(rows)
+    if not rows:
+        return None, missing
     out = RUNS / "configs" / f"{name}.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
     files = list(HERE.glob("*.jsonl")) + list(PREVIOUS.glob("*.jsonl")) + [p for p in ALSO_REUSE if p.exists()]
@@ -431,7 +435,7 @@ def cmd_run(a: argparse.Namespace) -> None:
             cfg, missing = runtime_config(g, ready, a.device, columns)
             if missing:
                 print(f"campaign: grid {g}: {missing} rows wait for their sets", flush=True)
-            if not load_config(cfg).train_sets:
+            if cfg is None:
                 continue
             sidecar = sidecar_path(ROOT / load_config(cfg).out)
             before = json.loads(sidecar.read_text()).get("cell_keys") or [] if sidecar.exists() else []
