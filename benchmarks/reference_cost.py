@@ -6,8 +6,8 @@ is drawn by chance; this says before starting whether the run fits. It times, he
   memory format, ONE thread: the grid runs two cells side by side), and one evaluation forward pass;
 - the `long` hider profile's training step through the real training loop (INN + L_LFC through fastcnn features,
   all threads; random weights cost what trained ones do) and the INN's protection throughput (fp32, as `protect` runs);
-then multiplies by the campaign's counts: every cell of the grids it schedules (campaign.GRIDS; an AT cell costs
-1 + its PGD steps passes per step), its ablation hiders (campaign.HIDERS x HIDER_STEPS) and each set it makes
+then multiplies by the campaign's counts: every cell of the grids it schedules (campaign.yaml's passes; an AT cell costs
+1 + its PGD steps passes per step), its ablation hiders (ablation_hiders x steps) and each set it makes
 with a hider (protecting the 60,000 images).
 Not counted: attack sets (5.4 min in all on the bf16 machine of benchmarks/RESULTS.md), verify, countermeasure
 preprocessing (JPEG: ~11 s per 50,000 images there), reports. Two cells sharing the machine slow each other, so
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib.util
 import sys
 import tempfile
 from pathlib import Path
@@ -33,16 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import machine, median, timed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CAMPAIGN = ROOT / "experiments" / "reference-fmnist" / "campaign.py"
+CAMPAIGN = ROOT / "experiments" / "reference-fmnist" / "campaign.yaml"
 TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000
 
 
 def campaign() -> Any:
-    """experiments/reference-fmnist/campaign.py as a module (its GRIDS, SETS and CONFIGS)."""
-    spec = importlib.util.spec_from_file_location("reference_campaign", CAMPAIGN)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """The reference campaign's declaration (experiments/reference-fmnist/campaign.yaml: its grids, sets, hiders)."""
+    from deephide.evaluation.campaign import load_campaign
+
+    return load_campaign(CAMPAIGN)
 
 
 @contextlib.contextmanager
@@ -142,7 +140,7 @@ def protect_image_s(threads: int, batch: int = 256, repeats: int = 3) -> float:
 
 def protect_count() -> int:
     """The campaign's sets made by a hider, shipped or its own (each protects the 60,000 images)."""
-    return sum(1 for cmd in campaign().SETS.values() if cmd and cmd[0] == "protect")
+    return sum(1 for cmd in campaign().sets.values() if cmd and cmd[0] == "protect")
 
 
 def grid_cells() -> dict[str, list[dict]]:
@@ -150,7 +148,7 @@ def grid_cells() -> dict[str, list[dict]]:
     from deephide.evaluation.grid import expand, load_config
 
     c = campaign()
-    return {g: expand(dataclasses.replace(load_config(c.CONFIGS / f"{g}.yaml"), identity="label")) for g in c.GRIDS}
+    return {g: expand(dataclasses.replace(load_config(c.configs / f"{g}.yaml"), identity="label")) for g in c.grids}
 
 
 def estimate(steps: int) -> str:
@@ -166,8 +164,8 @@ def estimate(steps: int) -> str:
     p_img = protect_image_s(cores)
     hp = get_hider_profile("long")
     n_protect = protect_count()
-    c = campaign()
-    hider_s = len(c.HIDERS) * c.HIDER_STEPS * h_step
+    camp = campaign()
+    hider_s = len(camp.hiders) * camp.hider_steps * h_step
     grid_s = {name: sum(cell_seconds(c, step) for c in cs) / 2 for name, cs in cells.items()}  # two cells at a time
     protect_s = n_protect * TRAIN_IMAGES * p_img
     total = protect_s + hider_s + sum(grid_s.values())
@@ -193,7 +191,7 @@ def estimate(steps: int) -> str:
         "",
         "| stage | count | hours |",
         "|---|---|---|",
-        f"| ablation hiders ({c.HIDER_STEPS} steps each) | {len(c.HIDERS)} | {hider_s / 3600:.2f} |",
+        f"| ablation hiders ({camp.hider_steps} steps each) | {len(camp.hiders)} | {hider_s / 3600:.2f} |",
         f"| sets protected by a hider ({TRAIN_IMAGES:,} images each) | {n_protect} | {protect_s / 3600:.2f} |",
     ]
     for name, s in grid_s.items():

@@ -116,7 +116,7 @@ def test_gpu_check_without_cuda_and_as_a_cpu_dry_run(tmp_path):
 def test_reference_cost_counts_the_run_and_weights_at_cells():
     rc = _load("reference_cost")
     # DH-C, DH-S, DH-C-robust, DH-S-robust (shipped hiders), DH-C-paper, DH-S-paper (paper objective), the ablations
-    assert rc.protect_count() == 6 + len(rc.campaign().HIDERS)
+    assert rc.protect_count() == 6 + len(rc.campaign().hiders)
     cells = rc.grid_cells()
     assert len(cells["main"]) == 16 * 17 * 3  # 16 rows (DH-C-robust, DH-S-robust the last) and {c["model"] for c in cells["archs-r18"]} == {"resnet18"}
     prof = {"iterations": 937, "eval_every": 235}

@@ -50,12 +50,12 @@ from deephide.evaluation.perturbation import perturbation_stats
 from deephide.evaluation.stats import aggregate
 from deephide.fsutil import write_json
 from deephide.hiding.checkpoint import load_hider, read_checkpoint
-from deephide.hiding.hiderdir import read_log, read_summary, write_card
+from deephide.fsutil import read_jsonl
+from deephide.hiding.hiderdir import gate_card_lines, read_log, read_summary, write_card
 from deephide.protect import protect, reveal_gate
 from deephide.runtime import versions
 from deephide.semantic import load_bank
 
-import variants  # this folder's objective variants (the script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = ROOT / "results" / "hider-fmnist"  # what this script reads and writes
@@ -100,7 +100,7 @@ def cmd_gate(a: argparse.Namespace) -> None:
     train, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
     sub = train.subset(np.arange(10_000), note="first 10000")
     out = HERE / "curve.jsonl"
-    done = {(r["mode"], r["step"]) for r in map(json.loads, out.read_text().splitlines())} if out.exists() else set()
+    done = {(r["mode"], r["step"]) for r in read_jsonl(out)}
     for mode in a.modes:
         bank = load_bank(hider_dir(mode) / "bank")
         for label, ck in points(mode):
@@ -160,8 +160,7 @@ def cmd_probe(a: argparse.Namespace) -> None:
     training vs held-out covers, fp32 vs bf16, from the float stego vs the stored image."""
     data = {s: load_dataset("fashion-mnist", s) for s in PROBE_SPLITS}
     out = HERE / "probe.jsonl"
-    done = {(r["series"], r["point"], r["n"]) for r in map(json.loads, out.read_text().splitlines())} \
-        if out.exists() else set()
+    done = {(r["series"], r["point"], r["n"]) for r in read_jsonl(out)}
     for spec in a.points:
         series, label = spec.split(":")
         known = dict(points(series))
@@ -404,7 +403,7 @@ def explore_lines() -> list[str]:
         f = HERE / "explore" / f"{name}.jsonl"
         if not f.exists():
             continue
-        log = {r["iteration"]: r for r in map(json.loads, f.read_text().splitlines())}
+        log = {r["iteration"]: r for r in read_jsonl(f)}
         last = log[max(log)]
         at = " / ".join(f"{log[k]['reveal_psnr']:.2f}" if k in log else "-" for k in (100, 200, 400, 800))
         lines.append(f"| {name} | {what} | {at} / {last['reveal_psnr']:.2f} | {last['iteration']} | "
@@ -487,7 +486,8 @@ def cmd_summarise(a: argparse.Namespace) -> None:
         "(`train-hider --init`); judged by the reveal gate and by victims on seed 100, which no reported table uses. "
         "Reveal and budget columns as above; class share = share of the perturbation's energy in its class mean.",
         "",
-        *variants.table_lines(),
+        *((HERE / "variants-table.md").read_text().splitlines() if (HERE / "variants-table.md").exists()
+          else ["(no variants-table.md: run `variants.py table`)"]),
         "",
         "## Victims",
         "",
@@ -544,7 +544,7 @@ def write_cards(curve: list[dict]) -> None:
             "- lr schedule (changed when training was continued; the log states each step's lr): " + "; ".join(
                 f"from step {r['from_iteration']}: {r['lr']:g} x{r['lr_gamma']:g} every {r['lr_step_every']}"
                 for r in (summ.get("schedule") or ck["training"].get("schedule") or [])) + ".",
-            *variants.gate_card_lines(g, last["band_energy"]),
+            *gate_card_lines(g, last["band_energy"]),
             f"- Command: `{card['command']}`; learning curve and victims: results/hider-fmnist/README.md.",
             f"- Kept out of the package since issue 36 (the package ships the hiders a data owner protects with): "
             f"results/hider-fmnist/hiders/{name}, with its optimizer state and snapshots. Found by name with "

@@ -12,7 +12,8 @@ Commands (repository root, after `make setup`):
   .venv/bin/python experiments/hider-fmnist/variants.py select NAME[:STEP] ...      # gate + seed-100 victims
   .venv/bin/python experiments/hider-fmnist/variants.py ship NAME --as HIDER        # into src/deephide/hiders/HIDER
   .venv/bin/python experiments/hider-fmnist/variants.py report NAME[:STEP] ...      # the chosen ones: seeds 0-2
-  .venv/bin/python experiments/hider-fmnist/variants.py table                      # the selection table (stdout)
+  .venv/bin/python experiments/hider-fmnist/variants.py table                      # the selection table (stdout and
+                                                                                   # results/hider-fmnist/variants-table.md)
 The measured states not shipped (sv-sample-high at step 1,000, sv-reset-class at 1,000 and 2,000, sv-reset-sample at
 500, 1,000, 1,500 and 2,000, sv-reset-class-hi at 1,000 and 2,865, sv-use-class at 2,150: weights, bank, log) are committed under results/hider-fmnist/variants/
 so their sets and victims can be regenerated after runs/ is gone. Shipped: sv-reset-class at step 2,167 as
@@ -39,8 +40,10 @@ from deephide.data.stored import save_imageset
 from deephide.evaluation.grid import read_results
 from deephide.evaluation.perturbation import perturbation_stats
 from deephide.evaluation.stats import aggregate
+from deephide.fsutil import atomic_file, read_jsonl
 from deephide.hiding.checkpoint import load_hider, read_checkpoint
-from deephide.hiding.hiderdir import checkpoint_dir, homes_env, known_hiders, resolve_hider, ship_hider
+from deephide.hiding.hiderdir import (checkpoint_dir, gate_card_lines, homes_env, known_hiders, resolve_hider,
+                                      ship_hider)
 from deephide.protect import protect, reveal_gate
 from deephide.runtime import versions
 from deephide.semantic import load_bank
@@ -191,6 +194,7 @@ def run_victims(name: str, out: str, seeds: list[int], sets: dict[str, str], mod
 def cmd_select(a: argparse.Namespace) -> None:
     run_victims(f"selection-{'-'.join(p.replace(':', '@') for p in a.points)}", "results/hider-fmnist/selection.jsonl",
                 SELECTION_SEEDS, protected_sets(a.points), a.models, "hider objective variants judged on a held-out victim seed")
+    write_table()
 
 
 def cmd_report(a: argparse.Namespace) -> None:
@@ -201,16 +205,6 @@ def cmd_report(a: argparse.Namespace) -> None:
                 a.countermeasures)
 
 
-def gate_card_lines(g: dict, band_energy: dict) -> list[str]:
-    """A hider card's reveal-gate, budget and band-energy lines (card.md), from a reveal_gate record."""
-    return [
-        f"- Reveal gate (2,000 held-out covers, stored uint8): PSNR {g['reveal_psnr']:.2f} dB, SSIM {g['reveal_ssim']:.3f}; "
-        f"trivial answer {g['trivial_psnr']:.2f} dB; margin {g['margin_db']:+.2f} dB: "
-        f"**{'hides' if g['hides'] else 'does not hide yet (needs +8 dB)'}**.",
-        f"- Budget: clip on write changed {100 * g['clip_share']:.3f}% of stored values; mean |delta| "
-        f"{g['mean_abs_levels']:.2f} levels; {100 * g['at_bound_share']:.1f}% of values at +-8.",
-        "- Haar band energy of the stored perturbation: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in band_energy.items()) + ".",
-    ]
 
 
 def lineage(init: dict) -> list[dict]:
@@ -239,7 +233,7 @@ def cmd_ship(a: argparse.Namespace) -> None:
 
     name, step, ck = point(a.name)
     src, dst = variant_dir(name), ROOT / "src" / "deephide" / "hiders" / a.as_name
-    gates = [json.loads(x) for x in (HERE / "selection-gate.jsonl").read_text().splitlines()]
+    gates = read_jsonl(HERE / "selection-gate.jsonl")
     gate = next((r for r in gates if r["point"] == f"{name}@{step}"), None)
     if gate is None:
         sys.exit(f"variants.py: no gate line for {name}@{step}; run `variants.py select {name}` first")
@@ -289,8 +283,8 @@ def cmd_ship(a: argparse.Namespace) -> None:
 def table_lines() -> list[str]:
     """The selection table (Markdown lines): gate and held-out-seed victims of every variant point."""
     f = HERE / "selection-gate.jsonl"
-    gates = {r["point"]: r for r in map(json.loads, f.read_text().splitlines())} if f.exists() else {}
-    recs = read_results(HERE / "selection.jsonl") if (HERE / "selection.jsonl").exists() else []
+    gates = {r["point"]: r for r in read_jsonl(f)}
+    recs = read_results(HERE / "selection.jsonl")
     fin, best = aggregate(recs, "final"), aggregate(recs, "best")
     lines = ["| point | what | reveal PSNR (dB) | trivial | hides | mean abs (levels) | class share | "
              f"fastcnn final / peak (seed {SELECTION_SEEDS[0]}) | resnet20 final / peak (seed {SELECTION_SEEDS[0]}) |",
@@ -308,8 +302,18 @@ def table_lines() -> list[str]:
     return lines
 
 
+#: the selection table as curve.py's README embeds it (written by every command that measures a point, and `table`)
+TABLE = HERE / "variants-table.md"
+
+
+def write_table() -> None:
+    with atomic_file(TABLE, "w") as f:
+        f.write("\n".join(table_lines()) + "\n")
+
+
 def cmd_table(a: argparse.Namespace) -> None:
-    print("\n".join(table_lines()))
+    write_table()
+    print(TABLE.read_text(), end="")
 
 
 def main() -> None:

@@ -30,7 +30,6 @@ Writes results/reference-fmnist/jpeg-blocks.md and .json (the summary's JPEG sec
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import sys
 from pathlib import Path
@@ -42,14 +41,13 @@ from PIL import Image
 from deephide.countermeasures.jpeg import jpeg_images
 from deephide.data import load_dataset
 from deephide.errors import DeephideError
+from deephide.evaluation.campaign import current_ledger, grid_records, load_campaign, row_fingerprints
 from deephide.evaluation.stats import aggregate
 from deephide.fsutil import atomic_file, write_json
 from deephide.training.trainer import data_fingerprint
 
-_spec = importlib.util.spec_from_file_location("reference_summarise", Path(__file__).with_name("summarise.py"))
-summarise = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(summarise)
-campaign = summarise.campaign
+#: the reference campaign (its declaration beside this script): where its sets and results are
+CAMPAIGN = load_campaign(Path(__file__).with_name("campaign.yaml"))
 
 #: the JPEG table's qualities (jpeg.yaml: 2-8; main.yaml: 10, 50) and 20, a quality no victim was trained at
 QUALITIES = (2, 4, 6, 8, 10, 20, 50)
@@ -108,8 +106,8 @@ def probe_accuracy(features: np.ndarray, labels: np.ndarray) -> float:
 
 def victim_accuracy(fps: dict[str, set[str]]) -> dict[tuple[str, int], dict[str, Any]]:
     """(row, quality) -> the campaign's fastcnn final accuracy after JPEG at that quality (mean, std, seeds), from the
-    cells of each row's accepted sets ``fps`` (summarise.row_fingerprints)."""
-    recs = summarise.grid_records("jpeg", fps)[1] + summarise.grid_records("main", fps)[1]
+    cells of each row's accepted sets ``fps`` (deephide.evaluation.campaign.row_fingerprints)."""
+    recs = grid_records(CAMPAIGN, "jpeg", fps)[1] + grid_records(CAMPAIGN, "main", fps)[1]
     out = {}
     for (row, model, cm, _), agg in aggregate([r for r in recs if r["model"] == "fastcnn"], "final").items():
         q = jpeg_quality(cm)
@@ -125,15 +123,15 @@ def jpeg_quality(label: str) -> int | None:
 
 def load_row(row: str, n: int, fps: dict[str, set[str]]) -> tuple[np.ndarray, str]:
     """The first ``n`` images of the campaign's set for ``row`` and the set's fingerprint; refuses a set that is not
-    one of the row's accepted sets ``fps`` (summarise.row_fingerprints)."""
-    path = campaign.set_dir(row)
+    one of the row's accepted sets ``fps`` (deephide.evaluation.campaign.row_fingerprints)."""
+    path = CAMPAIGN.set_dir(row)
     if not path.exists():
         raise DeephideError(f"{path}: no set for row {row}; make it with `make reference` (the campaign) first")
     ds = load_dataset(str(path), mmap=True)
     fp = data_fingerprint(ds)
     if fp not in fps.get(row, set()):
         raise DeephideError(f"{path}: fingerprint {fp} is not an accepted set of row {row} in "
-                            f"{campaign.HERE / 'sets.jsonl'}; regenerate it with the campaign")
+                            f"{CAMPAIGN.ledger}; regenerate it with the campaign")
     return np.asarray(ds.images[:n]), fp
 
 
@@ -191,12 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", nargs="+", default=["DH-C", "DH-S"], help="campaign rows whose sets to analyse")
     p.add_argument("--n", type=int, default=10_000, help="first N training images of each set")
-    p.add_argument("--out", type=Path, default=campaign.HERE / "jpeg-blocks", help="writes OUT.md and OUT.json")
+    p.add_argument("--out", type=Path, default=CAMPAIGN.results / "jpeg-blocks", help="writes OUT.md and OUT.json")
     a = p.parse_args(argv)
     try:
         clean_ds = load_dataset("fashion-mnist")
         clean, labels = clean_ds.images[: a.n], np.asarray(clean_ds.labels[: a.n])
-        fps = summarise.row_fingerprints(summarise.current_ledger())  # each row's accepted sets, read once
+        fps = row_fingerprints(current_ledger(CAMPAIGN))  # each row's accepted sets, read once
         res: dict[str, Any] = {"n": int(len(labels)), "rows": {}}
         for row in a.rows:
             protected, fp = load_row(row, a.n, fps)

@@ -12,70 +12,28 @@ Every number is computed from those files; nothing is typed in.
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
-from deephide.evaluation.grid import load_config, read_results
+from deephide.evaluation.campaign import current_ledger, grid_records, load_campaign, row_fingerprints
+from deephide.evaluation.grid import read_results
 from deephide.evaluation.report import (Row, Table, build_main_table, build_mixture_table, default_paper_csv,
                                         load_paper_csv, paper_rows, parse_paper_refs, to_markdown)
 from deephide.evaluation.stats import aggregate
+from deephide.fsutil import read_jsonl
 
-# the campaign beside this script: its paths, its grids and its JSONL reader (one definition of each)
-_spec = importlib.util.spec_from_file_location("reference_campaign", Path(__file__).with_name("campaign.py"))
-campaign = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(campaign)
-ROOT, HERE, CONFIGS, GRIDS, read_jsonl = campaign.ROOT, campaign.HERE, campaign.CONFIGS, campaign.GRIDS, campaign.read_jsonl
+# the campaign's declaration beside this script: its paths, grids and rows (one definition of each)
+CAMPAIGN = load_campaign(Path(__file__).with_name("campaign.yaml"))
+ROOT, HERE = CAMPAIGN.root, CAMPAIGN.results
 #: a data-stage column that changes fewer than this share of a set's values is an identity on it
 IDENTITY_BELOW = 1e-4
 
 
-def row_fingerprints(ledger: list[dict[str, Any]]) -> dict[str, set[str]]:
-    """row -> the fingerprints of its accepted sets (canonical and equivalent) under its current recipe."""
-    out: dict[str, set[str]] = {}
-    for r in ledger:
-        if r["current"] and r["verdict"] != "refused":
-            out.setdefault(r["row"], set()).add(r["fingerprint"])
-    return out
 
 
-def ledger_row(label: str, spec: str) -> str:
-    """The ledger's name for a config row: the set's own name where the spec is a campaign set (the weights table
-    labels set w1x10-C "w1 x10 (10)"), else the label."""
-    path = Path(spec)
-    return path.name if path.parent.name == "sets" else label
 
 
-def grid_records(name: str, row_fps: dict[str, set[str]]) -> tuple[Any, list[dict[str, Any]], int]:
-    """(config, its records: one per cell, each under the row whose current set it trained on, cells planned).
-
-    Cells are found by their training bytes, not their label: a row shares the cells of any row that had the same
-    set (DH-C-paper: the set DH-C had before its hider changed), and cells of refused or superseded sets count
-    for no row."""
-    cfg = load_config(CONFIGS / f"{name}.yaml")
-    labels = {c.label for c in cfg.countermeasures}
-    # a mixture cell trained on mixed bytes, so its fingerprint names no set; its key (the content identities of the
-    # protected and the clean set) does: the keys the grid planned on its last run, from the sets then current
-    planned_file = HERE / f"{name}.config.json"
-    planned_keys = set(json.loads(planned_file.read_text()).get("cell_keys") or []) if planned_file.exists() else set()
-    seen, out = set(), []
-    for r in read_results(ROOT / cfg.out):
-        fp = ((r.get("data") or {}).get("train") or {}).get("fingerprint")
-        if not (r["model"] in cfg.models and r["countermeasure"] in labels and r["seed"] in cfg.seeds
-                and r.get("profile") == cfg.profile):
-            continue
-        for row, spec in cfg.train_sets.items():
-            ident = (row, r["model"], r["countermeasure"], r["seed"], r.get("mixture"))
-            if r.get("mixture") is not None:
-                ours = r.get("train") == spec and r.get("key") in planned_keys
-            else:
-                ours = fp in row_fps.get(ledger_row(row, spec), ())
-            if ours and ident not in seen:
-                seen.add(ident)
-                out.append({**r, "row": row})
-    planned = len(cfg.train_sets) * len(cfg.models) * len(labels) * len(cfg.seeds) * len(cfg.mixtures or [None])
-    return cfg, out, planned
 
 
 def papers(cfg: Any) -> list:
@@ -198,7 +156,7 @@ def time_left_line(grids: dict[str, Any]) -> str:
                          f"~{sum(e for _, e in scaled) / 3600:.1f} core-hours scaled by training FLOPs from the "
                          "best-recorded model (an upper-side estimate: a larger model uses a CPU better)"
                          if scaled else ""))
-    hiders = [h for h in campaign.HIDERS if not (campaign.HIDERS_DIR / h / "checkpoint").is_dir()]
+    hiders = [h for h in CAMPAIGN.hiders if not (CAMPAIGN.hiders_dir / h / "checkpoint").is_dir()]
     return (f"- Time left ({len(missing)} cells; estimated from the cells' own wall times, each a one-thread worker "
             "beside another, so two workers on 2 cores take about half the core-hours): " + (
                 "; ".join(parts) if parts else "no CPU cells recorded yet") +
@@ -270,25 +228,17 @@ def selection_record_section() -> list[str]:
               f"{r['verdict']} | {', '.join(r['evidence'])} |" for r in recs), ""]
 
 
-def current_ledger() -> list[dict[str, Any]]:
-    """The set ledger, each entry marked ``current`` where it was made by its row's current recipe (a set of an
-    earlier recipe, e.g. of the hider shipped before, is superseded)."""
-    ledger = read_jsonl(HERE / "sets.jsonl")
-    recipes = {row: campaign.recipe(row) for row in {r["row"] for r in ledger}}
-    for r in ledger:
-        r["current"] = r.get("recipe") == recipes[r["row"]]
-    return ledger
 
 
 def main() -> None:
-    ledger = current_ledger()
+    ledger = current_ledger(CAMPAIGN)
     sessions = read_jsonl(HERE / "campaign.jsonl")
-    grids = {g: grid_records(g, row_fingerprints(ledger)) for g in GRIDS}
+    grids = {g: grid_records(CAMPAIGN, g, row_fingerprints(ledger)) for g in CAMPAIGN.grids}
     done, total = sum(len(g[1]) for g in grids.values()), sum(g[2] for g in grids.values())
     L = ["# Reference results on Fashion-MNIST at CPU scale", "",
          f"Generated by `experiments/reference-fmnist/summarise.py` on {_dt.date.today().isoformat()}. **Status: "
          + (f"complete ({done} cells)" if done >= total else f"PARTIAL: {done} of {total} victim cells done") + "**: "
-         + ", ".join(f"{g} {len(grids[g][1])}/{grids[g][2]}" for g in GRIDS) + f". Sessions so far: {len(sessions)}.", "",
+         + ", ".join(f"{g} {len(grids[g][1])}/{grids[g][2]}" for g in CAMPAIGN.grids) + f". Sessions so far: {len(sessions)}.", "",
          "Command (from a fresh clone; each call continues from the committed results): `make reference HOURS=2.5` "
          "(= `experiments/reference-fmnist/campaign.py run --hours 2.5`, then this summary); commit "
          "results/reference-fmnist afterwards. `DEVICE=cuda` runs the same campaign on a GPU.", "",
@@ -360,7 +310,7 @@ def main() -> None:
             ("weights", "Loss weights (paper Tables A-C) and L_hide only (Table K), class-wise",
              "Each row is its own hider: the shipped hiders' recipe (`long` hider profile: w1 = w_reveal 1, w2 = w_freq "
              "0.01, w3 = w_lfc 0.01) with one weight x10 or x0.1, trained from scratch for 500 steps "
-             "(campaign.HIDERS, committed under hiders/); the first row is the recipe unchanged at the same length. The "
+             "(campaign.yaml's ablation_hiders, committed under hiders/); the first row is the recipe unchanged at the same length. The "
              "paper's rows are x10 / x0.1 of its own weights (w1 = w2 = 1, w3 = 1e-4)."),
             ("sources", "Hidden-image source (paper Table D) and the ISGAN hider (Table H), class-wise",
              "The recipe with another secret bank, 500 steps from scratch; the first row is SIG at the same length. "

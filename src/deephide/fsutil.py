@@ -117,6 +117,47 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         f.write("\n")
 
 
+def read_jsonl(path: str | os.PathLike, skip_bad: bool = False) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file, in order ([] when it does not exist); blank lines are skipped.
+
+    A line that is not JSON is an error naming the file and the line, unless ``skip_bad`` (a log or a progress
+    record that an interrupted writer may have cut): then it is left out.
+
+    >>> import tempfile; p = Path(tempfile.mkdtemp()) / "log.jsonl"
+    >>> append_jsonl(p, {"step": 1}); append_jsonl(p, {"step": 2})
+    >>> [r["step"] for r in read_jsonl(p)]
+    [1, 2]
+    >>> _ = p.open("a").write('{"step": 3')  # cut by a kill
+    >>> len(read_jsonl(p, skip_bad=True))
+    2
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as e:
+        raise DeephideError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    out = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            if not skip_bad:
+                raise DeephideError(f"{path}: line {i} is not JSON") from None
+    return out
+
+
+def append_jsonl(path: str | os.PathLike, rec: dict[str, Any]) -> None:
+    """Append one record as one line (keys sorted), making the folder if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(rec, sort_keys=True, default=_json_default) + "\n")
+
+
 def _json_default(o: Any) -> Any:
     import numpy as np
 

@@ -98,8 +98,23 @@ def read_summary(path: str | Path) -> dict[str, Any]:
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
     """The training log of the hider directory ``path``, one dict per logged step ([] when it has none)."""
-    f = Path(path) / LOG
-    return [json.loads(x) for x in f.read_text().splitlines() if x.strip()] if f.exists() else []
+    from ..fsutil import read_jsonl
+
+    return read_jsonl(Path(path) / LOG, skip_bad=True)  # a line cut by a killed training is not a step
+
+
+def gate_card_lines(g: dict[str, Any], band_energy: dict[str, float]) -> list[str]:
+    """A hider card's reveal-gate, budget and band-energy lines (card.md, Markdown), from a reveal_gate record
+    (deephide.protect.reveal_gate) and the stored perturbation's Haar band energy shares."""
+    return [
+        f"- Reveal gate (2,000 held-out covers, stored uint8): PSNR {g['reveal_psnr']:.2f} dB, "
+        f"SSIM {g['reveal_ssim']:.3f}; trivial answer {g['trivial_psnr']:.2f} dB; margin {g['margin_db']:+.2f} dB: "
+        f"**{'hides' if g['hides'] else 'does not hide yet (needs +8 dB)'}**.",
+        f"- Budget: clip on write changed {100 * g['clip_share']:.3f}% of stored values; mean |delta| "
+        f"{g['mean_abs_levels']:.2f} levels; {100 * g['at_bound_share']:.1f}% of values at +-8.",
+        "- Haar band energy of the stored perturbation: "
+        + ", ".join(f"{k} {100 * v:.0f}%" for k, v in band_energy.items()) + ".",
+    ]
 
 
 def write_card(path: str | Path, card: dict[str, Any], card_md: str) -> None:
