@@ -114,7 +114,7 @@ def protect_rate(n: int, blocks: int, batch: int, dev: torch.device) -> dict[str
 def hider_rate(profile: str, iters: int, warm: int, dev: torch.device, tmp: Path) -> dict[str, Any]:
     """``train_hider`` (``paper``: 16-block INN, batch 32) with L_LFC through random ResNet-18 features, bf16."""
     from deephide.hiding import get_hider_profile
-    from deephide.hiding.hiderdir import LOG
+    from deephide.hiding.hiderdir import read_log
     from deephide.hiding.train import train_hider
     from deephide.models import build_model
 
@@ -128,7 +128,7 @@ def hider_rate(profile: str, iters: int, warm: int, dev: torch.device, tmp: Path
         torch.cuda.reset_peak_memory_stats(dev)
     s = train_hider(train, bank, prof, tmp / "hider", mode="class", features=feat.features, device=str(dev),
                     progress=False)
-    log = [json.loads(x) for x in (tmp / "hider" / LOG).read_text().splitlines()]
+    log = read_log(tmp / "hider")
     secs = {r["iteration"]: r["seconds"] for r in log}
     rate = iters * prof["batch_size"] / max(0.1, secs[warm + iters] - secs[warm])
     last = log[-1]

@@ -24,7 +24,6 @@ same arithmetic (fp32 here) are checked bit for bit over ``--same-steps`` steps 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import statistics
 import sys
 import tempfile
@@ -45,6 +44,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     from deephide.data import load_dataset
     from deephide.hiding import get_hider_profile
+    from deephide.hiding.hiderdir import read_log
     from deephide.hiding.train import train_hider
     from deephide.models import build_model
 
@@ -70,7 +70,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         feat = net.features
     s = train_hider(train, bank, prof, spec["out"], mode="class", seed=spec.get("seed", 0), features=feat, device="cpu",
                     progress=False)
-    log = [json.loads(x) for x in (Path(spec["out"]) / "log.jsonl").read_text().splitlines()]
+    log = read_log(spec["out"])
     secs = {r["iteration"]: r["seconds"] for r in log}
     per_step = (secs[warm + n] - secs[warm]) / n if warm else secs[n] / n
     return {"s_per_step": per_step, "bf16": s["bf16"], "batch": prof["batch_size"], "blocks": prof["blocks"],

@@ -344,7 +344,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 def hider_training(spec: dict[str, Any], dev: torch.device) -> dict[str, Any]:
     """Train the profile's hider (with L_LFC through a random ResNet-18) for a few iterations."""
     from deephide.hiding import get_hider_profile
-    from deephide.hiding.hiderdir import LOG
+    from deephide.hiding.hiderdir import read_log
     from deephide.hiding.train import train_hider
     from deephide.models import build_model
 
@@ -362,7 +362,7 @@ def hider_training(spec: dict[str, Any], dev: torch.device) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats(dev)
     s = train_hider(train, bank, prof, spec["out"], mode="class", features=feat.features, device=str(dev),
                     progress=False)
-    log = [json.loads(x) for x in (Path(spec["out"]) / LOG).read_text().splitlines()]
+    log = read_log(spec["out"])
     secs = {r["iteration"]: r["seconds"] for r in log}
     dt = max(0.05, secs[warm + iters] - secs[warm]) if warm else max(0.05, secs[iters])  # log seconds: 0.1 s steps
     out = {"images_per_s": iters * prof["batch_size"] / dt, "blocks": prof["blocks"], "batch": prof["batch_size"],

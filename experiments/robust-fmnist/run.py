@@ -26,6 +26,7 @@ from pathlib import Path
 from deephide.data import load_dataset
 from deephide.evaluation.grid import read_results
 from deephide.evaluation.stats import aggregate
+from deephide.fsutil import read_jsonl
 from deephide.data.stored import save_imageset
 from deephide.hiding.checkpoint import load_hider, read_checkpoint
 from deephide.hiding.hiderdir import checkpoint_dir, resolve_hider, ship_hider
@@ -203,11 +204,7 @@ def _cell(aggs: dict, row: str, col: str) -> str:
 def table_lines() -> list[str]:
     """The selection table: every row measured so far, its reveal gate and visual cost beside its victims."""
     recs = read_results(HERE / "selection.jsonl")
-    sets = {}
-    if (HERE / "sets.jsonl").exists():
-        for line in (HERE / "sets.jsonl").read_text().splitlines():
-            r = json.loads(line)
-            sets[r["row"]] = r
+    sets = {r["row"]: r for r in read_jsonl(HERE / "sets.jsonl")}
     aggs = {stat: aggregate(recs, stat) for stat in ("final", "best")}
     rows = list(dict.fromkeys(r["row"] for r in recs))
     cols = [c for c in COLUMNS if any(r["countermeasure"] == c for r in recs)]
@@ -252,10 +249,7 @@ def keep_state(name: str) -> None:
     """Commit-sized state of a variant's run into results/robust-fmnist/hiders/NAME (checkpoint with optimizer,
     surrogate, bank, log, summary; the measured snapshots' weights), so `train NAME` continues it elsewhere."""
     src, dst = RUNS / name, HERE / "hiders" / name
-    measured = set()
-    if (HERE / "sets.jsonl").exists():
-        measured = {str(json.loads(x).get("step")) for x in (HERE / "sets.jsonl").read_text().splitlines()
-                    if json.loads(x)["row"].partition(":")[0] == name}
+    measured = {str(r.get("step")) for r in read_jsonl(HERE / "sets.jsonl") if r["row"].partition(":")[0] == name}
     entries = ["checkpoint", "bank", "log.jsonl", "summary.json", "surrogate.safetensors"]
     entries += [f"snapshots/{n}" for n in sorted(measured) if (src / "snapshots" / n).is_dir()]  # measured ones only
     for entry in entries:
@@ -287,7 +281,7 @@ def cmd_ship(a: argparse.Namespace) -> None:
     record; the full training state stays in results/robust-fmnist/hiders/NAME."""
     name, step, ck = point(a.point)
     label = label_of(a.point)
-    sets = {json.loads(x)["row"]: json.loads(x) for x in (HERE / "sets.jsonl").read_text().splitlines()}
+    sets = {r["row"]: r for r in read_jsonl(HERE / "sets.jsonl")}
     if label not in sets or not sets[label]["gate"]["hides"]:
         sys.exit(f"run.py ship: {label} has no passing reveal gate in sets.jsonl (run `select {label}` first)")
     keep_state(name)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ..errors import DeephideError
+from ..fsutil import read_jsonl
 from .checkpoint import save_hider
 from .hiderdir import SURROGATE
 from .inn import Hider
@@ -78,7 +79,5 @@ def trim_log(path: Path, upto: int) -> None:
 
 
 def last_log(path: Path) -> dict | None:
-    if not path.exists():
-        return None
-    lines = path.read_text().splitlines()
-    return json.loads(lines[-1]) if lines else None
+    recs = read_jsonl(path)
+    return recs[-1] if recs else None

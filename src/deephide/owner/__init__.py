@@ -24,6 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import DeephideError
+from ..fsutil import read_jsonl
 from ..hiding.hiderdir import identity_files
 from .image import protect_image
 from .report import PER_CLASS, thumbs, write_csv, write_html
@@ -167,14 +168,9 @@ def _resume(work: Path, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     work.mkdir(parents=True, exist_ok=True)
     (work / STATE).write_text(json.dumps({"config": config}, indent=1))
     done: dict[str, dict[str, Any]] = {}
-    if (work / DONE).exists():
-        for ln in (work / DONE).read_text().splitlines():
-            try:
-                r = json.loads(ln)
-            except ValueError:  # a line cut by the interruption
-                continue
-            if (work / r["output"]).exists():
-                done[r["path"]] = r
+    for r in read_jsonl(work / DONE, skip_bad=True):  # skip_bad: a line cut by the interruption
+        if (work / r["output"]).exists():
+            done[r["path"]] = r
     return done
 
 
