@@ -12,6 +12,7 @@ from pathlib import Path
 from deephide.data import load_imageset
 from deephide.evaluation.grid import read_results
 from deephide.evaluation.stats import aggregate
+from deephide.hiding.hiderdir import read_summary
 from deephide.training.trainer import data_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for hider in sorted(RUNS.glob("hider-*")):
         name = hider.name[len("hider-"):]
-        s = json.loads((hider / "summary.json").read_text())
+        s = read_summary(hider)
         last = s.get("last_log") or {}
         vf = RUNS / f"prot-{name}.verify.json"
         v = json.loads(vf.read_text()) if vf.exists() else {}

@@ -51,7 +51,8 @@ from deephide.evaluation.stats import aggregate
 from deephide.fsutil import write_json
 from deephide.hiding.checkpoint import load_hider, read_checkpoint
 from deephide.fsutil import read_jsonl
-from deephide.hiding.hiderdir import gate_card_lines, read_log, read_summary, write_card
+from deephide.hiding.hiderdir import (BANK, CHECKPOINT, LOG, SNAPSHOTS, bank_dir, checkpoint_dir, gate_card_lines, read_log, read_summary,
+                                      snapshot_dir, write_card)
 from deephide.protect import protect, reveal_gate
 from deephide.runtime import versions
 from deephide.semantic import load_bank
@@ -81,8 +82,8 @@ def points(series: str) -> list[tuple[str, Path]]:
     """(label, checkpoint dir) of every state of a series' hider: its snapshots, then 'final' (latest; the
     16-block comparison hider has its picked snapshots only)."""
     d = hider_dir(series)
-    snaps = sorted(((int(p.name), p) for p in (d / "snapshots").glob("*") if p.name.isdigit()), key=lambda t: t[0])
-    final = [("final", d / "checkpoint")] if (d / "checkpoint").is_dir() else []
+    snaps = sorted(((int(p.name), p) for p in (d / SNAPSHOTS).glob("*") if p.name.isdigit()), key=lambda t: t[0])
+    final = [("final", checkpoint_dir(d))] if (d / CHECKPOINT).is_dir() else []
     return [(str(n), p) for n, p in snaps] + final
 
 
@@ -102,7 +103,7 @@ def cmd_gate(a: argparse.Namespace) -> None:
     out = HERE / "curve.jsonl"
     done = {(r["mode"], r["step"]) for r in read_jsonl(out)}
     for mode in a.modes:
-        bank = load_bank(hider_dir(mode) / "bank")
+        bank = load_bank(bank_dir(hider_dir(mode)))
         for label, ck in points(mode):
             step = step_of(ck)
             if (mode, step) in done:
@@ -169,7 +170,7 @@ def cmd_probe(a: argparse.Namespace) -> None:
         if (series, label, a.n) in done:
             continue
         hider = load_hider(known[label], image_size=32).eval()
-        bank = load_bank(hider_dir(series) / "bank")
+        bank = load_bank(bank_dir(hider_dir(series)))
         step = step_of(known[label])
         rec = {"series": series, "point": label, "step": step, "n": a.n, "log": log_at(series, step).get("reveal_psnr"),
                "cells": [{"covers": s, "precision": pr,
@@ -197,7 +198,7 @@ def cmd_victims(a: argparse.Namespace) -> None:
         path = SETS / f"{mode}-{step}"
         if not (path / "manifest.json").exists():
             hider = load_hider(ck, image_size=32)
-            bank = load_bank(hider_dir(mode) / "bank")
+            bank = load_bank(bank_dir(hider_dir(mode)))
             prot = protect(train, hider, bank, SERIES_MODE[mode], levels=8, seed=0,
                            progress=True).replace(test_spec="fashion-mnist")
             save_imageset(prot, path, force=True)
@@ -216,7 +217,7 @@ def blocks16_command(seconds: float) -> list[str]:
     """The 16-block comparison hider's training command (resumable: train-hider continues runs/ when it is there)."""
     snaps = ",".join(str(n) for n in range(BLOCKS16_EVERY, 16_001, BLOCKS16_EVERY))
     return ["deephide", "train-hider", "--data", "fashion-mnist", "--secrets",
-            str((PAPER_HIDERS / "fmnist-class-paper" / "bank").relative_to(ROOT)),
+            str(bank_dir(PAPER_HIDERS / "fmnist-class-paper").relative_to(ROOT)),
             "--mode", "class", "--profile", "long", "--set", "blocks=16", "--set", f"snapshot_at={snaps}",
             "--time-limit", f"{seconds:.0f}", "--out", str(BLOCKS16_RUN.relative_to(ROOT)), "--quiet"]
 
@@ -240,7 +241,7 @@ def collapsed(step: int, by_step: dict[int, Path], judged: dict[int, dict]) -> b
     if len(near) < 3:
         return False
     covers = load_dataset("fashion-mnist", "train").subset(np.arange(COLLAPSE_COVERS), note=f"first {COLLAPSE_COVERS}")
-    bank = load_bank(BLOCKS16_RUN / "bank")
+    bank = load_bank(bank_dir(BLOCKS16_RUN))
     for n in near:  # each snapshot once (neighbouring checks share two)
         if n not in _REVEAL_TRAIN:
             hider = load_hider(by_step[n], image_size=32).eval()
@@ -262,7 +263,7 @@ def cmd_blocks16(a: argparse.Namespace) -> None:
     four = points("class")
     if a.action == "train":
         target = read_checkpoint(four[-1][1])["training"]["seconds"]
-        ck = BLOCKS16_RUN / "checkpoint"
+        ck = BLOCKS16_RUN / CHECKPOINT
         done = read_checkpoint(ck)["training"]["seconds"] if ck.is_dir() else 0.0
         if done >= target:
             print(f"curve.py: the 16-block hider has trained {done:.0f} s >= the 4-block's {target:.0f} s")
@@ -272,7 +273,7 @@ def cmd_blocks16(a: argparse.Namespace) -> None:
         subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         return
     snaps = [(read_checkpoint(p)["training"]["seconds"], int(p.name), p)
-             for p in (BLOCKS16_RUN / "snapshots").glob("*") if p.name.isdigit()]
+             for p in (BLOCKS16_RUN / SNAPSHOTS).glob("*") if p.name.isdigit()]
     if not snaps:
         sys.exit(f"curve.py: {BLOCKS16_RUN}/snapshots: none yet (run `curve.py blocks16 train` first)")
     pairs = json.loads((BLOCKS16 / "pairs.json").read_text()) if (BLOCKS16 / "pairs.json").exists() else {}
@@ -288,7 +289,7 @@ def cmd_blocks16(a: argparse.Namespace) -> None:
             print(f"4-block {label} ({t4:.0f} s): the 16-block run has not trained that long yet")
             continue
         sec, step, src = next((c for c in sorted(fit, reverse=True) if not collapsed(c[1], by_step, judged)), max(fit))
-        dst = BLOCKS16 / "snapshots" / str(step)
+        dst = snapshot_dir(BLOCKS16, step)
         if not dst.exists():
             shutil.copytree(src, dst)
         pairs[str(step_of(ck))] = step
@@ -297,7 +298,7 @@ def cmd_blocks16(a: argparse.Namespace) -> None:
         write_json(BLOCKS16 / "pairs.json", pairs)  # 4-block step -> 16-block step at equal wall time
     if judged:
         write_json(BLOCKS16 / "collapsed.json", {str(k): v for k, v in sorted(judged.items())})
-    for entry in ("bank", "log.jsonl"):
+    for entry in (BANK, LOG):
         if (BLOCKS16_RUN / entry).is_dir():
             shutil.copytree(BLOCKS16_RUN / entry, BLOCKS16 / entry, dirs_exist_ok=True)
         elif (BLOCKS16_RUN / entry).exists():
@@ -512,11 +513,11 @@ def cmd_summarise(a: argparse.Namespace) -> None:
 def write_cards(curve: list[dict]) -> None:
     """card.json + card.md in each paper-objective hider's directory, from its latest curve point and checkpoint."""
     for mode, name in MODES.items():
-        d = PAPER_HIDERS / name if (PAPER_HIDERS / name / "checkpoint").is_dir() else None
+        d = PAPER_HIDERS / name if (PAPER_HIDERS / name / CHECKPOINT).is_dir() else None
         mine = [r for r in curve if r["mode"] == mode]
         if d is None or not mine:
             continue
-        ck = dict(read_checkpoint(d / "checkpoint"))
+        ck = dict(read_checkpoint(checkpoint_dir(d)))
         ck["hider"] = ck["hider"].to_dict() if hasattr(ck["hider"], "to_dict") else ck["hider"]
         last = max(mine, key=lambda r: r["step"])
         if last["step"] != ck["training"]["iteration"]:
@@ -564,8 +565,8 @@ def cmd_figure(a: argparse.Namespace) -> None:
     test = load_dataset("fashion-mnist", "test")
     for mode in a.modes:
         d = PAPER_HIDERS / MODES[mode]
-        hider = load_hider(d / "checkpoint", image_size=32)
-        bank = load_bank(d / "bank")
+        hider = load_hider(checkpoint_dir(d), image_size=32)
+        bank = load_bank(bank_dir(d))
         rows = np.array([np.flatnonzero(test.labels == k)[0] for k in range(test.num_classes)])
         covers = test.subset(rows, note="one per class")
         prot = protect(covers, hider, bank, mode, levels=8, seed=0, progress=False)

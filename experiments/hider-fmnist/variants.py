@@ -42,8 +42,8 @@ from deephide.evaluation.perturbation import perturbation_stats
 from deephide.evaluation.stats import aggregate
 from deephide.fsutil import atomic_file, read_jsonl
 from deephide.hiding.checkpoint import load_hider, read_checkpoint
-from deephide.hiding.hiderdir import (checkpoint_dir, gate_card_lines, homes_env, known_hiders, resolve_hider,
-                                      ship_hider)
+from deephide.hiding.hiderdir import (CHECKPOINT, SNAPSHOTS, bank_dir, checkpoint_dir, gate_card_lines, homes_env, keep_state,
+                                      known_hiders, read_card, resolve_hider, ship_hider, snapshot_dir)
 from deephide.protect import protect, reveal_gate
 from deephide.runtime import versions
 from deephide.semantic import load_bank
@@ -108,21 +108,21 @@ def committed_dir(name: str) -> Path:
     """Where a variant's last checkpoint is committed: results/hider-fmnist/variants/NAME (with its optimizer and
     surrogate state), or a hider in HIDER_HOMES whose card names the variant (fmnist-class-sv)."""
     own = HERE / "variants" / name
-    if (own / "checkpoint").is_dir():
+    if (own / CHECKPOINT).is_dir():
         return own
     for d in known_hiders(HIDER_HOMES).values():
-        if (d / "card.json").exists() and json.loads((d / "card.json").read_text()).get("variant") == name:
+        if read_card(d).get("variant") == name:
             return d
     return own
 
 
 def cmd_train(a: argparse.Namespace) -> None:
     committed = committed_dir(a.name)
-    if not (RUNS / a.name).exists() and (committed / "checkpoint").is_dir():  # a new machine: resume from git
+    if not (RUNS / a.name).exists() and (committed / CHECKPOINT).is_dir():  # a new machine: resume from git
         shutil.copytree(committed, RUNS / a.name, ignore=shutil.ignore_patterns("card.*"))
-        own = HERE / "variants" / a.name / "snapshots"
-        if own.is_dir():  # the measured snapshots stay with the variant's results
-            shutil.copytree(own, RUNS / a.name / "snapshots", dirs_exist_ok=True)
+        own = HERE / "variants" / a.name
+        if (own / SNAPSHOTS).is_dir():  # the measured snapshots stay with the variant's results
+            shutil.copytree(own / SNAPSHOTS, RUNS / a.name / SNAPSHOTS, dirs_exist_ok=True)
     cmd = command(a.name)
     cmd[0] = str(Path(sys.executable).with_name("deephide"))
     if a.seconds:
@@ -140,9 +140,9 @@ def point(spec: str) -> tuple[str, int, Path]:
     """NAME or NAME:STEP -> (name, step, checkpoint dir)."""
     name, _, step = spec.partition(":")
     d = variant_dir(name)
-    ck = d / "snapshots" / step if step else d / "checkpoint"
+    ck = snapshot_dir(d, step) if step else checkpoint_dir(d)
     if not step and not ck.is_dir():  # a shipped variant: its checkpoint is committed with the shipped hider
-        ck = committed_dir(name) / "checkpoint"
+        ck = checkpoint_dir(committed_dir(name))
     if not ck.is_dir():
         sys.exit(f"variants.py: {ck}: no such hider state (train it first: variants.py train {name})")
     return name, int(read_checkpoint(ck)["training"]["iteration"]), ck
@@ -156,7 +156,7 @@ def protected_sets(specs: list[str], gate: bool = True) -> dict[str, str]:
     for spec in specs:
         name, step, ck = point(spec)
         mode = VARIANTS[name][0]
-        bank = load_bank(variant_dir(name) / "bank")
+        bank = load_bank(bank_dir(variant_dir(name)))
         hider = load_hider(ck, image_size=32)
         label = f"{name}@{step}"
         gate_file = HERE / "selection-gate.jsonl"
@@ -229,8 +229,6 @@ def cmd_ship(a: argparse.Namespace) -> None:
     """Ship a variant's latest checkpoint as src/deephide/hiders/AS (weights, bank, log, summary, card; its card from
     the gate line of that checkpoint's step: run `select NAME` first). The training state (checkpoint with optimizer,
     surrogate) is kept in results/hider-fmnist/variants/NAME, which the card names, so `train NAME` continues it."""
-    import shutil
-
     name, step, ck = point(a.name)
     src, dst = variant_dir(name), ROOT / "src" / "deephide" / "hiders" / a.as_name
     gates = read_jsonl(HERE / "selection-gate.jsonl")
@@ -238,14 +236,9 @@ def cmd_ship(a: argparse.Namespace) -> None:
     if gate is None:
         sys.exit(f"variants.py: no gate line for {name}@{step}; run `variants.py select {name}` first")
     state = HERE / "variants" / name
-    for entry in ("checkpoint", "bank", "log.jsonl", "summary.json", "surrogate.safetensors"):  # snapshots: measured ones only
-        if src == state or not (src / entry).exists():
-            continue
-        if (src / entry).is_dir():
-            shutil.copytree(src / entry, state / entry, dirs_exist_ok=True)
-        else:
-            shutil.copy2(src / entry, state / entry)
-    info = read_checkpoint(state / "checkpoint")
+    if src != state:
+        keep_state(src, state)  # snapshots: the measured ones only, committed when measured
+    info = read_checkpoint(checkpoint_dir(state))
     run = info["training"]["run"]
     mode, g = VARIANTS[name][0], gate["reveal_gate"]
     chain = lineage(dict(run.get("init") or {}))

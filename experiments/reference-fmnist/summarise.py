@@ -22,6 +22,7 @@ from deephide.evaluation.report import (Row, Table, build_main_table, build_mixt
                                         load_paper_csv, paper_rows, parse_paper_refs, to_markdown)
 from deephide.evaluation.stats import aggregate
 from deephide.fsutil import read_jsonl
+from deephide.hiding.hiderdir import known_hiders
 
 # the campaign's declaration beside this script: its paths, grids and rows (one definition of each)
 CAMPAIGN = load_campaign(Path(__file__).with_name("campaign.yaml"))
@@ -156,7 +157,7 @@ def time_left_line(grids: dict[str, Any]) -> str:
                          f"~{sum(e for _, e in scaled) / 3600:.1f} core-hours scaled by training FLOPs from the "
                          "best-recorded model (an upper-side estimate: a larger model uses a CPU better)"
                          if scaled else ""))
-    hiders = [h for h in CAMPAIGN.hiders if not (CAMPAIGN.hiders_dir / h / "checkpoint").is_dir()]
+    hiders = [h for h in CAMPAIGN.hiders if h not in known_hiders([CAMPAIGN.hiders_dir])]
     return (f"- Time left ({len(missing)} cells; estimated from the cells' own wall times, each a one-thread worker "
             "beside another, so two workers on 2 cores take about half the core-hours): " + (
                 "; ".join(parts) if parts else "no CPU cells recorded yet") +

@@ -29,7 +29,9 @@ from deephide.evaluation.stats import aggregate
 from deephide.fsutil import read_jsonl
 from deephide.data.stored import save_imageset
 from deephide.hiding.checkpoint import load_hider, read_checkpoint
-from deephide.hiding.hiderdir import checkpoint_dir, resolve_hider, ship_hider
+from deephide.hiding import hiderdir
+from deephide.hiding.hiderdir import (CHECKPOINT, checkpoint_dir, hider_bank_dir, resolve_hider, ship_hider,
+                                      snapshot_dir)
 from deephide.protect import protect, reveal_gate, verify
 from deephide.runtime import versions
 from deephide.semantic import load_bank
@@ -83,7 +85,7 @@ def command(name: str) -> list[str]:
 
 def cmd_train(a: argparse.Namespace) -> None:
     committed = HERE / "hiders" / a.name
-    if not (RUNS / a.name).exists() and (committed / "checkpoint").is_dir():  # a new machine: continue from git
+    if not (RUNS / a.name).exists() and (committed / CHECKPOINT).is_dir():  # a new machine: continue from git
         shutil.copytree(committed, RUNS / a.name)
     cmd = command(a.name)
     cmd[0] = str(Path(sys.executable).with_name("deephide"))
@@ -114,10 +116,10 @@ def point(spec: str) -> tuple[str, int | None, Path]:
     if name not in VARIANTS:
         return name, None, checkpoint_dir(resolve_hider(name))
     d = RUNS / name if (RUNS / name).is_dir() else HERE / "hiders" / name
-    ck = d / "snapshots" / step if step else d / "checkpoint"
-    if step and not ck.is_dir() and (d / "checkpoint").is_dir() and \
-            str(read_checkpoint(d / "checkpoint")["training"]["iteration"]) == step:
-        ck = d / "checkpoint"  # the last checkpoint, named by its step
+    ck = snapshot_dir(d, step) if step else checkpoint_dir(d)
+    if step and not ck.is_dir() and (d / CHECKPOINT).is_dir() and \
+            str(read_checkpoint(checkpoint_dir(d))["training"]["iteration"]) == step:
+        ck = checkpoint_dir(d)  # the last checkpoint, named by its step
     if not ck.is_dir():
         sys.exit(f"run.py: {ck}: no such hider state (train it first: run.py train {name})")
     return name, int(read_checkpoint(ck)["training"]["iteration"]), ck
@@ -152,8 +154,7 @@ def make_set(label: str) -> str:
         rec["command"] = " ".join(["deephide", *cmd[1:]])
     else:
         name, step, ck = point(how[1])
-        bank_dir = (ck.parent.parent if ck.parent.name == "snapshots" else ck.parent) / "bank"
-        hider, bank = load_hider(ck, image_size=32), load_bank(bank_dir)
+        hider, bank = load_hider(ck, image_size=32), load_bank(hider_bank_dir(ck))
         covers = load_dataset(DATA, "test")  # the hold-out's covers: never a cover in the hider's training
         rec.update(point=how[1], step=step, gate=reveal_gate(covers, hider, bank, how[2], levels=8, seed=0, limit=2000))
         prot = protect(train, hider, bank, how[2], levels=8, seed=0, progress=True).replace(test_spec=DATA)
@@ -250,14 +251,7 @@ def keep_state(name: str) -> None:
     surrogate, bank, log, summary; the measured snapshots' weights), so `train NAME` continues it elsewhere."""
     src, dst = RUNS / name, HERE / "hiders" / name
     measured = {str(r.get("step")) for r in read_jsonl(HERE / "sets.jsonl") if r["row"].partition(":")[0] == name}
-    entries = ["checkpoint", "bank", "log.jsonl", "summary.json", "surrogate.safetensors"]
-    entries += [f"snapshots/{n}" for n in sorted(measured) if (src / "snapshots" / n).is_dir()]  # measured ones only
-    for entry in entries:
-        if (src / entry).is_dir():
-            shutil.copytree(src / entry, dst / entry, dirs_exist_ok=True)
-        elif (src / entry).exists():
-            dst.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src / entry, dst / entry)
+    hiderdir.keep_state(src, dst, snapshots=sorted(measured))  # the measured snapshots only
 
 
 def selection_record(chosen: str) -> dict:

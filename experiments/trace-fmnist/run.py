@@ -16,7 +16,7 @@ import numpy as np
 
 from deephide.data import load_dataset
 from deephide.fsutil import write_json
-from deephide.hiding.hiderdir import open_hider
+from deephide.hiding.hiderdir import bank_dir, open_hider
 from deephide.protect import protect
 from deephide.semantic import SecretBank, load_bank
 from deephide.trace import evaluate_tracing
@@ -28,7 +28,7 @@ HIDER = Path("runs/fmnist/hider-sig-C")
 def main() -> None:
     test = load_dataset("fashion-mnist", "test")
     hider, info = open_hider(HIDER, image_size=32)
-    logo = load_bank(HIDER / "bank").images[0]
+    logo = load_bank(bank_dir(HIDER)).images[0]
     k = test.num_classes
     bank = SecretBank(np.repeat(logo[None], k, axis=0), np.arange(k), k, {"logo": "sig anchor of class 0"})
     owned = test.subset(np.arange(2000, 4000))

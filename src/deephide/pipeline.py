@@ -105,7 +105,7 @@ def train_hider_job(train: ImageSet, test: ImageSet | None, secrets: str | None,
 def run_demo(out: Path, force: bool = False, progress: bool = True, **overrides: Any) -> dict:
     """Protect Fashion-MNIST with a CPU-trained hider and compare victims trained on clean vs protected data."""
     from .training.trainer import result_record, train_victim
-    from .hiding.hiderdir import open_hider, read_summary, resolve_hider
+    from .hiding.hiderdir import bank_dir, open_hider, read_summary, resolve_hider
     from .hiding.profiles import get_hider_profile
     from .profiles import get_profile
     from .protect import protect, verify
@@ -142,7 +142,7 @@ def run_demo(out: Path, force: bool = False, progress: bool = True, **overrides:
             raise DeephideError(f"{hdir}: hider training stopped early ({hsum['stopped']}); rerun to resume")
     say(f"[2/4] protecting {len(train)} images (eps {cfg['eps']}/255)")
     hider, info = open_hider(hdir, image_size=train.shape[0])
-    bank = load_bank(hdir / "bank")
+    bank = load_bank(bank_dir(hdir))
     prot = protect(train, hider, bank, cfg["mode"], levels=cfg["eps"], seed=cfg["seed"], progress=progress,
                    hider_info=info)
     prot = prot.replace(test_spec=cfg["dataset"])

@@ -15,6 +15,7 @@ from deephide.data import load_dataset
 from deephide.evaluation.grid import load_config, read_results
 from deephide.evaluation.perturbation import perturbation_stats
 from deephide.evaluation.stats import mean_std
+from deephide.hiding.hiderdir import read_summary
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -47,7 +48,7 @@ def measure(name: str, settings: str, what: str, clean) -> dict:
     by: dict[str, list[float]] = {}
     for r in recs:
         by.setdefault(r["countermeasure"], []).append(r["final_acc"])
-    summ = json.loads((R / f"hider-{name}" / "summary.json").read_text())
+    summ = read_summary(R / f"hider-{name}")
     pert = perturbation_stats(clean, load_dataset(str(R / f"prot-{name}"), "train", mmap=True))
     accs = {cm: mean_std(v) for cm, v in by.items()}
     v = summ["versions"]

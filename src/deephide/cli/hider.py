@@ -22,7 +22,7 @@ def cmd_train_hider(a: argparse.Namespace) -> int:
     from ..data import load_dataset
     from ..fsutil import remove_output_dir
     from ..hiding.profiles import get_hider_profile
-    from ..hiding.hiderdir import HIDER_DIR_ENTRIES
+    from ..hiding.hiderdir import BANK, CHECKPOINT, HIDER_DIR_ENTRIES
     from ..pipeline import train_hider_job
 
     out = Path(a.out)
@@ -34,7 +34,7 @@ def cmd_train_hider(a: argparse.Namespace) -> int:
         prof["iterations"] = a.iterations
     if a.force:
         remove_output_dir(out, HIDER_DIR_ENTRIES, "hider")
-    elif out.is_dir() and any(out.iterdir()) and not (out / "checkpoint").is_dir() and not (out / "bank").is_dir():
+    elif out.is_dir() and any(out.iterdir()) and not (out / CHECKPOINT).is_dir() and not (out / BANK).is_dir():
         raise DeephideError(f"{out}: exists and is not a hider directory; choose another --out")
     s = train_hider_job(train, test, a.secrets, a.mode, prof, out, seed=a.seed, lfc_iterations=a.lfc_iterations,
                         device=a.device, progress=not a.quiet, time_limit_s=a.time_limit, init=a.init,

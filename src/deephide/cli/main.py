@@ -98,12 +98,9 @@ def cmd_list(a: argparse.Namespace) -> int:
     elif what == "attacks":
         from ..attacks import ATTACKS as reg
     elif what == "hiders":
-        import json as _json
-
-        from ..hiding.hiderdir import SHIPPED_DIR, known_hiders
+        from ..hiding.hiderdir import SHIPPED_DIR, known_hiders, read_card
         for name, d in known_hiders().items():
-            card = d / "card.json"
-            g = _json.loads(card.read_text()).get("reveal_gate", {}) if card.exists() else {}
+            g = read_card(d).get("reveal_gate", {})
             note = (f"{g.get('mode', '?')}-wise, reveal {g['reveal_psnr']:.1f} dB "
                     f"vs trivial {g['trivial_psnr']:.1f} dB") if g else ""
             where = "" if d.parent == SHIPPED_DIR else f"\t({d.parent}, $DEEPHIDE_HIDERS)"

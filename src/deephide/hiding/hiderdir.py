@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DeephideError
-from .checkpoint import load_hider, read_checkpoint
+from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_hider, read_checkpoint
 from .inn import Hider
 
 
@@ -25,6 +25,10 @@ CARD_MD = "card.md"            # the card for people
 SURROGATE = "surrogate.safetensors"  # the surrogate victim's state (hiding.surrogate; the w_sv variant only)
 #: what a train-hider output directory may hold (`--force` wipes only such a directory)
 HIDER_DIR_ENTRIES = {CHECKPOINT, BANK, LOG, SUMMARY, SNAPSHOTS, SURROGATE}
+#: what training continues from (``train-hider --init``/resume): kept beside an experiment, never shipped
+STATE_ENTRIES = (CHECKPOINT, BANK, LOG, SUMMARY, SURROGATE)
+#: the checkpoint files a shipped hider keeps: what it writes depends on these alone (no optimizer state)
+SHIPPED_CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 
 #: Hiders shipped with the package (``protect --hider NAME``): weights, bank, card and summary each (no optimizer
 #: state or snapshots: those stay with the experiment that trained them, named by the card's ``state``).
@@ -73,7 +77,7 @@ def identity_files(path: str | Path) -> list[Path]:
     and its secret bank (not the optimizer state, log or snapshots)."""
     path = Path(path)
     ck = checkpoint_dir(path)
-    files = [ck / "weights.safetensors", ck / "config.json", *(path / BANK).rglob("*")]
+    files = [*(ck / f for f in SHIPPED_CHECKPOINT_FILES), *(path / BANK).rglob("*")]
     return sorted(f for f in files if f.is_file())
 
 
@@ -94,6 +98,22 @@ def read_summary(path: str | Path) -> dict[str, Any]:
     """The training summary of the hider directory ``path`` ({} when it has none yet)."""
     f = Path(path) / SUMMARY
     return json.loads(f.read_text()) if f.exists() else {}
+
+
+def read_card(path: str | Path) -> dict[str, Any]:
+    """The card of the hider directory ``path`` (card.json; {} when it has none: not a shipped hider)."""
+    f = Path(path) / CARD
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
+def bank_dir(path: str | Path) -> Path:
+    """The secret bank of the hider directory ``path``."""
+    return Path(path) / BANK
+
+
+def snapshot_dir(path: str | Path, step: int | str) -> Path:
+    """The snapshot (weights and architecture) of the hider directory ``path`` at training step ``step``."""
+    return Path(path) / SNAPSHOTS / str(step)
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
@@ -126,26 +146,45 @@ def write_card(path: str | Path, card: dict[str, Any], card_md: str) -> None:
         f.write(card_md)
 
 
-def ship_hider(src: Path, dst: Path, card: dict[str, Any], card_md: str, checkpoint: Path | None = None) -> Path:
+def ship_hider(src: Path, dst: Path, card: dict[str, Any] | None = None, card_md: str | None = None,
+               checkpoint: Path | None = None) -> Path:
     """Copy the hider directory ``src`` into ``dst`` as a shipped hider: the weights and config of its checkpoint (or
     of ``checkpoint``, e.g. one of its snapshots; never the optimizer state), its bank, log and summary, with ``card``
-    (card.json) and ``card_md`` (card.md). Written beside ``dst`` and renamed into place: complete or untouched."""
+    (card.json) and ``card_md`` (card.md) when given. Written beside ``dst`` and renamed into place: complete or
+    untouched."""
     import shutil
 
     tmp = dst.with_name(f".{dst.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / CHECKPOINT).mkdir(parents=True)
-    for f in ("config.json", "weights.safetensors"):
+    for f in SHIPPED_CHECKPOINT_FILES:
         shutil.copy2((checkpoint or checkpoint_dir(src)) / f, tmp / CHECKPOINT / f)
     shutil.copytree(src / BANK, tmp / BANK)
     for f in (LOG, SUMMARY):
         if (src / f).exists():
             shutil.copy2(src / f, tmp / f)
-    write_card(tmp, card, card_md)
+    if card is not None:
+        write_card(tmp, card, card_md or "")
     if dst.exists():
         shutil.rmtree(dst)
     tmp.rename(dst)
     return dst
+
+
+def keep_state(src: Path, dst: Path, snapshots: Iterable[int | str] = (),
+               entries: Iterable[str] = STATE_ENTRIES) -> None:
+    """Copy the training state of the hider directory ``src`` (STATE_ENTRIES: checkpoint with its optimizer, bank,
+    log, summary, surrogate; those it has) and the ``snapshots`` named into ``dst``, over what is there: what an
+    experiment commits so that training continues on another machine."""
+    import shutil
+
+    names = [*entries, *(f"{SNAPSHOTS}/{s}" for s in snapshots)]
+    for entry in names:
+        if (src / entry).is_dir():
+            shutil.copytree(src / entry, dst / entry, dirs_exist_ok=True)
+        elif (src / entry).exists():
+            (dst / entry).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / entry, dst / entry)
 
 
 def checkpoint_dir(path: Path) -> Path:

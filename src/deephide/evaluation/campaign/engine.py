@@ -31,7 +31,8 @@ import yaml
 from ...data import load_dataset
 from ...errors import DeephideError
 from ...fsutil import append_jsonl, read_jsonl
-from ...hiding.hiderdir import homes_env
+from ...hiding.checkpoint import WEIGHTS_FILE
+from ...hiding.hiderdir import SUMMARY, checkpoint_dir, homes_env, read_summary, ship_hider
 from ...runtime import versions
 from ...training.trainer import data_fingerprint
 from ..grid import load_config, read_results, run_grid, sidecar_path
@@ -96,7 +97,7 @@ def train_hider(c: Campaign, name: str, device: str, seconds_left: float) -> boo
     continues from its checkpoint on the next run on this machine)."""
     assert c.hiders_dir is not None
     done = c.hiders_dir / name
-    if (done / "checkpoint" / "weights.safetensors").exists():
+    if (checkpoint_dir(done) / WEIGHTS_FILE).exists():
         return True
     h = c.hiders[name]
     work = c.runs / "hiders" / name
@@ -111,22 +112,14 @@ def train_hider(c: Campaign, name: str, device: str, seconds_left: float) -> boo
         print(f"campaign: hider {name}: stopped at the time limit before a checkpoint (starts again next run)",
               flush=True)
         return False
-    if rc != 0 or not (work / "summary.json").exists():
-        raise DeephideError(f"campaign: hider {name} failed (exit {rc}, no summary.json): {' '.join(cmd)}")
-    summary = json.loads((work / "summary.json").read_text())
+    summary = read_summary(work)
+    if rc != 0 or not summary:
+        raise DeephideError(f"campaign: hider {name} failed (exit {rc}, no {SUMMARY}): {' '.join(cmd)}")
     if not summary.get("finished"):
         print(f"campaign: hider {name}: stopped at step {summary.get('iterations_done')} (continues next run)",
               flush=True)
         return False
-    tmp = done.with_name(f".{name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "checkpoint").mkdir(parents=True)
-    for f in ("config.json", "weights.safetensors"):
-        shutil.copy2(work / "checkpoint" / f, tmp / "checkpoint" / f)
-    shutil.copytree(work / "bank", tmp / "bank")
-    for f in ("summary.json", "log.jsonl"):
-        shutil.copy2(work / f, tmp / f)
-    tmp.rename(done)
+    ship_hider(work, done)  # weights, config, bank, summary, log: no optimizer, no card
     return True
 
 
