@@ -7,8 +7,8 @@ from PIL import Image
 from deephide.cli import main
 from deephide.data import load_dataset
 from deephide.errors import DeephideError
-from deephide.semantic import make_bank
 from deephide.ops.metrics import correlation
+from deephide.semantic import make_bank
 from deephide.trace import calibrate
 
 

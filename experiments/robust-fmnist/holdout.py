@@ -2,7 +2,7 @@
 
 Command (repository root, after `make setup`); it wrote src/deephide/data/splits/fashion-mnist-holdout.json:
   .venv/bin/python experiments/robust-fmnist/holdout.py
-The seed is fixed; rerunning reproduces the committed file byte for byte (tests/test_holdout.py checks it).
+The seed is fixed; rerunning reproduces the committed file byte for byte (tests/data/test_holdout.py checks it).
 """
 
 from __future__ import annotations

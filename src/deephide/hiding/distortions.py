@@ -13,7 +13,7 @@ included if listed, so some steps train the undistorted path; a name listed twic
 The surrogate victim (hiding.surrogate) draws from ``sv_distortions`` the same way: there the families are
 the countermeasures of the reference tables, so the shortcut the hider builds is one a victim still learns
 after JPEG, bit-depth reduction, noise, filters, grayscale or Cutout (issue 33). Names: :data:`DISTORTIONS`;
-every one passes a gradient to the stored image (tests/test_distortions.py).
+every one passes a gradient to the stored image (tests/hiding/test_distortions.py).
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ import torch
 
 from deephide.data import ImageSet, load_dataset
 from deephide.errors import DeephideError
+from deephide.profiles import get_profile
 from deephide.training.augment import random_crop_flip
 from deephide.training.trainer import lr_at, result_record, train_victim
-from deephide.profiles import get_profile
 
 
 @pytest.fixture(scope="module")

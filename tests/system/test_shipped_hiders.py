@@ -19,7 +19,7 @@ SHIPPED = shipped_hiders()
 needs_data = pytest.mark.skipif(not (FMNIST / "t10k-images-idx3-ubyte.gz").exists(), reason="dataset-fashion-mnist not installed")
 
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: the experiment hiders kept out of the package (issue 36): the paper-objective ones and fmnist-class-sv
 EXPERIMENT_HIDERS = ROOT / "results" / "hider-fmnist" / "hiders"
 

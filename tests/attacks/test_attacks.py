@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from deephide.attacks import ATTACKS, attack_profile, run_attack
-from deephide.cli.attack import add_attack_parser, cmd_attack
 from deephide.attacks.ar import _stable_coefficients, ar_generate, ar_noise
 from deephide.attacks.lsp import lsp_noise
+from deephide.cli.attack import add_attack_parser, cmd_attack
 from deephide.data import load_dataset, load_imageset
 from deephide.errors import DeephideError
 

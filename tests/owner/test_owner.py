@@ -17,8 +17,8 @@ from PIL import Image
 
 from deephide.cli import main
 from deephide.errors import DeephideError
-from deephide.owner import protect_folder
 from deephide.owner import image as owner_image
+from deephide.owner import protect_folder
 
 HIDER = "fmnist-class"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -14,7 +14,7 @@ import torch
 
 from deephide.runtime import bf16_supported
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _load(name: str):

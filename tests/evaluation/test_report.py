@@ -243,15 +243,20 @@ def test_report_errors(tmp_path, paper_csv):
 # ------------------------------------------------------------------------------- shipped configs & CLI
 
 #: the experiments' grid configs that lay out one of the paper's tables
-CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "experiments").rglob("*.yaml")
+CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[2] / "experiments").rglob("*.yaml")
                  if "paper_table" in p.read_text())
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_configs_parse_and_map_paper_rows(path):
     from deephide.evaluation.grid import expand, load_config
-    from deephide.evaluation.report import (build_main_table, build_mixture_table, default_paper_csv,
-                                            load_paper_csv, paper_rows)
+    from deephide.evaluation.report import (
+        build_main_table,
+        build_mixture_table,
+        default_paper_csv,
+        load_paper_csv,
+        paper_rows,
+    )
 
     cfg = load_config(path)
     cells = expand(dataclasses.replace(cfg, identity="label"))  # by label: the sets need not exist here

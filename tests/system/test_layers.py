@@ -17,11 +17,12 @@ the module graph has no cycle. A newcomer can read the package bottom-up:
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parent.parent / "src" / "deephide"
+SRC = Path(__file__).resolve().parents[2] / "src" / "deephide"
 
 #: the first dotted part under deephide -> its layer (a lower number is further down)
 LAYERS = {
@@ -82,7 +83,7 @@ def _imports(mods: dict[str, Path]) -> dict[str, set[str]]:
 
 def _layer(module: str) -> tuple[int, str]:
     top = module.split(".")[1] if "." in module else ""
-    assert top in LAYERS, f"{module}: not in any layer; add its package to LAYERS in tests/test_layers.py"
+    assert top in LAYERS, f"{module}: not in any layer; add its package to LAYERS in tests/system/test_layers.py"
     return LAYERS[top], top
 
 
@@ -130,7 +131,7 @@ def test_the_checker_sees_imports_inside_functions(tmp_path, monkeypatch):
     (pkg / "__init__.py").write_text("")
     (pkg / "data" / "__init__.py").write_text("def f():\n    from ..cli import main\n")
     (pkg / "cli.py").write_text("from .data import f\n")
-    monkeypatch.setattr(__import__(__name__), "SRC", pkg)
+    monkeypatch.setattr(sys.modules[__name__], "SRC", pkg)
     with pytest.raises(AssertionError, match=r"deephide.data -> deephide.cli"):
         test_every_import_points_down_the_layers()
     with pytest.raises(AssertionError, match="import cycles"):

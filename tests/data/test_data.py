@@ -26,10 +26,10 @@ from deephide.data import (
     import_png_folder,
     load_dataset,
     load_imageset,
+    loaders,
     parse_spec,
     save_imageset,
 )
-from deephide.data import loaders
 from deephide.data.unpickle import load_pickle, restricted_loads
 from deephide.errors import DeephideError
 

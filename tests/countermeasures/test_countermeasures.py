@@ -7,13 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deephide.countermeasures import COUNTERMEASURES, PAPER_COLUMNS, Countermeasure, build_countermeasure
-from deephide.countermeasures import base
+from deephide.countermeasures import COUNTERMEASURES, PAPER_COLUMNS, Countermeasure, base, build_countermeasure
+from deephide.countermeasures.adversarial import pgd_linf
+from deephide.countermeasures.bdr import bdr_lut
 from deephide.countermeasures.cutmix import cutmix
 from deephide.countermeasures.cutout import cutout, paper_cutout_size
 from deephide.countermeasures.mixup import mixup
-from deephide.countermeasures.adversarial import pgd_linf
-from deephide.countermeasures.bdr import bdr_lut
 from deephide.errors import DeephideError
 
 # a 3x3 single-channel patch: sorted 1 2 3 4 5 7 8 9 100, sum 139

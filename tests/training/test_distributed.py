@@ -24,12 +24,12 @@ import torch
 from safetensors.torch import load_file
 
 from deephide import launch
-from deephide.training import distributed
 from deephide.data import load_dataset
 from deephide.errors import DeephideError
-from deephide.training.trainer import train_victim
 from deephide.hiding.hiderdir import open_hider
 from deephide.profiles import get_profile
+from deephide.training import distributed
+from deephide.training.trainer import train_victim
 
 DATA = "synthetic?n=256&size=32&classes=4"
 TEST = "synthetic?n=64&size=32&classes=4"  # the test split: 64 images keep the ViT's evaluation short
@@ -95,9 +95,9 @@ def _cache_random_lfc_net(iterations: int, seed: int) -> None:
     """
     from safetensors.torch import save_file
 
-    from deephide.training.trainer import data_fingerprint
     from deephide.hiding.lfc import cache_root
     from deephide.models import build_model
+    from deephide.training.trainer import data_fingerprint
 
     train = load_dataset(DATA, "train")
     d = cache_root() / "lfc" / f"{data_fingerprint(train)}-resnet18-cpu-{iterations}-s{seed}"

@@ -11,8 +11,15 @@ import pytest
 
 from deephide.data.imageset import ImageSet
 from deephide.errors import DeephideError
-from deephide.semantic import (SEMANTIC_SOURCES, SecretBank, load_bank, make_bank, save_bank,
-                               semantic_stats, write_contact_sheets)
+from deephide.semantic import (
+    SEMANTIC_SOURCES,
+    SecretBank,
+    load_bank,
+    make_bank,
+    save_bank,
+    semantic_stats,
+    write_contact_sheets,
+)
 from deephide.semantic.pool import DEFAULT_FONT
 
 HAS_POOL = Path(DEFAULT_FONT).is_file() and importlib.util.find_spec("emoji") is not None
@@ -307,8 +314,13 @@ def test_clip_encoder_from_local_dir(tmp_path, one_thread):
 def _tiny_sd(root: Path) -> Path:
     """A randomly initialised, tiny Stable Diffusion + ControlNet saved in diffusers' layout."""
     import torch
-    from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, StableDiffusionControlNetPipeline,
-                           UNet2DConditionModel)
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        DDIMScheduler,
+        StableDiffusionControlNetPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     tok = _tiny_clip_tokenizer(root)

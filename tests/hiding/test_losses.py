@@ -1,0 +1,165 @@
+"""deephide.hiding.losses: L_hide, L_reveal, L_freq, L_LFC, L_use and their weighted total."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from deephide.errors import DeephideError
+from deephide.hiding import (
+    freq_loss,
+    hide_loss,
+    lfc_loss,
+    reveal_loss,
+    total_loss,
+)
+
+EPS = 8 / 255
+
+
+# ---------------------------------------------------------------- losses
+
+def test_hide_loss_zero_inside_budget_and_positive_outside() -> None:
+    cover = torch.rand(2, 3, 8, 8)
+    inside = cover + (torch.rand_like(cover) * 2 - 1) * EPS
+    assert hide_loss(inside, cover, EPS).item() == 0.0
+    stego = cover.clone()
+    stego[0, 0, 0, 0] += EPS + 0.1
+    expected = 0.1**2 / cover.numel()
+    assert math.isclose(hide_loss(stego, cover, EPS).item(), expected, rel_tol=1e-3)
+
+
+def test_reveal_and_freq_loss_values() -> None:
+    a = torch.zeros(1, 3, 4, 4)
+    assert math.isclose(reveal_loss(a + 0.5, a).item(), 0.25)
+    # a constant shift c changes LL by 2c: MSE = 4 c^2
+    assert math.isclose(freq_loss(a + 0.1, a).item(), 0.04, rel_tol=1e-5)
+    # a pure high-frequency (checkerboard) change leaves LL untouched
+    checker = ((torch.arange(4)[:, None] + torch.arange(4)[None, :]) % 2 * 2 - 1) * 0.1  # +-0.1
+    assert freq_loss(a + checker, a).item() < 1e-12
+
+
+def _flat_features(x: torch.Tensor) -> torch.Tensor:
+    return x - 0.5  # undoes perturbation_to_image's shift: features proportional to x_pm
+
+
+def test_lfc_loss_hand_values() -> None:
+    cover = torch.full((2, 1, 2, 2), 0.5)
+    pm = torch.zeros(2, 1, 2, 2)
+    pm[0, 0, 0, 0] = EPS
+    pm[1, 0, 0, 0] = EPS
+    same = torch.tensor([3, 3])
+    assert abs(lfc_loss(_flat_features, cover + pm, cover, same).item()) < 1e-6  # identical -> 0
+    pm[1] = 0
+    pm[1, 0, 1, 1] = EPS
+    assert math.isclose(lfc_loss(_flat_features, cover + pm, cover, same).item(), 1.0, rel_tol=1e-6)  # orthogonal
+    pm[1] = -pm[0]
+    assert math.isclose(lfc_loss(_flat_features, cover + pm, cover, same).item(), 2.0, rel_tol=1e-6)
+
+
+def test_lfc_loss_mean_over_same_class_pairs_only() -> None:
+    cover = torch.full((3, 1, 2, 2), 0.5)
+    pm = torch.zeros(3, 1, 2, 2)
+    pm[0, 0, 0, 0] = pm[1, 0, 0, 0] = EPS  # class 0: identical pair -> 0
+    pm[2, 0, 1, 1] = EPS  # class 1 alone; orthogonal to class 0 but cross-class pairs do not count
+    labels = torch.tensor([0, 0, 1])
+    assert abs(lfc_loss(_flat_features, cover + pm, cover, labels).item()) < 1e-6
+
+
+def test_lfc_loss_without_pairs_is_zero_with_graph() -> None:
+    stego = torch.rand(3, 3, 4, 4, requires_grad=True)
+    calls = []
+    loss = lfc_loss(lambda x: calls.append(1) or x, stego, torch.rand(3, 3, 4, 4), torch.tensor([0, 1, 2]))
+    assert loss.item() == 0.0 and not calls
+    loss.backward()
+    assert torch.equal(stego.grad, torch.zeros_like(stego))
+
+
+def test_lfc_loss_gradient_flows_through_features() -> None:
+    feat = torch.nn.Conv2d(3, 4, 3)
+    for p in feat.parameters():
+        p.requires_grad_(False)
+    stego = (torch.full((4, 3, 6, 6), 0.5) + torch.randn(4, 3, 6, 6) * 0.01).requires_grad_(True)
+    loss = lfc_loss(feat, stego, torch.full((4, 3, 6, 6), 0.5), torch.tensor([0, 0, 1, 1]))
+    loss.backward()
+    assert stego.grad.abs().sum() > 0
+    with pytest.raises(DeephideError, match="labels"):
+        lfc_loss(feat, stego, stego, torch.tensor([0, 1]))
+
+
+def test_total_loss_weights_and_switches() -> None:
+    terms = {"hide": torch.tensor(1.0), "reveal": torch.tensor(2.0), "freq": torch.tensor(3.0),
+             "lfc": torch.tensor(1000.0)}
+    total, log = total_loss(terms)
+    assert math.isclose(total.item(), 1 + 2 + 3 + 0.1, rel_tol=1e-6)
+    assert log["reveal"] == 2.0 and math.isclose(log["total"], 6.1, rel_tol=1e-6)
+    total, _ = total_loss(terms, {"reveal": 0.5, "lfc": 0})
+    assert math.isclose(total.item(), 1 + 1 + 3, rel_tol=1e-6)
+    # Table K: L_hide only; a NaN in a disabled term does not leak into the total
+    terms["lfc"] = torch.tensor(float("nan"))
+    total, log = total_loss(terms, enabled={"hide"})
+    assert total.item() == 1.0 and math.isnan(log["lfc"])
+    total, log = total_loss({"hide": torch.tensor(0.5)}, enabled={"hide"})
+    assert total.item() == 0.5 and set(log) == {"hide", "total"}
+    with pytest.raises(DeephideError, match="not computed"):
+        total_loss({"hide": torch.tensor(0.5)}, enabled={"hide", "reveal"})
+    with pytest.raises(DeephideError, match="unknown"):
+        total_loss({"hide": torch.tensor(0.5), "bogus": torch.tensor(1.0)})
+    with pytest.raises(DeephideError, match="disabled"):
+        total_loss({"lfc": torch.tensor(1.0)}, {"lfc": 0.0})
+
+
+def test_total_loss_gradient() -> None:
+    x = torch.tensor(2.0, requires_grad=True)
+    total, _ = total_loss({"hide": x, "reveal": x * x}, {"reveal": 3.0})
+    total.backward()
+    assert x.grad.item() == 1 + 3 * 2 * 2
+
+
+def test_lfc_sum_reduction_by_hand():
+    """Sum over ordered same-class pairs: two orthogonal same-class maps give 2 pairs x (1 - 0)."""
+    import torch as _t
+
+    from deephide.hiding.losses import lfc_loss as _lfc
+
+    cover = _t.zeros(3, 1, 2, 2)
+    stego = cover.clone()
+    stego[0, 0, 0, 0] = 0.01
+    stego[1, 0, 1, 1] = 0.01
+    stego[2, 0, 0, 1] = 0.01
+    feats = lambda x: x.reshape(x.shape[0], -1) - 0.5  # noqa: E731  (the image map, centred back)
+    labels = _t.tensor([0, 0, 1])
+    assert float(_lfc(feats, stego, cover, labels, eps=0.01, reduction="sum")) == pytest.approx(2.0, abs=1e-5)
+    assert float(_lfc(feats, stego, cover, labels, eps=0.01, reduction="mean")) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_lfc_repulsion_pushes_classes_apart() -> None:
+    feats = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.1], [1.0, 0.1]])
+    labels = torch.tensor([0, 0, 1, 1])
+    st_, cv = torch.zeros(4, 1, 2, 1), torch.zeros(4, 1, 2, 1)
+    f = lambda x: feats  # noqa: E731
+    plain = lfc_loss(f, st_, cv, labels, reduction="mean")
+    rep = lfc_loss(f, st_, cv, labels, reduction="mean", repulsion=0.5)
+    cos01 = float(torch.nn.functional.cosine_similarity(feats[0:1], feats[2:3]))
+    assert float(plain) == pytest.approx(0.0, abs=1e-6)
+    assert float(rep) == pytest.approx(0.5 * cos01, abs=1e-5)
+
+
+def test_use_loss_pulls_small_perturbations_up_to_the_target_only() -> None:
+    from deephide.hiding import use_loss
+
+    eps = 8 / 255
+    cover = torch.full((2, 3, 4, 4), 0.5)
+    half = cover + torch.tensor([0.5 * eps, -0.9 * eps]).view(2, 1, 1, 1)  # image 0 uses 50%, image 1 90%
+    # only image 0 falls short of 75%: (0.75 - 0.5)^2 / 2 images
+    assert float(use_loss(half, cover, eps, 0.75)) == pytest.approx(0.25 ** 2 / 2, rel=1e-5)
+    assert float(use_loss(half, cover, eps, 0.5)) == pytest.approx(0.0, abs=1e-7)
+    x = half.clone().requires_grad_(True)
+    use_loss(x, cover, eps, 0.75).backward()
+    assert float(x.grad[0].abs().sum()) > 0 and float(x.grad[1].abs().sum()) == 0.0
+    with pytest.raises(DeephideError, match="target"):
+        use_loss(half, cover, eps, 1.5)
+    total, vals = total_loss({"reveal": torch.tensor(1.0), "use": torch.tensor(2.0)}, {"use": 0.5})
+    assert float(total) == pytest.approx(2.0) and vals["use"] == 2.0
