@@ -136,3 +136,34 @@ def test_the_checker_sees_imports_inside_functions(tmp_path, monkeypatch):
         test_every_import_points_down_the_layers()
     with pytest.raises(AssertionError, match="import cycles"):
         test_no_import_cycles()
+
+
+def test_tests_mirror_the_package():
+    """tests/PKG/ for a package of src/deephide, tests/test_MODULE.py for a top-level module (test_foundation.py:
+    the layer-0 helpers together); cross-cutting suites in system/, benchmarks/, experiments/ only."""
+    tests = Path(__file__).resolve().parents[1]
+    cross = {"system", "benchmarks", "experiments"}
+    for d in (p for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        assert d.name in cross or (SRC / d.name / "__init__.py").exists(), f"tests/{d.name}: no src/deephide/{d.name}"
+        for sub in d.rglob("*"):
+            if sub.is_dir() and not sub.name.startswith((".", "_")) and d.name not in cross:
+                rel = sub.relative_to(tests)
+                assert (SRC / rel).is_dir(), f"tests/{rel}: no src/deephide/{rel}"
+    for f in tests.glob("test_*.py"):
+        module = f.stem[len("test_"):]
+        assert module == "foundation" or (SRC / f"{module}.py").exists(), f"tests/{f.name}: no src/deephide/{module}.py"
+
+
+def test_no_experiment_or_benchmark_script_loads_another_by_path():
+    """Scripts share code through the package, not through each other (importlib by path, runpy, sys.path beside
+    a script other than benchmarks/ for its benchlib)."""
+    root = SRC.parents[1]
+    for f in (root / "experiments").rglob("*.py"):
+        tree = ast.parse(f.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in ("spec_from_file_location", "run_path"):
+                raise AssertionError(f"{f.relative_to(root)}:{node.lineno}: loads a script by path")
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                local = [n for n in names if (f.parent / f"{n.split('.')[0]}.py").exists()]
+                assert not local, f"{f.relative_to(root)}:{node.lineno}: imports the script {local[0]}.py beside it"
