@@ -184,6 +184,92 @@ def gpu_vs_cpu_section() -> list[str]:
     return L + [""]
 
 
+def reproducibility_section(grids: dict[str, Any]) -> list[str]:
+    """Where each main-table row's cells ran, and the same cells trained on another kind of machine (1 vs 2 CPU
+    threads: the threads grid; CPU vs GPU: the gpu-vs-cpu grid and any other cell key recorded on two kinds)."""
+    from deephide.evaluation.campaign.evidence import kinds_by_row, same_cell_spread
+
+    L = ["## Reproducibility: where cells ran, and what another machine changes", "",
+         "A cell's key names what it trains (its bytes and settings), not where: a CPU trains the same cell to other "
+         "bytes at another thread count (benchmarks/THREAD_DETERMINISM.md: PyTorch's oneDNN kernels; its own kernels "
+         "would not, at several times the cost), and a GPU to others again. So each row says where its cells ran, "
+         "and the same cells trained again elsewhere say how much that moves a number.", "",
+         "### Where each row's main-table cells ran", "", "| row | cells by machine kind |", "|---|---|"]
+    for row, kinds in kinds_by_row(grids["main"][1]).items():
+        mark = "" if len(kinds) == 1 else " **(mixed)**"
+        L.append(f"| {row}{mark} | " + "; ".join(f"{n} {k}" for k, n in kinds.most_common()) + " |")
+    files = [HERE / f"{g}.jsonl" for g in CAMPAIGN.grids] + sorted(CAMPAIGN.previous.glob("*.jsonl")) \
+        + [p for p in CAMPAIGN.also_reuse if p.exists()] + [HERE / "gpu-vs-cpu.jsonl"]
+    spread = same_cell_spread(r for f in dict.fromkeys(files) for r in read_results(f))
+    by_row: dict[str, list[tuple[str, float]]] = {}
+    for e in spread:
+        vals = sorted(e["values"].items())
+        for (ka, va), (kb, vb) in zip(vals, vals[1:]):
+            pair = " vs ".join(sorted((ka, kb)))
+            by_row.setdefault(e["record"]["row"], []).append((pair, abs(va - vb)))
+    L += ["", "### The same cell on two kinds of machine (final accuracy, |difference| in points)", "",
+          "Every cell key recorded on more than one kind, from every results file of the campaign "
+          "(`threads`: the main table's Vanilla cell of each row at 2 threads; `gpu-vs-cpu`: GPU cells trained again "
+          "on a CPU). A row's label is the one its first record ran under.", ""]
+    if not by_row:
+        return L + ["(no cell recorded on two kinds yet)", ""]
+    L += ["| row | cells compared | kinds | mean abs diff | max abs diff |", "|---|---:|---|---:|---:|"]
+    for row, diffs in by_row.items():
+        pairs = sorted({p for p, _ in diffs})
+        L.append(f"| {row} | {len(diffs)} | {'; '.join(pairs)} | {sum(d for _, d in diffs) / len(diffs):.2f} | "
+                 f"{max(d for _, d in diffs):.2f} |")
+    allv = [d for ds in by_row.values() for _, d in ds]
+    L += ["", f"Over all {len(allv)} compared cells: mean |difference| {sum(allv) / len(allv):.2f} points, "
+          f"{sum(d <= 0.5 for d in allv)} within 0.5 points, largest {max(allv):.2f}.", ""]
+    return L
+
+
+def training_length_section(grids: dict[str, Any]) -> list[str]:
+    """The same sets under longer victims (configs/length-*.yaml): 937 steps (the tables), 4,685 (5x) and 40,000 (the
+    paper's schedule); whether the 2-epoch number holds (within 5 points); the figure of every cell's curve."""
+    from deephide.evaluation.report.figures import panels_figure
+
+    src = {"937": [r for r in grids["main"][1] if r["countermeasure"] == "Vanilla" and r["model"] == "fastcnn"],
+           "4,685": grids["length-5x"][1], "40,000": grids["length-paper"][1]}
+    r20 = {"937": grids["archs-r20"][1], "4,685": grids["length-5x-r20"][1]}
+    rows = list(grids["length-5x"][0].train_sets)
+    ag = lambda recs, stat, seeds=(0, 1, 2): aggregate([r for r in recs if r["seed"] in seeds], stat)  # noqa: E731
+    fmt = lambda a: "–" if a is None else (f"{a.mean:.2f} ± {a.std:.2f}" if a.n > 1 else f"{a.mean:.2f}") \
+        + (f" (n={a.n})" if a is not None and a.n not in (1, 3) else "")  # noqa: E731
+    get = lambda recs, row, stat, seeds=(0, 1, 2): next((a for k, a in ag(recs, stat, seeds).items()  # noqa: E731
+                                                         if k[0] == row), None)
+    L = ["## Training length: does the 2-epoch number hold?", "",
+         "Vanilla, final (peak) accuracy: the tables' 937 steps beside the same sets at 4,685 steps (the `fast` recipe "
+         "stretched 5x: configs/length-5x.yaml, seeds 0-2; ResNet-20 seed 0: length-5x-r20.yaml) and 40,000 steps "
+         "(the paper's schedule, lr 0.1 x0.1 every 16,000, fastcnn seed 0: length-paper.yaml). A row *holds* when "
+         "the longer victim's final accuracy is within 5 points of the 937-step one (the same seeds).", "",
+         "| row | fastcnn 937 | fastcnn 4,685 | fastcnn 937, seed 0 | fastcnn 40,000, seed 0 | ResNet-20 937, seed 0 | "
+         "ResNet-20 4,685, seed 0 |", "|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for row in rows:
+        cells = [(src["937"], (0, 1, 2)), (src["4,685"], (0, 1, 2)), (src["937"], (0,)), (src["40,000"], (0,)),
+                 (r20["937"], (0,)), (r20["4,685"], (0,))]
+        fin = [get(recs, row, "final", seeds) for recs, seeds in cells]
+        peak = [get(recs, row, "best", seeds) for recs, seeds in cells]
+        L.append(f"| {row} | " + " | ".join(f"{fmt(f)} ({p.mean:.2f})" if f and p else "–"
+                                             for f, p in zip(fin, peak)) + " |")
+        said = []
+        for (a, b), what in (((0, 1), "fastcnn at 5x"), ((2, 3), "fastcnn at 40,000 steps"),
+                             ((4, 5), "ResNet-20 at 5x")):
+            if fin[a] is not None and fin[b] is not None:
+                d = fin[b].mean - fin[a].mean
+                said.append(f"{what} {'holds' if abs(d) <= 5 else 'does not hold'} ({fin[a].mean:.2f} -> "
+                            f"{fin[b].mean:.2f}, {d:+.2f})")
+        verdicts.append(f"- {row}: " + ("; ".join(said) if said else "not measured yet") + ".")
+    L += ["", *verdicts, ""]
+    panels = {row: {f"{n} steps": [r for r in recs if r["row"] == row and r["seed"] in (0, 1, 2)]
+                    for n, recs in src.items()} for row in rows}
+    if panels_figure(panels, HERE / "training-length.png", "fastcnn Vanilla: test accuracy during training "
+                     "(mean over seeds, band min..max), by training length"):
+        L += ["![Training length](training-length.png)", ""]
+    return L
+
+
 def jpeg_blocks_line(res: dict[str, Any], budget_levels: int = 8) -> str:
     """One paragraph on why the JPEG table is not monotonic, from experiments/reference-fmnist/jpeg_blocks.py's JSON
     (every number in it read from there)."""
@@ -338,6 +424,8 @@ def main() -> None:
         L += [ln for ln in sj.read_text().splitlines()
               if ln.startswith("|") and ("fashion-mnist" in ln or "---" in ln or "classes" in ln)] + [""]
 
+    L += training_length_section(grids)
+    L += reproducibility_section(grids)
     L += selection_record_section()
     L += ["## Sets (the ledger: results/reference-fmnist/sets.jsonl)", "",
           "The first set made for a row from its current inputs (its recipe: the command and, for a protected row, the "

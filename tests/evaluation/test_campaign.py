@@ -47,10 +47,11 @@ def test_reference_declaration_names_every_row_grid_and_hider():
     assert list(c.sets)[len(c.main_rows):] == [*c.hiders, "ISGAN"] and c.ablation_rows == ["ISGAN"]
     assert c.sets["softbudget-C"][-2:] == ["--eps", "255"] and c.hiders["hideonly-C"].settings[-1] == "lfc=false"
     assert c.sets["base-C"][4] == str(c.hiders_dir / "base-C")
-    assert c.grids == ("main", "archs-r20", "jpeg", "mixtures", "archs-r18", "weights", "sources", "analysis")
+    assert c.grids == ("main", "archs-r20", "jpeg", "mixtures", "threads", "length-5x", "archs-r18", "length-5x-r20",
+                       "length-paper", "weights", "sources", "analysis")
     assert all((c.configs / f"{g}.yaml").exists() for g in c.grids)
     assert c.main_passes[0] == ("main", ("Vanilla",)) and c.sample_n == 1 << 17 and c.set_threads == 1
-    assert c.root == ROOT and c.not_cells == ("selection-record.jsonl",)
+    assert c.root == ROOT and c.not_reused == ("selection-record.jsonl", "threads.jsonl")
 
 
 def test_a_bad_declaration_is_one_clear_error(tmp_path):
@@ -198,7 +199,7 @@ def test_each_set_made_is_followed_by_the_cells_of_the_rows_ready_so_far(campaig
     monkeypatch.setattr(E, "make_set", lambda c, row, device, left: events.append(f"set {row}") or True)
     monkeypatch.setattr(E, "check_set", lambda c, row: {"verdict": "canonical"})
     monkeypatch.setattr(E, "runtime_config", lambda c, g, ready, device, columns: ((g, sorted(ready)), 0))
-    monkeypatch.setattr(E, "load_config", lambda cfg: SimpleNamespace(train_sets=cfg[1],
+    monkeypatch.setattr(E, "load_config", lambda cfg: SimpleNamespace(train_sets=cfg[1], resources={"cpus": 1},
                                                                       out=str(tmp_path / f"{cfg[0]}.jsonl")))
 
     def run_grid(cfg, **kw):
@@ -284,3 +285,31 @@ def test_records_find_mixture_cells_by_the_keys_their_grid_planned(tmp_path):
     _, recs, planned = CP.grid_records(c, "m", CP.row_fingerprints([]))
     assert planned == 2
     assert sorted((r["row"], r["mixture"], r["final_acc"]) for r in recs) == [("DH-C", 0.2, 89.0), ("DH-C", 0.4, 88.0)]
+
+
+def test_a_grid_with_its_own_reuse_and_cpus_runs_its_cells_at_that_thread_count(campaign, tmp_path, monkeypatch):
+    """The threads grid trains the main grid's cells again with 2 threads: it names `reuse: []` (the same keys are in
+    main.jsonl) and `resources.cpus: 2`, which the engine turns into the cells' thread count and fewer workers."""
+    import os
+
+    import torch
+
+    c = dataclasses.replace(campaign, root=tmp_path, also_reuse=())
+    (tmp_path / "results").mkdir(exist_ok=True)
+    (tmp_path / "results" / "main.jsonl").write_text("")
+    raw = yaml.safe_load(E.runtime_config(c, "threads", {"Clean"}, "cpu")[0].read_text())
+    assert raw["reuse"] == [] and raw["resources"]["cpus"] == 2 and list(raw["train_sets"]) == ["Clean"]
+    seen = {}
+
+    def run_grid(cfg, **kw):
+        seen.update(env=os.environ.get("OMP_NUM_THREADS"), torch=torch.get_num_threads(), workers=kw["workers"])
+        return SimpleNamespace(ran=0, skipped=0, total=0)
+
+    monkeypatch.setattr(E, "run_grid", run_grid)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    before = torch.get_num_threads()
+    r = E._Run(c, 1.0, 0, "cpu", "pool", 2)
+    r.ready = {"Clean"}
+    r.grids((("threads", None),))
+    assert seen == {"env": "2", "torch": 2, "workers": 1}
+    assert os.environ["OMP_NUM_THREADS"] == "1" and torch.get_num_threads() == before

@@ -74,7 +74,7 @@ class Campaign:
     hider_homes: tuple[Path, ...] = ()  # hiders found by name beside the package's ($DEEPHIDE_HIDERS)
     previous: Path | None = None  # results files of earlier runs, reused by training bytes
     also_reuse: tuple[Path, ...] = ()  # other committed results files whose cells may be reused
-    not_cells: tuple[str, ...] = ()  # JSONL files in RESULTS that are not results files (besides ledger and log)
+    not_reused: tuple[str, ...] = ()  # JSONL files in RESULTS no grid reuses: not results, or cells trained otherwise
     sample_n: int = 1 << 17  # pixels sampled per set for the ledger's cross-machine comparison
     tolerance: float = 0.001  # a regenerated set may differ from the canonical one in this share of sampled pixels
     set_threads: int = 1  # threads of the processes that make sets: part of what a set's bytes depend on
@@ -119,7 +119,7 @@ def _passes(v: Any, where: str) -> tuple[Pass, ...]:
 def load_campaign(path: str | Path) -> Campaign:
     """The campaign declared in the YAML file ``path`` (keys: root, clean, rows, passes {main, ablations}, and
     optionally results, configs, runs, ablation_hiders {steps, profile, dir, hiders}, ablation_rows, hider_homes,
-    previous, also_reuse, not_cells, sample_n, tolerance, set_threads, margin_s)."""
+    previous, also_reuse, not_reused, sample_n, tolerance, set_threads, margin_s)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -158,4 +158,4 @@ def load_campaign(path: str | Path) -> Campaign:
         hider_homes=tuple(at(p) for p in raw.get("hider_homes") or []),
         previous=at(raw["previous"]) if "previous" in raw else None,
         also_reuse=tuple(at(p) for p in raw.get("also_reuse") or []),
-        not_cells=tuple(_strings(raw.get("not_cells", []), f"{path}: not_cells")), **kw)
+        not_reused=tuple(_strings(raw.get("not_reused", []), f"{path}: not_reused")), **kw)

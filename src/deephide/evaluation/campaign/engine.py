@@ -16,6 +16,7 @@ a run continues from what is committed:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -136,7 +137,9 @@ def row_of(c: Campaign, spec: str) -> str | None:
 def runtime_config(c: Campaign, name: str, ready: set[str], device: str,
                    columns: tuple[str, ...] | None = None) -> tuple[Path | None, int]:
     """A copy of CONFIGS/NAME.yaml naming only the rows whose sets are ready (and only ``columns``, when given),
-    reusing every other results file of the campaign and the previous runs'; (its path, rows left out). The path is
+    reusing every other results file of the campaign and the previous runs' unless the config names its own
+    ``reuse`` (``reuse: []``: a grid that trains cells other grids have, e.g. at another thread count); (its path,
+    rows left out). The path is
     None when no row is ready (a config without rows is invalid: a fresh machine's first pass over the mixtures grid,
     which has no Clean row, stopped the whole run)."""
     raw = yaml.safe_load((c.configs / f"{name}.yaml").read_text())
@@ -151,10 +154,10 @@ def runtime_config(c: Campaign, name: str, ready: set[str], device: str,
     out.parent.mkdir(parents=True, exist_ok=True)
     files = [*c.results.glob("*.jsonl"), *(c.previous.glob("*.jsonl") if c.previous else []),
              *(p for p in c.also_reuse if p.exists())]
-    not_cells = {c.ledger.name, c.sessions.name, *c.not_cells}
+    not_reused = {c.ledger.name, c.sessions.name, *c.not_reused}
     others = sorted(str(p.relative_to(c.root)) for p in files
-                    if p.name not in not_cells and p.resolve() != (c.root / raw["out"]).resolve())
-    raw.update(train_sets=rows, reuse=others or None, device=device)
+                    if p.name not in not_reused and p.resolve() != (c.root / raw["out"]).resolve())
+    raw.update(train_sets=rows, reuse=raw["reuse"] if "reuse" in raw else others or None, device=device)
     out.write_text(yaml.safe_dump({k: v for k, v in raw.items() if v is not None}, sort_keys=False))
     return out, missing
 
@@ -170,6 +173,25 @@ def keep_planned_keys(sidecar: Path, before: list[str]) -> None:
     if keys != rec.get("cell_keys"):
         rec["cell_keys"] = keys
         sidecar.write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def cell_threads(n: int) -> Iterator[None]:
+    """Cells started inside run with ``n`` threads: $OMP_NUM_THREADS for the pool's spawned workers and Ray's, and
+    torch's own count for a local executor's cells in this process; both restored after."""
+    import torch
+
+    old_env, old_torch = os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_torch)
+        if old_env is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = old_env
 
 
 class _Run:
@@ -208,10 +230,14 @@ class _Run:
                 print(f"campaign: grid {g}: {missing} rows wait for their sets", flush=True)
             if cfg is None:
                 continue
-            sidecar = sidecar_path(self.c.root / load_config(cfg).out)
+            loaded = load_config(cfg)
+            sidecar = sidecar_path(self.c.root / loaded.out)
             before = json.loads(sidecar.read_text()).get("cell_keys") or [] if sidecar.exists() else []
-            s = run_grid(cfg, executor=self.executor, progress=True, time_limit_s=max(0.0, self.left()),
-                         workers=self.workers)
+            cpus = max(1, int(loaded.resources["cpus"]))  # a cell's threads: a grid's resources.cpus (default 1)
+            workers = None if self.workers is None else max(1, self.workers // cpus)
+            with cell_threads(cpus):
+                s = run_grid(cfg, executor=self.executor, progress=True, time_limit_s=max(0.0, self.left()),
+                             workers=workers)
             keep_planned_keys(sidecar, before)
             print(f"campaign: grid {g}: {s.ran} run, {s.skipped} already done, {s.total - s.skipped - s.ran} left",
                   flush=True)

@@ -26,6 +26,7 @@ Config keys (YAML mapping; unknown keys and wrong types are errors naming the fi
     notes: free text shown in the report
     identity: content              # optional: key cells by the training set's sha256, not its label and path
     reuse: [results/other.jsonl]   # optional: results files whose cells with the same key are copied, not rerun
+                                   # ([]: none, e.g. the same cells again at another thread count)
 
 Relative paths (``out``, set paths) are relative to the current directory, not to the config file.
 

@@ -80,9 +80,9 @@ def _want_str(path: Path, key: str, v: Any) -> str:
     return v.strip()
 
 
-def _want_list(path: Path, key: str, v: Any) -> list:
-    if not isinstance(v, list) or not v:
-        raise _err(path, key, f"expected a non-empty list, got {_tname(v)}")
+def _want_list(path: Path, key: str, v: Any, empty_ok: bool = False) -> list:
+    if not isinstance(v, list) or (not v and not empty_ok):
+        raise _err(path, key, f"expected a {'' if empty_ok else 'non-empty '}list, got {_tname(v)}")
     return v
 
 
@@ -274,7 +274,7 @@ def parse_config(raw: Any, path: str | os.PathLike) -> GridConfig:
         paper_csv=_want_str(path, "paper_csv", raw["paper_csv"]) if raw.get("paper_csv") is not None else None,
         notes=str(raw.get("notes") or "").strip(),
         identity=_parse_identity(path, raw.get("identity", "label")),
-        reuse=tuple(Path(_want_str(path, "reuse", x)) for x in _want_list(path, "reuse", raw["reuse"]))
+        reuse=tuple(Path(_want_str(path, "reuse", x)) for x in _want_list(path, "reuse", raw["reuse"], empty_ok=True))
         if raw.get("reuse") is not None else (),
     )
 

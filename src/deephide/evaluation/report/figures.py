@@ -148,3 +148,42 @@ def samples_figure(clean_spec: str, protected_spec: str, hider_dir: str | None, 
     return [name for name, _ in rows]
 
 
+
+
+def panels_figure(panels: dict[str, dict[str, list[dict[str, Any]]]], path: Path, title: str, cols: int = 4) -> bool:
+    """Test accuracy vs iteration, one panel per key of ``panels`` (e.g. a table row), one line per series in it
+    (e.g. a training length: its records' mean over seeds, band min..max; log-scaled steps); False when nothing has
+    a history."""
+    kept: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for p, series in panels.items():
+        for s, recs in series.items():
+            if [r for r in recs if r.get("history")]:
+                kept.setdefault(p, {})[s] = [r for r in recs if r.get("history")]
+    panels = kept
+    if not panels:
+        return False
+    cols = min(cols, len(panels))
+    rows = -(-len(panels) // cols)
+    fig = _figure(3.2 * cols, 2.6 * rows + 0.4)
+    for i, (name, series) in enumerate(panels.items()):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for label, recs in series.items():
+            its = sorted(set.intersection(*({h["iteration"] for h in r["history"]} for r in recs)))
+            per = [[{h["iteration"]: h["test_acc"] for h in r["history"]}[i] for i in its] for r in recs]
+            if not its:
+                continue
+            line, = ax.plot(its, [sum(v) / len(v) for v in zip(*per)], marker="o", ms=2, lw=1,
+                            label=f"{label} (n={len(recs)})")
+            if len(per) > 1:
+                ax.fill_between(its, [min(v) for v in zip(*per)], [max(v) for v in zip(*per)],
+                                color=line.get_color(), alpha=0.2, lw=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("training step", fontsize=7)
+        ax.set_ylim(0, 100)
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+    return True
