@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deephide.evaluation.campaign import current_ledger, grid_records, load_campaign, row_fingerprints
+from deephide.evaluation.campaign import current_ledger, grid_records, load_campaign, row_fingerprints, visual_cost
 from deephide.evaluation.grid import read_results
 from deephide.evaluation.report import (Row, Table, build_main_table, build_mixture_table, default_paper_csv,
                                         load_paper_csv, paper_rows, parse_paper_refs, to_markdown)
@@ -181,6 +181,22 @@ def gpu_vs_cpu_section() -> list[str]:
         g = lambda stat: agg[("gpu", stat)].get(k)  # noqa: E731
         L.append(f"| {' '.join(str(x) for x in k if x is not None)} | {a.n} | {fmt(g('final'))} | {fmt(a)} | "
                  f"{fmt(g('best'))} | {fmt(agg[('cpu', 'best')].get(k))} |")
+    return L + [""]
+
+
+def visual_cost_section(ledger: list[dict[str, Any]], rows: list[str]) -> list[str]:
+    """What each main-table row's set costs the picture, beside its accuracies: the ledger's budget of its current
+    canonical set (first 20,000 images against the clean ones)."""
+    cost = visual_cost(ledger)
+    L = ["### The visual cost of each set (beside every accuracy above)", "",
+         "The current canonical set of each row against the clean images (first 20,000; the ledger below). –: its "
+         "canonical entry predates the measurement and the set has not been made again since (the campaign measures "
+         "it the next time it makes the set).", "",
+         "| row | PSNR (dB) | SSIM | L-inf (levels) | mean abs delta (levels) |", "|---|---:|---:|---:|---:|"]
+    for row in rows:
+        b = cost.get(row, {})
+        L.append(f"| {row} | {f2(b.get('psnr'))} | {'–' if b.get('ssim') is None else format(b['ssim'], '.3f')} | "
+                 f"{b.get('linf_levels', '–')} | {f2(b.get('mean_abs_levels'))} |")
     return L + [""]
 
 
@@ -365,6 +381,7 @@ def main() -> None:
         t = build_main_table(recs_es, stat, papers(cfg) if stat == "final" else [])
         L += [f"## Main table, {what} accuracy (paper Tables E/K layout)", ""]
         L += [to_markdown(t) if t else "(no cells yet)", ""]
+    L += visual_cost_section(ledger, list(cfg.train_sets))
     L += gpu_vs_cpu_section()
     ident_table, identities = identity_section(ledger)
     if identities:

@@ -313,3 +313,21 @@ def test_a_grid_with_its_own_reuse_and_cpus_runs_its_cells_at_that_thread_count(
     r.grids((("threads", None),))
     assert seen == {"env": "2", "torch": 2, "workers": 1}
     assert os.environ["OMP_NUM_THREADS"] == "1" and torch.get_num_threads() == before
+
+
+def test_a_canonical_set_described_before_the_visual_cost_is_measured_when_made_again(campaign):
+    clean = load_dataset(CLEAN, "train").images
+    write_set(campaign, np.clip(clean.astype(np.int16) + 3, 0, 255).astype(np.uint8))
+    first = CP.check_set(campaign, "P")
+    assert CP.visual_cost(CP.current_ledger(campaign))["P"]["linf_levels"] == 3
+    # an old ledger: the canonical entry without PSNR/SSIM
+    old = {k: v for k, v in first.items() if k != "budget"}
+    campaign.ledger.write_text(json.dumps(old) + "\n")
+    assert CP.visual_cost(CP.current_ledger(campaign)) == {}
+    assert CP.check_set(campaign, "P") == old  # the same bytes: still the canonical entry ...
+    assert CP.check_set(campaign, "P") == old
+    entries = read_jsonl(campaign.ledger)
+    assert [r["verdict"] for r in entries] == ["canonical", "measured"]  # ... and measured once
+    cost = CP.visual_cost(CP.current_ledger(campaign))["P"]
+    assert cost["linf_levels"] == 3 and cost["psnr"] > 30 and 0 < cost["ssim"] <= 1
+    assert CP.row_fingerprints(CP.current_ledger(campaign)) == {"P": {first["fingerprint"]}}

@@ -298,3 +298,27 @@ def test_cli_handlers(tmp_path, capsys, monkeypatch):
     a = p.parse_args(["report", str(tmp_path / "r.jsonl"), "--samples", "a"])
     with pytest.raises(DeephideError, match="--samples"):
         COMMANDS[a.cmd](a)
+
+
+def test_panels_figure_draws_one_panel_per_row_and_skips_empty_ones(tmp_path):
+    from deephide.evaluation.report.figures import panels_figure
+
+    rec = lambda its, accs: {"history": [{"iteration": i, "test_acc": a} for i, a in zip(its, accs)]}  # noqa: E731
+    panels = {"A": {"937 steps": [rec([1, 2], [10, 20]), rec([1, 2], [12, 22])], "4,685 steps": [rec([1, 5], [5, 9])]},
+              "B": {"937 steps": [{"history": []}]}}
+    assert panels_figure(panels, tmp_path / "f.png", "t")
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not panels_figure({"B": {"x": [{"history": []}]}}, tmp_path / "g.png", "t") and not (tmp_path / "g.png").exists()
+
+
+def test_execution_kinds_and_the_spread_of_the_same_cell():
+    from deephide.evaluation.campaign.evidence import execution_kind, kinds_by_row, same_cell_spread
+
+    cpu = lambda t: {"device": "cpu", "versions": {"cpu_model": "X", "cpu_bf16": True, "cpu_threads": t}}  # noqa: E731
+    recs = [{"key": "k1", "row": "A", "final_acc": 30.0, **cpu(1)}, {"key": "k1", "row": "A", "final_acc": 31.5, **cpu(2)},
+            {"key": "k2", "row": "A", "final_acc": 50.0, **cpu(1)}, {"key": "k2", "row": "A", "final_acc": 50.0, **cpu(1)},
+            {"key": "k3", "row": "B", "final_acc": 70.0, "device": "cuda:0", "versions": {"gpu": "G"}}]
+    assert execution_kind(recs[1]) == "CPU X (bf16 True), 2 threads" and execution_kind(recs[4]) == "GPU G"
+    assert kinds_by_row(recs)["A"] == {"CPU X (bf16 True), 1 thread": 3, "CPU X (bf16 True), 2 threads": 1}
+    spread = same_cell_spread(recs)
+    assert [e["key"] for e in spread] == ["k1"] and sorted(spread[0]["values"].values()) == [30.0, 31.5]

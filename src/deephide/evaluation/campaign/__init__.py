@@ -9,8 +9,8 @@ experiments/reference-fmnist/campaign.py.
 
 from .declaration import AblationHider, Campaign, load_campaign
 from .engine import main, run, status
-from .ledger import check_set, current_ledger, recipe, row_ledger
+from .ledger import check_set, current_ledger, recipe, row_ledger, visual_cost
 from .records import grid_records, ledger_row, row_fingerprints
 
 __all__ = ["AblationHider", "Campaign", "load_campaign", "main", "run", "status", "check_set", "current_ledger",
-           "recipe", "row_ledger", "grid_records", "ledger_row", "row_fingerprints"]
+           "recipe", "row_ledger", "visual_cost", "grid_records", "ledger_row", "row_fingerprints"]

@@ -78,7 +78,9 @@ def check_set(c: Campaign, row: str) -> dict[str, Any]:
 
     The first set recorded for a row's recipe is its canonical set (its pixel sample goes to sets/ROW.npz, or
     sets/ROW-RECIPE.npz for a later recipe). A later set with other bytes is compared on the sampled pixels; within
-    the tolerance it gets an identity.json naming the canonical fingerprint, so grid cells keep their keys.
+    the tolerance it gets an identity.json naming the canonical fingerprint, so grid cells keep their keys. The
+    canonical bytes again, where the canonical entry predates the budget's PSNR/SSIM, add a ``measured`` entry
+    with them (visual_cost reads it).
     """
     ds = load_dataset(c.clean if c.sets[row] is None else str(c.set_dir(row)), "train", mmap=True)
     fp = data_fingerprint(ds)
@@ -98,6 +100,14 @@ def check_set(c: Campaign, row: str) -> dict[str, Any]:
         append_jsonl(c.ledger, rec)
         return rec
     if fp == canon["fingerprint"]:
+        if "budget" not in canon and c.sets[row] is not None \
+                and not any(r["verdict"] == "measured" and r["fingerprint"] == fp for r in ledger):
+            # a canonical set described before the visual cost was recorded (issue 33): its bytes are here again,
+            # so measure it now, in an entry of its own (the canonical entry is never rewritten)
+            append_jsonl(c.ledger, {"row": row, "fingerprint": fp, "canonical": fp, "pixel_diff_share": 0.0,
+                                    "verdict": "measured", "recipe": canon["recipe"], "shape": list(ds.images.shape),
+                                    "machine": machine(), "made_with": c.sets[row], "recorded_at": now(),
+                                    **describe(c, ds)})
         return canon
     known = next((r for r in ledger if r["fingerprint"] == fp), None)
     if known is None:
@@ -142,4 +152,16 @@ def describe(c: Campaign, ds: Any, n: int = 20_000, n_cm: int = 2_000) -> dict[s
         if m.stage == "data" and cm.name != "Vanilla":
             changed[cm.label] = float(np.mean(m.apply_data(imgs, seed=0) != imgs))
     out["changed_by"] = changed
+    return out
+
+
+def visual_cost(ledger: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """row -> the budget its current canonical set uses (L-inf and mean |delta| in levels, PSNR in dB and SSIM
+    against the clean set): from the canonical entry, else from a ``measured`` entry of the same bytes
+    (``ledger`` as current_ledger gives it; rows not yet measured are left out)."""
+    out: dict[str, dict[str, Any]] = {}
+    canon = {r["row"]: r["fingerprint"] for r in ledger if r.get("current", True) and r["verdict"] == "canonical"}
+    for r in ledger:
+        if r.get("budget") and canon.get(r["row"]) == r["fingerprint"] and r["verdict"] in ("canonical", "measured"):
+            out.setdefault(r["row"], r["budget"])
     return out
