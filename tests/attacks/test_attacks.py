@@ -16,7 +16,7 @@ from deephide.data import load_dataset, load_imageset
 from deephide.errors import DeephideError
 
 SPEC = "synthetic?n=64&size=32&classes=4"
-LINF_ATTACKS = ["EM", "EM-C", "REM", "LSP", "AR", "random-noise-C", "semantic-added-C", "semantic-added-S", "ISGAN"]
+LINF_ATTACKS = ["EM", "EM-C", "REM", "LSP", "PIL", "AR", "random-noise-C", "semantic-added-C", "semantic-added-S", "ISGAN"]
 MODEL_BASED = ["EM", "EM-C", "REM", "ISGAN"]
 # the secret source of the semantic attacks: next-class needs nothing beyond the training set
 OPTS = {"semantic-added-C": {"source": "next-class"}, "semantic-added-S": {"source": "next-class"},
@@ -47,7 +47,7 @@ def interior(ds, levels: int = 8) -> np.ndarray:
 
 
 def test_registry_lists_every_attack():
-    assert set(ATTACKS.names()) == {"EM", "EM-C", "REM", "LSP", "AR", "OPS", "random-noise-C",
+    assert set(ATTACKS.names()) == {"EM", "EM-C", "REM", "LSP", "PIL", "AR", "OPS", "random-noise-C",
                                     "semantic-added-C", "semantic-added-S", "ISGAN"}
     for name in ATTACKS.names():
         assert ATTACKS.help(name)
@@ -258,3 +258,20 @@ def test_cli_main_runs_attack_and_lists_it(tmp_path, capsys):
     assert "L0 1/1 pixels" in capsys.readouterr().out
     assert main(["attack", "NOPE", "--data", SPEC, "--out", str(tmp_path / "n")]) == 2
     assert "unknown attack" in capsys.readouterr().err
+
+
+def test_pil_linear_surrogate_learns_and_its_noise_carries_the_label(ds):
+    """PIL (Liu et al., ICLR 2026): the noise alone tells a linear model the class, and the image without it does
+    not; the stored image is x - noise, within the budget, sample-wise."""
+    from deephide.attacks.pil import LinearSurrogate
+
+    m = LinearSurrogate(12, 3)
+    assert m(torch.ones(2, 3, 2, 2)).shape == (2, 3) and all(lin.bias is None for lin in (m.w1, m.w2))
+    out = run_attack("PIL", ds, profile="tiny", seed=0, progress=False, steps=10, surrogate_epochs=5)
+    p = out.provenance["protection"]
+    assert p["mode"] == "sample" and p["budget"] == "Linf=8/255" and p["params"]["lmd"] == 0.9
+    assert p["linear_acc_noise_alone"] > 90 and p["linear_acc_image_minus_noise"] < p["linear_acc_noise_alone"]
+    assert np.abs(out.images.astype(int) - ds.images.astype(int)).max() <= 8
+    again = run_attack("PIL", ds, profile="tiny", seed=0, progress=False, steps=10, surrogate_epochs=5)
+    assert np.array_equal(again.images, out.images)  # seeded
+    assert attack_profile("PIL", "cpu")["shortening"]["changed"] == {}  # the cpu profile is the paper's

@@ -118,7 +118,7 @@ def test_reference_cost_counts_the_run_and_weights_at_cells():
     # DH-C, DH-S, DH-C-robust, DH-S-robust (shipped hiders), DH-C-paper, DH-S-paper (paper objective), the ablations
     assert rc.protect_count() == 6 + len(rc.campaign().hiders)
     cells = rc.grid_cells()
-    assert len(cells["main"]) == 16 * 17 * 3  # 16 rows (DH-C-robust, DH-S-robust the last) and {c["model"] for c in cells["archs-r18"]} == {"resnet18"}
+    assert len(cells["main"]) == 17 * 17 * 3  # 17 rows (PIL the newest) and {c["model"] for c in cells["archs-r18"]} == {"resnet18"}
     prof = {"iterations": 937, "eval_every": 235}
     base = {"model": "m", "profile_settings": prof, "countermeasure_params": {}}
     step = {"m": (0.1, 0.001)}  # 0.1 s per step, 1 ms per evaluated image

@@ -25,6 +25,7 @@ from . import em as _em  # noqa: F401
 from . import isgan as _isgan  # noqa: F401
 from . import lsp as _lsp  # noqa: F401
 from . import ops as _ops  # noqa: F401
+from . import pil as _pil  # noqa: F401
 from . import random_noise as _random_noise  # noqa: F401
 from . import rem as _rem  # noqa: F401
 from . import semantic_added as _semantic_added  # noqa: F401

@@ -66,6 +66,14 @@ _OPS: dict[str, Any] = {"sparsity": 1}  # pixel_search: one (position, colour) p
 _RANDOM_C: dict[str, Any] = {}
 _SEMANTIC: dict[str, Any] = {"source": "sig", "per_class": 16}
 
+# ------------------------------------------------------------------ perturbation-induced linearization (PIL)
+
+_PIL: dict[str, Any] = {
+    # README of jinlinll/pil (CIFAR-10): --pretrain_iter 30 --lr_train 0.003 (SGD, momentum 0.9, no weight decay,
+    # cosine over the epochs, batch 512, no augmentation) --attack_iter 30 --eps 8/255 --alpha 0.8/255 --lmd 0.9.
+    "surrogate_epochs": 30, "lr": 0.003, "batch_size": 512, "steps": 30, "step_levels": 0.8, "lmd": 0.9,
+}
+
 # ------------------------------------------------------------------ ISGAN hider
 
 _ISGAN_PAPER: dict[str, Any] = {
@@ -123,6 +131,10 @@ ATTACK_PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "10 steps of 0.8/255; bf16",
     ),
     "LSP": _same(_LSP),
+    # a linear surrogate costs little on a CPU: the cpu profile is the paper's
+    "PIL": {"paper": dict(_PIL), "cpu": {**_PIL, "shortening": "none: the published settings (a linear surrogate)"},
+            "tiny": {**_PIL, "surrogate_epochs": 2, "steps": 3, "batch_size": 64,
+                     "shortening": "test-sized: 2 surrogate epochs, 3 noise steps"}},
     "AR": _same(_AR),
     "OPS": _same(_OPS),
     "random-noise-C": _same(_RANDOM_C),

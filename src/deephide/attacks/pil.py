@@ -1,0 +1,111 @@
+"""PIL: Perturbation-Induced Linearization (Liu, Chen & Zhang, ICLR 2026), unlearnable examples from a linear
+surrogate alone.
+
+1. A bias-free linear classifier f(x) = x W1 W2 (W1: d x K, W2: K x K, as the authors' model) is trained on the
+   clean images (SGD, momentum 0.9, no weight decay, cosine schedule, no augmentation).
+2. Each image's noise n (|n| <= eps, from U(-eps, eps)) takes ``steps`` signed-gradient steps of ``step_levels``
+   on  lmd * CE(f(n), y) + (1 - lmd) * KL(uniform || softmax(f(x - n))):  the noise alone says the class to a
+   linear model (the shortcut) while the image without it says nothing (semantic obfuscation).
+3. The stored image is x - n (clipped to [0, 1] and quantised within the budget): sample-wise, class-structured.
+
+Settings are the authors' defaults (their README: 30 surrogate epochs at lr 0.003, 30 steps of eps/10, lmd 0.9,
+batch 512); a linear surrogate is cheap enough that the ``cpu`` profile keeps them unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..data import ImageSet
+from .base import AttackRun, finish_attack, n_batches, samplewise, start_attack
+from .minmin import clean_images, uniform_noise
+from .registry import ATTACKS
+
+
+class LinearSurrogate(torch.nn.Module):
+    """x (N, C, H, W) in [0, 1] -> logits (N, K) = flatten(x) W1 W2, no bias anywhere."""
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.w1 = torch.nn.Linear(dim, num_classes, bias=False)
+        self.w2 = torch.nn.Linear(num_classes, num_classes, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(self.w1(x.flatten(1)))
+
+
+def train_linear(run: AttackRun, X: torch.Tensor, Y: torch.Tensor) -> tuple[LinearSurrogate, float]:
+    """The linear surrogate trained on the clean images (uint8 X, labels Y); and its final training accuracy (%)."""
+    s = run.settings
+    n, bs, epochs = X.shape[0], int(s["batch_size"]), int(s["surrogate_epochs"])
+    model = LinearSurrogate(math.prod(X.shape[1:]), run.train.num_classes).to(run.device)
+    opt = torch.optim.SGD(model.parameters(), lr=float(s["lr"]), momentum=0.9, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
+    bar = run.bar(epochs * n_batches(n, bs), "linear surrogate")
+    correct = 0
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=run.gen).to(run.device)
+        correct = 0
+        for i in range(0, n, bs):
+            idx = order[i:i + bs]
+            logits = model(X[idx].float().div(255))
+            loss = F.cross_entropy(logits, Y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            run.cost.forward(idx.numel())
+            run.cost.backward(idx.numel())
+            correct += int((logits.argmax(1) == Y[idx]).sum())
+            bar.update()
+        sched.step()
+    bar.close()
+    return model.eval().requires_grad_(False), 100.0 * correct / n
+
+
+def pil_noise(run: AttackRun, model: LinearSurrogate, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """The noise n (N, C, H, W) in [-eps, eps] of every image (the stored image is x - n)."""
+    s, eps = run.settings, run.eps
+    k, lmd, step = run.train.num_classes, float(s["lmd"]), float(s["step_levels"]) / 255.0
+    bs = int(s["batch_size"])
+    out = torch.empty(X.shape, dtype=torch.float32, device=run.device)
+    log_uniform = torch.full((1, k), -math.log(k), device=run.device)
+    bar = run.bar(n_batches(X.shape[0], bs), "noise")
+    for i in range(0, X.shape[0], bs):
+        x, y = X[i:i + bs].float().div(255), Y[i:i + bs]
+        noise = uniform_noise(tuple(x.shape), eps, run)
+        for _ in range(int(s["steps"])):
+            noise.requires_grad_(True)
+            shortcut = F.cross_entropy(model(noise), y)
+            # KL(uniform || p(x - n)): the image without its noise should tell the linear model nothing
+            logp = F.log_softmax(model(x - noise), dim=1)
+            obfuscate = (log_uniform.exp() * (log_uniform - logp)).sum(1).mean()
+            grad, = torch.autograd.grad(lmd * shortcut + (1 - lmd) * obfuscate, noise)
+            run.cost.forward(2 * x.shape[0])
+            run.cost.backward(2 * x.shape[0])
+            noise = (noise.detach() - step * grad.sign()).clamp_(-eps, eps)
+        out[i:i + bs] = noise.detach()
+        bar.update()
+    bar.close()
+    return out
+
+
+@ATTACKS.register("PIL", help="perturbation-induced linearization, a linear surrogate (Liu et al., ICLR 2026)")
+def pil(train: ImageSet, *, eps_levels: int = 8, profile: str = "cpu", seed: int = 0, device: str = "auto",
+        progress: bool = True, **options: Any) -> ImageSet:
+    """PIL (module doc): a bias-free linear classifier trained on the clean set, then per-image noise that makes the
+    noise alone predict the label and the image without it uninformative; each image stored as x - noise."""
+    run = start_attack("PIL", train, eps_levels, profile, seed, device, progress, options)
+    X, Y = clean_images(run)
+    model, acc = train_linear(run, X, Y)
+    noise = pil_noise(run, model, X, Y)
+    with torch.no_grad():  # the two objectives as the linear surrogate sees them (accuracy, %)
+        pred = lambda t: torch.cat([model(t(i)).argmax(1) for i in range(0, len(Y), 4096)])  # noqa: E731
+        alone = float((pred(lambda i: noise[i:i + 4096]) == Y).float().mean() * 100)
+        stored = float((pred(lambda i: X[i:i + 4096].float().div(255) - noise[i:i + 4096]) == Y).float().mean() * 100)
+    return finish_attack(run, samplewise(-noise.cpu()), "sample",
+                         extra={"surrogate_train_acc": round(acc, 2), "linear_acc_noise_alone": round(alone, 2),
+                                "linear_acc_image_minus_noise": round(stored, 2)})
