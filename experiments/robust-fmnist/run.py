@@ -104,6 +104,10 @@ BASELINES: dict[str, list[str]] = {
     "Clean": [],
     "DH-C": ["hider", "fmnist-class", "class"],  # the shipped class-wise hider (trained on all 60,000 covers)
     "semantic-added-C": ["attack", "semantic-added-C"],
+    # the newest cheap baseline (issue 34), and the strongest class-wise one of the reference tables: is the linear
+    # shortcut plus obfuscation (PIL) a mechanism worth giving the hider?
+    "PIL": ["attack", "PIL"],
+    "EM-C": ["attack", "EM-C"],
 }
 #: the countermeasure columns as the reference campaign runs them (experiments/reference-fmnist/configs/main.yaml)
 AT = {"AT-2/255": "AT?eps=0.00784313725490196&steps=2&alpha=0.004901960784313725",

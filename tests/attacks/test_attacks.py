@@ -263,7 +263,7 @@ def test_cli_main_runs_attack_and_lists_it(tmp_path, capsys):
 def test_pil_linear_surrogate_learns_and_its_noise_carries_the_label(ds):
     """PIL (Liu et al., ICLR 2026): the noise alone tells a linear model the class, and the image without it does
     not; the stored image is x - noise, within the budget, sample-wise."""
-    from deephide.attacks.pil import LinearSurrogate
+    from deephide.training.linear import LinearSurrogate
 
     m = LinearSurrogate(12, 3)
     assert m(torch.ones(2, 3, 2, 2)).shape == (2, 3) and all(lin.bias is None for lin in (m.w1, m.w2))

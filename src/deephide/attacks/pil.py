@@ -22,48 +22,25 @@ import torch.nn.functional as F
 
 from ..data import ImageSet
 from .base import AttackRun, finish_attack, n_batches, samplewise, start_attack
+from ..training.linear import LinearSurrogate, fit_linear
 from .minmin import clean_images, uniform_noise
 from .registry import ATTACKS
 
 
-class LinearSurrogate(torch.nn.Module):
-    """x (N, C, H, W) in [0, 1] -> logits (N, K) = flatten(x) W1 W2, no bias anywhere."""
-
-    def __init__(self, dim: int, num_classes: int) -> None:
-        super().__init__()
-        self.w1 = torch.nn.Linear(dim, num_classes, bias=False)
-        self.w2 = torch.nn.Linear(num_classes, num_classes, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(self.w1(x.flatten(1)))
-
-
 def train_linear(run: AttackRun, X: torch.Tensor, Y: torch.Tensor) -> tuple[LinearSurrogate, float]:
-    """The linear surrogate trained on the clean images (uint8 X, labels Y); and its final training accuracy (%)."""
+    """The linear surrogate fitted on the clean images (uint8 X, labels Y; training.linear); its training accuracy."""
     s = run.settings
-    n, bs, epochs = X.shape[0], int(s["batch_size"]), int(s["surrogate_epochs"])
-    model = LinearSurrogate(math.prod(X.shape[1:]), run.train.num_classes).to(run.device)
-    opt = torch.optim.SGD(model.parameters(), lr=float(s["lr"]), momentum=0.9, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
-    bar = run.bar(epochs * n_batches(n, bs), "linear surrogate")
-    correct = 0
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=run.gen).to(run.device)
-        correct = 0
-        for i in range(0, n, bs):
-            idx = order[i:i + bs]
-            logits = model(X[idx].float().div(255))
-            loss = F.cross_entropy(logits, Y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            run.cost.forward(idx.numel())
-            run.cost.backward(idx.numel())
-            correct += int((logits.argmax(1) == Y[idx]).sum())
-            bar.update()
-        sched.step()
+    bar = run.bar(int(s["surrogate_epochs"]) * n_batches(X.shape[0], int(s["batch_size"])), "linear surrogate")
+
+    def counted(n: int) -> None:
+        run.cost.forward(n)
+        run.cost.backward(n)
+        bar.update()
+
+    model, acc = fit_linear(X, Y, run.train.num_classes, int(s["surrogate_epochs"]), float(s["lr"]),
+                            int(s["batch_size"]), run.gen, counted)
     bar.close()
-    return model.eval().requires_grad_(False), 100.0 * correct / n
+    return model, acc
 
 
 def pil_noise(run: AttackRun, model: LinearSurrogate, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
