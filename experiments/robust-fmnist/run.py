@@ -74,6 +74,15 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
                                   '"median","gauss","cutout","mixup","cutmix"]'],
                         "robust-class-at4's chosen point (@4247) continued with the surrogate seeing JPEG (q 10-90) "
                         "and BDR 3 times as often (3/14 each; no gray, one undistorted view in 14), lr 3e-4"),
+    # PIL's objective (Liu et al., ICLR 2026) given to the hider: a linear classifier fitted on the clean covers must
+    # read the class off the stored perturbation alone and nothing off the stored image (L_lin);
+    # tried alongside the PIL attack's own hold-out row (the PIL row of this table; same working period)
+    "robust-class-lin": ("class", ["--set", "sv_adv_levels=4", "--init",
+                                   "results/robust-fmnist/hiders/robust-class-at4/checkpoint", "--set", "lr=0.0003",
+                                   "--set", "w_lin=0.5", "--iterations", "1500", "--set",
+                                   "snapshot_at=500,1000,1500"],
+                         "robust-class-at4's chosen point (@4247) continued with L_lin (PIL's objective through a "
+                         "linear classifier of the clean covers, weight 0.5, lmd 0.9), lr 3e-4"),
 }
 
 

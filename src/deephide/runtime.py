@@ -241,6 +241,7 @@ SEED_STREAMS: dict[str, int] = {
     "hider_distortion": 9,  # hider training: a step's distortion between storing and revealing
     "surrogate_init": 10,  # hider training: the surrogate victim's initial weights (hiding.surrogate)
     "surrogate": 11,       # hider training: a step's augmentation of the surrogate's batch
+    "linear_surrogate": 12,  # hider training: L_lin's linear classifier (init and epoch order)
 }
 
 

@@ -163,3 +163,26 @@ def test_use_loss_pulls_small_perturbations_up_to_the_target_only() -> None:
         use_loss(half, cover, eps, 1.5)
     total, vals = total_loss({"reveal": torch.tensor(1.0), "use": torch.tensor(2.0)}, {"use": 0.5})
     assert float(total) == pytest.approx(2.0) and vals["use"] == 2.0
+
+
+def test_linear_shortcut_loss_by_hand_and_its_gradient() -> None:
+    from deephide.hiding.losses import linear_shortcut_loss
+
+    k = 3
+    w = torch.zeros(4, k)
+    w[0, 0], w[1, 1], w[2, 2] = 10.0, 10.0, 10.0
+    lin = lambda x: x.flatten(1) @ w  # noqa: E731  (bias-free)
+    cover = torch.zeros(1, 1, 2, 2)
+    stored = cover.clone()
+    stored.view(-1)[1] = -0.5  # -delta points at class 1: a shortcut for y = 1
+    stored.requires_grad_(True)
+    y = torch.tensor([1])
+    loss = linear_shortcut_loss(lin, stored, cover, y, lmd=1.0)
+    assert float(loss) == pytest.approx(float(torch.nn.functional.cross_entropy(lin(cover - stored), y)))
+    # the obfuscation part alone: 0 when the stored image gives uniform logits (the cover here), > 0 otherwise
+    assert float(linear_shortcut_loss(lin, cover, cover, y, lmd=0.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(linear_shortcut_loss(lin, stored.detach(), cover, y, lmd=0.0)) > 0
+    loss.backward()
+    assert stored.grad is not None and float(stored.grad.abs().sum()) > 0
+    with pytest.raises(DeephideError, match="lmd"):
+        linear_shortcut_loss(lin, cover, cover, y, lmd=1.5)

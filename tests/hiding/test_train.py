@@ -278,3 +278,14 @@ def test_surrogate_restarts_every_sv_reset_steps_and_the_spike_guard_lets_it(tra
     log = [json.loads(x) for x in (tmp_path / "h" / "log.jsonl").read_text().splitlines()]
     assert len(resets) == 3 and len(set(resets)) == 3  # built once, restarted at steps 2 and 4, each its own seed
     assert log[-1]["rollbacks"] == 0 and [r["iteration"] for r in log] == [1, 2, 3, 4, 5, 6]
+
+
+def test_linear_shortcut_term_trains_logs_and_resumes_alike(train, bank, tmp_path):
+    """L_lin (PIL's objective on the stored perturbation, issue 33): logged, and its linear classifier is fitted
+    again, the same, when a run resumes (nothing stored for it)."""
+    prof = get_hider_profile("tiny", lfc=False, w_lin=1.0, iterations=4, checkpoint_every=2, log_every=1)
+    once = train_hider(train, bank, prof, tmp_path / "once", mode="class", seed=3, progress=False)
+    assert "lin" in once["last_log"] and np.isfinite(once["last_log"]["lin"]) and once["last_log"]["share_lin"] > 0
+    train_hider(train, bank, prof, tmp_path / "twice", mode="class", seed=3, progress=False, stop_after=2)
+    twice = train_hider(train, bank, prof, tmp_path / "twice", mode="class", seed=3, progress=False)
+    assert twice["last_log"]["lin"] == once["last_log"]["lin"]

@@ -15,6 +15,7 @@ would grow with (batch size)^2 / classes and make w3 depend on the batch.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Collection, Mapping
 
 import torch
@@ -24,11 +25,12 @@ from ..errors import DeephideError
 from ..ops.wavelets import lowpass
 
 #: Loss terms known to :func:`total_loss`, in logging order.
-TERMS: tuple[str, ...] = ("hide", "reveal", "freq", "lfc", "use", "sv")
+TERMS: tuple[str, ...] = ("hide", "reveal", "freq", "lfc", "use", "sv", "lin")
 
 #: Paper defaults: L_hide unweighted, w1 (reveal) = 1, w2 (freq) = 1, w3 (LFC) = 1e-4; L_use and L_sv (the
-#: surrogate victim's cross-entropy, hiding.surrogate) are not in the paper (0).
-DEFAULT_WEIGHTS: dict[str, float] = {"hide": 1.0, "reveal": 1.0, "freq": 1.0, "lfc": 1e-4, "use": 0.0, "sv": 0.0}
+#: surrogate victim's cross-entropy, hiding.surrogate) and L_lin (PIL's objective) are not in the paper (0).
+DEFAULT_WEIGHTS: dict[str, float] = {"hide": 1.0, "reveal": 1.0, "freq": 1.0, "lfc": 1e-4, "use": 0.0, "sv": 0.0,
+                                     "lin": 0.0}
 
 
 def _same_shape(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
@@ -79,6 +81,26 @@ def use_loss(stego: torch.Tensor, cover: torch.Tensor, eps: float, target: float
         raise DeephideError(f"use_loss: need eps > 0 and 0 <= target <= 1, got eps {eps}, target {target}")
     used = (stego - cover).abs().flatten(1).mean(1) / eps
     return F.relu(target - used).square().mean()
+
+
+def linear_shortcut_loss(linear: Callable[[torch.Tensor], torch.Tensor], stored: torch.Tensor, cover: torch.Tensor,
+                         labels: torch.Tensor, lmd: float = 0.9) -> torch.Tensor:
+    """L_lin (not in the paper; issue 33): PIL's objective (Liu, Chen & Zhang, ICLR 2026) on the stored perturbation.
+
+    linear: a bias-free linear classifier fitted on clean images (training.linear), logits (N, K); stored, cover:
+    float (N, C, H, W) in [0, 1]; labels: int64 (N,); lmd in [0, 1]. With delta = stored - cover (PIL stores
+    x - n, so n = -delta):  lmd * CE(linear(-delta), y)  [the perturbation alone names the class to a linear model:
+    a shortcut]  + (1 - lmd) * KL(uniform || softmax(linear(stored)))  [the stored image tells it nothing]. For a
+    linear model the two agree: linear(stored) = linear(cover) - linear(-delta).
+    """
+    _same_shape(stored, cover, "linear_shortcut_loss")
+    if not 0.0 <= lmd <= 1.0:
+        raise DeephideError(f"linear_shortcut_loss: lmd must be in [0, 1], got {lmd}")
+    shortcut = F.cross_entropy(linear(cover - stored).float(), labels)
+    logp = F.log_softmax(linear(stored).float(), dim=1)
+    k = logp.shape[1]
+    obfuscate = (-math.log(k) - logp).mean(1).mean()  # KL(U || p) = sum_k (1/K) (log(1/K) - log p_k)
+    return lmd * shortcut + (1 - lmd) * obfuscate
 
 
 def perturbation_to_image(x_pm: torch.Tensor, eps: float) -> torch.Tensor:
@@ -145,7 +167,7 @@ def total_loss(terms: Mapping[str, torch.Tensor], weights: Mapping[str, float] |
                enabled: Collection[str] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of the loss terms, plus float values for logging.
 
-    terms: name -> scalar tensor, names from :data:`TERMS` ("hide", "reveal", "freq", "lfc", "use", "sv").
+    terms: name -> scalar tensor, names from :data:`TERMS` ("hide", "reveal", "freq", "lfc", "use", "sv", "lin").
     weights: name -> weight; missing names take :data:`DEFAULT_WEIGHTS`.
     enabled: names that count (None = all terms given). A term that is disabled or has weight 0
         is left out of the sum (so it may be absent from ``terms`` and a NaN in it is harmless)

@@ -36,6 +36,10 @@ _LOSS = {
     # not in the paper: the surrogate trains adversarially at this L-inf radius (uint8 levels; 0 = off) and L_sv is
     # its loss at the adversarial point (REM's min-min-max)
     "sv_adv_levels": 0,
+    # not in the paper (issue 33): w_lin L_lin, PIL's objective (Liu et al., ICLR 2026) on the stored perturbation
+    # through a bias-free linear classifier fitted on the clean covers (hiding.losses.linear_shortcut_loss): the
+    # perturbation alone names the class, the stored image tells the linear model nothing; lin_lmd balances the two
+    "w_lin": 0.0, "lin_lmd": 0.9,
     "eps": 8 / 255,
     # reveal from what protect will store (projected to the budget, rounded to uint8): the message
     # must survive storage, which makes the hider use the budget (a raw float stego needs ~2 levels)
@@ -187,4 +191,4 @@ def loss_weights(profile: dict[str, Any]) -> dict[str, float]:
     """Loss weights for :func:`deephide.hiding.losses.total_loss` (LFC weight 0 when ``lfc`` is off)."""
     return {"hide": profile["w_hide"], "reveal": profile["w_reveal"], "freq": profile["w_freq"],
             "lfc": profile["w_lfc"] if profile["lfc"] else 0.0, "use": profile.get("w_use", 0.0),
-            "sv": profile.get("w_sv", 0.0)}
+            "sv": profile.get("w_sv", 0.0), "lin": profile.get("w_lin", 0.0)}

@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..training import distributed
+from ..training.linear import fit_linear
 from ..data import ImageSet
 from ..errors import DeephideError
 from ..fsutil import write_json
@@ -40,7 +41,7 @@ from ..ops.metrics import psnr
 from .checkpoint import load_hider, load_training_state, read_checkpoint, save_hider
 from .distortions import check_distortions
 from .inn import Hider
-from .losses import freq_loss, hide_loss, lfc_loss, reveal_loss, total_loss, use_loss
+from .losses import freq_loss, hide_loss, lfc_loss, linear_shortcut_loss, reveal_loss, total_loss, use_loss
 from .hiderdir import CHECKPOINT, LOG, SNAPSHOTS, SUMMARY, SURROGATE
 from .profiles import hider_config, loss_weights
 from .resume import ADDED_KEYS, RESUMABLE_KEYS, SCHEDULE_KEYS, last_log, same_run, save_state, snapshot_steps, trim_log
@@ -126,6 +127,7 @@ class _HiderRun:
             trim_log(out / LOG, self.start)
         self.surrogate = self._make_surrogate()
         self._batches()
+        self.linear = self._make_linear()
         # (weights, optimizer, iteration, spike-guard state): where a rollback or an interrupt returns to
         self.good = self._state(self.start)
         self.t0, self.elapsed0 = time.perf_counter(), 0.0
@@ -184,6 +186,15 @@ class _HiderRun:
             surrogate.restore(self.out / SURROGATE)
         return surrogate
 
+    def _make_linear(self) -> torch.nn.Module | None:
+        """L_lin's linear classifier, fitted on the clean covers (PIL's settings: 30 epochs, lr 0.003, batch 512),
+        seeded by the run: the same one again when a run resumes (a minute of fitting, nothing stored)."""
+        if self.weights["lin"] <= 0:
+            return None
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, "linear_surrogate"))
+        labels = torch.from_numpy(self.train_set.labels).to(self.dev)
+        return fit_linear(self.covers, labels, self.train_set.num_classes, gen=gen)[0]
+
     def _batches(self) -> None:
         """Covers and secrets as uint8 on the device for the whole run (a no-op copy on the CPU); the batch shape."""
         train = self.train_set
@@ -237,6 +248,8 @@ class _HiderRun:
                 terms["lfc"] = terms["lfc"] * self.lfc_scale
         if self.weights["use"] > 0:
             terms["use"] = use_loss(stored, cover, self.eps, float(p["use_target"]))
+        if self.linear is not None:
+            terms["lin"] = linear_shortcut_loss(self.linear, stored, cover, y, float(p.get("lin_lmd", 0.9)))
         return terms, raw, stored, secret_hat, target, cover, y
 
     def spiking(self, guarded: float) -> bool:
