@@ -331,3 +331,14 @@ def test_a_canonical_set_described_before_the_visual_cost_is_measured_when_made_
     cost = CP.visual_cost(CP.current_ledger(campaign))["P"]
     assert cost["linf_levels"] == 3 and cost["psnr"] > 30 and 0 < cost["ssim"] <= 1
     assert CP.row_fingerprints(CP.current_ledger(campaign)) == {"P": {first["fingerprint"]}}
+
+
+def test_a_partial_pass_keeps_the_sidecar_as_the_full_grid_wrote_it(tmp_path):
+    side = tmp_path / "main.config.json"
+    side.write_text(json.dumps({"cell_keys": ["vanilla-only"], "train_sets": {"A": "a"}}))  # a pass over 1 row
+    E.keep_planned_keys(side, {"cell_keys": ["k1", "k2"], "train_sets": {"A": "a", "B": "b"}}, partial=True)
+    assert json.loads(side.read_text()) == {"cell_keys": ["vanilla-only", "k1", "k2"],
+                                            "train_sets": {"A": "a", "B": "b"}}
+    side.write_text(json.dumps({"cell_keys": ["k3"], "train_sets": {"A": "a", "B": "b", "C": "c"}}))  # a full pass
+    E.keep_planned_keys(side, {"cell_keys": ["k1"], "train_sets": {"A": "a"}}, partial=False)
+    assert json.loads(side.read_text()) == {"cell_keys": ["k3", "k1"], "train_sets": {"A": "a", "B": "b", "C": "c"}}

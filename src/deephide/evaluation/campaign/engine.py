@@ -162,17 +162,20 @@ def runtime_config(c: Campaign, name: str, ready: set[str], device: str,
     return out, missing
 
 
-def keep_planned_keys(sidecar: Path, before: list[str]) -> None:
+def keep_planned_keys(sidecar: Path, before: dict[str, Any] | list[str] | None, partial: bool = False) -> None:
     """The grid's sidecar after a pass over some rows or columns keeps the cell keys planned before it too: the
     summary finds a mixture cell by its planned key, and a pass over fewer rows (``--rows``, or a session whose
-    other sets were not ready) used to drop the others' keys (the mixtures table then read 0 of 45)."""
+    other sets were not ready) used to drop the others' keys (the mixtures table then read 0 of 45). ``before``:
+    the sidecar as it was (or its keys); after a ``partial`` pass its other fields stay as they were too (the
+    runtime config of a partial pass names only some rows and columns)."""
     if not sidecar.exists() or not before:
         return
+    old = before if isinstance(before, dict) else {"cell_keys": list(before)}
     rec = json.loads(sidecar.read_text())
-    keys = list(dict.fromkeys([*(rec.get("cell_keys") or []), *before]))
-    if keys != rec.get("cell_keys"):
-        rec["cell_keys"] = keys
-        sidecar.write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
+    keys = list(dict.fromkeys([*(rec.get("cell_keys") or []), *(old.get("cell_keys") or [])]))
+    new = {**(old if partial and isinstance(before, dict) else rec), "cell_keys": keys}
+    if new != rec:
+        sidecar.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
 
 
 @contextlib.contextmanager
@@ -232,13 +235,13 @@ class _Run:
                 continue
             loaded = load_config(cfg)
             sidecar = sidecar_path(self.c.root / loaded.out)
-            before = json.loads(sidecar.read_text()).get("cell_keys") or [] if sidecar.exists() else []
+            before = json.loads(sidecar.read_text()) if sidecar.exists() else None
             cpus = max(1, int(loaded.resources["cpus"]))  # a cell's threads: a grid's resources.cpus (default 1)
             workers = None if self.workers is None else max(1, self.workers // cpus)
             with cell_threads(cpus):
                 s = run_grid(cfg, executor=self.executor, progress=True, time_limit_s=max(0.0, self.left()),
                              workers=workers)
-            keep_planned_keys(sidecar, before)
+            keep_planned_keys(sidecar, before, partial=bool(missing) or columns is not None)
             print(f"campaign: grid {g}: {s.ran} run, {s.skipped} already done, {s.total - s.skipped - s.ran} left",
                   flush=True)
 
