@@ -159,3 +159,15 @@ class SurrogateVictim:
                     self.opt.state[p]["momentum_buffer"] = t[f"momentum.{i}"].to(dev)
         except Exception as e:  # noqa: BLE001  (a corrupt or foreign file: one line, not a traceback)
             raise DeephideError(f"{path}: unusable surrogate state ({error_line(e)})") from None
+
+
+def cover_linear(covers: torch.Tensor, train: Any, seed: int) -> torch.nn.Module:
+    """L_lin's linear classifier (hiding.losses.linear_shortcut_loss): a bias-free linear model fitted on the clean
+    ``covers`` (uint8 (N, C, H, W) on the training device) with ``train``'s labels, PIL's settings (30 epochs, lr
+    0.003, batch 512), seeded by the run seed: fitted again, the same, when a run resumes (nothing is stored)."""
+    from ..runtime import derive_seed
+    from ..training.linear import fit_linear
+
+    gen = torch.Generator().manual_seed(derive_seed(seed, "linear_surrogate"))
+    labels = torch.from_numpy(train.labels).to(covers.device)
+    return fit_linear(covers, labels, train.num_classes, gen=gen)[0]

@@ -1,11 +1,5 @@
-"""Hider training: L_hide + w1 L_reveal + w2 L_freq + w3 L_LFC on class-balanced batches.
-
-Layout of a hider directory (what ``deephide train-hider --out DIR`` writes, ``protect`` reads):
-  DIR/checkpoint/   weights.safetensors + config.json (+ optimizer) -- see hiding.checkpoint
-  DIR/bank/         the secret bank the hider was trained with (semantic.store)
-  DIR/log.jsonl     one line per ``log_every`` iterations: every loss, PSNR, L-inf, reveal PSNR
-  DIR/summary.json  final numbers, full profile, seed, versions, timing (+ the reveal gate, pipeline)
-  DIR/snapshots/N/  weights at the profile's ``snapshot_at`` iterations (learning-curve points)
+"""Hider training: L_hide + w1 L_reveal + w2 L_freq + w3 L_LFC (+ the terms not in the paper: L_use, L_sv, L_lin)
+on class-balanced batches, into a hider directory (its layout: hiding.hiderdir; ``protect`` reads it).
 
 Under torchrun (``deephide.launch``) every rank draws the same class-balanced global batch and
 trains on its contiguous shard (whole classes per rank, so L_LFC keeps its same-class pairs); DDP
@@ -31,7 +25,6 @@ import torch
 from tqdm.auto import tqdm
 
 from ..training import distributed
-from ..training.linear import fit_linear
 from ..data import ImageSet
 from ..errors import DeephideError
 from ..fsutil import write_json
@@ -47,7 +40,7 @@ from .profiles import hider_config, loss_weights
 from .resume import ADDED_KEYS, RESUMABLE_KEYS, SCHEDULE_KEYS, last_log, same_run, save_state, snapshot_steps, trim_log
 from .step import (HideRevealStep, balanced_batch, budget_stats, loss_shares, mean_over_ranks, rank_share,
                    secret_index, straight_through_quantise)
-from .surrogate import SurrogateVictim
+from .surrogate import SurrogateVictim, cover_linear
 
 __all__ = ["ADDED_KEYS", "HideRevealStep", "RESUMABLE_KEYS", "SCHEDULE_KEYS", "balanced_batch", "budget_stats",
            "loss_shares", "snapshot_steps", "straight_through_quantise", "train_hider"]
@@ -127,7 +120,7 @@ class _HiderRun:
             trim_log(out / LOG, self.start)
         self.surrogate = self._make_surrogate()
         self._batches()
-        self.linear = self._make_linear()
+        self.linear = cover_linear(self.covers, self.train_set, self.seed) if self.weights["lin"] > 0 else None
         # (weights, optimizer, iteration, spike-guard state): where a rollback or an interrupt returns to
         self.good = self._state(self.start)
         self.t0, self.elapsed0 = time.perf_counter(), 0.0
@@ -185,15 +178,6 @@ class _HiderRun:
         if self.ck.exists() and (self.out / SURROGATE).exists():  # resume: the surrogate as it was at the checkpoint
             surrogate.restore(self.out / SURROGATE)
         return surrogate
-
-    def _make_linear(self) -> torch.nn.Module | None:
-        """L_lin's linear classifier, fitted on the clean covers (PIL's settings: 30 epochs, lr 0.003, batch 512),
-        seeded by the run: the same one again when a run resumes (a minute of fitting, nothing stored)."""
-        if self.weights["lin"] <= 0:
-            return None
-        gen = torch.Generator().manual_seed(derive_seed(self.seed, "linear_surrogate"))
-        labels = torch.from_numpy(self.train_set.labels).to(self.dev)
-        return fit_linear(self.covers, labels, self.train_set.num_classes, gen=gen)[0]
 
     def _batches(self) -> None:
         """Covers and secrets as uint8 on the device for the whole run (a no-op copy on the CPU); the batch shape."""
