@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import re
 import shutil
@@ -117,11 +118,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         f.write("\n")
 
 
-def read_jsonl(path: str | os.PathLike, skip_bad: bool = False) -> list[dict[str, Any]]:
+def read_jsonl(path: str | os.PathLike, skip_bad: bool = False, complete_only: bool = False) -> list[Any]:
     """The records of a JSON-lines file, in order ([] when it does not exist); blank lines are skipped.
 
     A line that is not JSON is an error naming the file and the line, unless ``skip_bad`` (a log or a progress
-    record that an interrupted writer may have cut): then it is left out.
+    record that an interrupted writer may have cut): then it is left out, with a warning. ``complete_only``: a
+    last line without its newline (a write cut short, even one that parses) is left out too.
 
     >>> import tempfile; p = Path(tempfile.mkdtemp()) / "log.jsonl"
     >>> append_jsonl(p, {"step": 1}); append_jsonl(p, {"step": 2})
@@ -133,20 +135,27 @@ def read_jsonl(path: str | os.PathLike, skip_bad: bool = False) -> list[dict[str
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return []
-    except (OSError, UnicodeDecodeError) as e:
-        raise DeephideError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
-    out = []
-    for i, line in enumerate(text.splitlines(), 1):
+    except OSError as e:
+        raise DeephideError(f"{path}: cannot read ({e.strerror or e})") from None
+    lines = data.split(b"\n")
+    if complete_only and lines[-1].strip():
+        logging.getLogger(__name__).warning("%s: ignoring a truncated last line", path)
+        lines[-1] = b""
+    out, bad = [], 0
+    for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             out.append(json.loads(line))
-        except ValueError:
+        except ValueError:  # UnicodeDecodeError included
             if not skip_bad:
                 raise DeephideError(f"{path}: line {i} is not JSON") from None
+            bad += 1
+    if bad:
+        logging.getLogger(__name__).warning("%s: ignored %d unreadable line(s)", path, bad)
     return out
 
 

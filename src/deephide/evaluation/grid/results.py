@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DeephideError
-from ...fsutil import _json_default
+from ...fsutil import _json_default, read_jsonl
 
 
 log = logging.getLogger(__name__)
@@ -23,33 +23,15 @@ def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
     A last line without its newline (a write cut short) is ignored, so are unparsable lines
     (with a warning): a damaged file never stops a report or a resume.
     """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    except OSError as e:
-        raise DeephideError(f"{path}: cannot read results ({e.strerror or e})") from None
-    lines = data.split(b"\n")
-    if lines and lines[-1].strip():
-        log.warning("%s: ignoring a truncated last line", path)
     out, seen, bad = [], set(), 0
-    for raw in lines[:-1]:
-        if not raw.strip():
-            continue
-        try:
-            rec = json.loads(raw)
-        except ValueError:
-            bad += 1
-            continue
+    for rec in read_jsonl(path, skip_bad=True, complete_only=True):
         if not isinstance(rec, dict) or not isinstance(rec.get("key"), str):
             bad += 1
-            continue
-        if rec["key"] not in seen:
+        elif rec["key"] not in seen:
             seen.add(rec["key"])
             out.append(rec)
     if bad:
-        log.warning("%s: ignored %d unreadable line(s)", path, bad)
+        log.warning("%s: ignored %d line(s) that are not cell records", path, bad)
     return out
 
 
