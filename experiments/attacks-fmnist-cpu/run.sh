@@ -10,7 +10,7 @@ R=runs/attacks
 G=results/attacks-fmnist-cpu
 E=experiments/attacks-fmnist-cpu
 mkdir -p $R
-for a in LSP AR OPS random-noise-C semantic-added-C semantic-added-S EM-C REM EM ISGAN; do
+for a in LSP PIL AR OPS random-noise-C semantic-added-C semantic-added-S EM-C REM EM ISGAN; do
   if [ ! -d $R/$a ]; then
     echo "== attack $a ($(date +%T))"
     $D attack $a --data fashion-mnist --profile cpu --seed 0 --out $R/$a --quiet

@@ -26,7 +26,7 @@ def test_profiles() -> None:
             assert prof["reveal_distortions"] == () and prof["sv_views"] == () and prof["sv_adv_levels"] == 0
     # robust (issue 33): no L_freq / L_LFC, the surrogate through the countermeasure families, the budget used
     r = get_hider_profile("robust")
-    assert loss_weights(r) == {"hide": 1.0, "reveal": 1.0, "freq": 0.0, "lfc": 0.0, "use": 0.1, "sv": 0.1}
+    assert loss_weights(r) == {"hide": 1.0, "reveal": 1.0, "freq": 0.0, "lfc": 0.0, "use": 0.1, "sv": 0.1, "lin": 0.0}
     assert {"jpeg-any", "bdr", "noise", "median", "gray", "cutout", "mixup", "cutmix"} <= set(r["sv_views"])
     assert "none" in r["reveal_distortions"]
     # the paper's weights (w1 = w2 = 1, w3 = 1e-4) in paper and tiny; cpu's short run is rebalanced (profiles.py)
