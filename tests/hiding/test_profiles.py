@@ -31,8 +31,9 @@ def test_profiles() -> None:
     assert "none" in r["reveal_distortions"]
     # the paper's weights (w1 = w2 = 1, w3 = 1e-4) in paper and tiny; cpu's short run is rebalanced (profiles.py)
     assert [loss_weights(get_hider_profile(n)) for n in ("paper", "tiny")] == [
-        {"hide": 1.0, "reveal": 1.0, "freq": 1.0, "lfc": 1e-4, "use": 0.0, "sv": 0.0}] * 2
-    assert loss_weights(get_hider_profile("cpu")) == {"hide": 1.0, "reveal": 1.0, "freq": 0.01, "lfc": 0.01, "use": 0.0, "sv": 0.0}
+        {"hide": 1.0, "reveal": 1.0, "freq": 1.0, "lfc": 1e-4, "use": 0.0, "sv": 0.0, "lin": 0.0}] * 2
+    assert loss_weights(get_hider_profile("cpu")) == {"hide": 1.0, "reveal": 1.0, "freq": 0.01, "lfc": 0.01, "use": 0.0, "sv": 0.0,
+                                                        "lin": 0.0}
     p = get_hider_profile("paper")
     assert (p["blocks"], p["growth"], p["clamp"]) == (16, 32, 2.0)
     assert math.isclose(p["lr"], 10**-4.5) and p["betas"] == (0.5, 0.999)
