@@ -238,10 +238,12 @@ class _Run:
             before = json.loads(sidecar.read_text()) if sidecar.exists() else None
             cpus = max(1, int(loaded.resources["cpus"]))  # a cell's threads: a grid's resources.cpus (default 1)
             workers = None if self.workers is None else max(1, self.workers // cpus)
-            with cell_threads(cpus):
-                s = run_grid(cfg, executor=self.executor, progress=True, time_limit_s=max(0.0, self.left()),
-                             workers=workers)
-            keep_planned_keys(sidecar, before, partial=bool(missing) or columns is not None)
+            try:
+                with cell_threads(cpus):
+                    s = run_grid(cfg, executor=self.executor, progress=True, time_limit_s=max(0.0, self.left()),
+                                 workers=workers)
+            finally:  # a run stopped mid-grid too: its sidecar must not be left naming the ready rows only
+                keep_planned_keys(sidecar, before, partial=bool(missing) or columns is not None)
             print(f"campaign: grid {g}: {s.ran} run, {s.skipped} already done, {s.total - s.skipped - s.ran} left",
                   flush=True)
 
