@@ -16,16 +16,6 @@ from deephide.runtime import bf16_supported
 from deephide.semantic import SecretBank, make_bank
 
 
-@pytest.fixture(scope="module")
-def train():
-    return load_dataset("synthetic?n=64&size=32&classes=4", "train")
-
-
-@pytest.fixture(scope="module")
-def bank(train):
-    return make_bank("next-class", train, "sample", 32, seed=0, per_class=3)
-
-
 def _random_hider(size=32, seed=0):
     torch.manual_seed(seed)
     h = Hider(HiderConfig(blocks=1, growth=8, clamp=2.0, image_size=size))

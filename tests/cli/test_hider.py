@@ -8,22 +8,12 @@ import numpy as np
 import pytest
 
 from deephide.cli import main
-from deephide.data import ImageSet, load_dataset
+from deephide.data import ImageSet
 from deephide.hiding import get_hider_profile
 from deephide.hiding.hiderdir import open_hider
 from deephide.hiding.train import train_hider
 from deephide.protect import protect
-from deephide.semantic import SecretBank, make_bank
-
-
-@pytest.fixture(scope="module")
-def train():
-    return load_dataset("synthetic?n=64&size=32&classes=4", "train")
-
-
-@pytest.fixture(scope="module")
-def bank(train):
-    return make_bank("next-class", train, "sample", 32, seed=0, per_class=3)
+from deephide.semantic import SecretBank
 
 
 def test_cli_train_protect_verify_evaluate(tmp_path, capsys):

@@ -23,23 +23,11 @@ from deephide.hiding import (
 )
 
 
-def _randomise(module: torch.nn.Module, scale: float, seed: int) -> None:
-    """Non-zero random weights everywhere (incl. the zero-initialised last convs)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * scale)
-
-
-def _tiny(size: int = 8, blocks: int = 2, growth: int = 4) -> Hider:
-    return Hider(HiderConfig(blocks=blocks, growth=growth, clamp=2.0, image_size=size))
-
-
 # ---------------------------------------------------------------- checkpoints
 
-def test_checkpoint_roundtrip_with_optimizer(tmp_path) -> None:
-    h = _tiny(size=8, blocks=2, growth=4)
-    _randomise(h, 0.05, seed=4)
+def test_checkpoint_roundtrip_with_optimizer(tmp_path, tiny_hider, randomise) -> None:
+    h = tiny_hider(size=8, blocks=2, growth=4)
+    randomise(h, 0.05, seed=4)
     prof = get_hider_profile("tiny")
     opt = torch.optim.Adam(h.parameters(), lr=prof["lr"], betas=prof["betas"], eps=prof["adam_eps"],
                            weight_decay=prof["weight_decay"])
@@ -77,8 +65,8 @@ def test_checkpoint_roundtrip_with_optimizer(tmp_path) -> None:
         load_training_state(ckpt, opt2)
 
 
-def test_checkpoint_errors(tmp_path) -> None:
-    h = _tiny(size=8, blocks=2, growth=4)
+def test_checkpoint_errors(tmp_path, tiny_hider) -> None:
+    h = tiny_hider(size=8, blocks=2, growth=4)
     ckpt = tmp_path / "hider"
     save_hider(ckpt, h)
     with pytest.raises(DeephideError, match="trained for 8x8 images, data is 32x32"):
@@ -117,8 +105,8 @@ def test_checkpoint_errors(tmp_path) -> None:
         load_hider(ckpt)
 
 
-def test_checkpoint_rejects_nonfinite_weights(tmp_path) -> None:
-    h = _tiny(size=8, blocks=1, growth=4)
+def test_checkpoint_rejects_nonfinite_weights(tmp_path, tiny_hider) -> None:
+    h = tiny_hider(size=8, blocks=1, growth=4)
     with torch.no_grad():
         h.blocks[0].phi.convs[0].weight[0, 0, 0, 0] = float("nan")
     save_hider(tmp_path / "h", h)

@@ -19,23 +19,13 @@ from deephide.hiding import (
     freq_loss,
     get_hider_profile,
     hider_config,
+    project_to_budget,
+    quantise_within_budget,
     reveal_loss,
 )
 from deephide.hiding.train import HideRevealStep, budget_stats
 
 EPS = 8 / 255
-
-
-def _randomise(module: torch.nn.Module, scale: float, seed: int) -> None:
-    """Non-zero random weights everywhere (incl. the zero-initialised last convs)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * scale)
-
-
-def _tiny(size: int = 8, blocks: int = 2, growth: int = 4) -> Hider:
-    return Hider(HiderConfig(blocks=blocks, growth=growth, clamp=2.0, image_size=size))
 
 
 # ---------------------------------------------------------------- INN
@@ -60,10 +50,10 @@ def _dense_before_issue_20(net: DenseSubnet, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("amp", [False, True])
-def test_dense_subnet_keeps_its_values_and_gradients_bit_for_bit_under_autocast(amp: bool) -> None:
+def test_dense_subnet_keeps_its_values_and_gradients_bit_for_bit_under_autocast(amp: bool, randomise) -> None:
     # the subnet now casts its input to the autocast dtype at each use, so the cat stays bf16: a pure speed change
     net = DenseSubnet(12, 12, growth=8)
-    _randomise(net, 0.1, seed=0)
+    randomise(net, 0.1, seed=0)
     x = torch.randn(3, 12, 6, 6, generator=torch.Generator().manual_seed(1)).contiguous(memory_format=torch.channels_last)
     results = []
     for forward in (net.forward, lambda t: _dense_before_issue_20(net, t)):
@@ -79,26 +69,26 @@ def test_dense_subnet_keeps_its_values_and_gradients_bit_for_bit_under_autocast(
         assert torch.equal(net(x), _dense_before_issue_20(net, x))
 
 
-def test_coupling_block_inverse_random_weights() -> None:
+def test_coupling_block_inverse_random_weights(randomise) -> None:
     block = CouplingBlock(12, 12, clamp=2.0, growth=4)
-    _randomise(block, 0.05, seed=1)
+    randomise(block, 0.05, seed=1)
     x = torch.randn(3, 24, 4, 4)
     y = block(x)
     assert (y - x).abs().max() > 1e-2  # really not the identity
     assert torch.allclose(block.inverse(y), x, atol=1e-5, rtol=0)
 
 
-def test_inn_inverse_random_weights() -> None:
-    h = _tiny(size=8, blocks=3, growth=4)
-    _randomise(h, 0.05, seed=2)
+def test_inn_inverse_random_weights(tiny_hider, randomise) -> None:
+    h = tiny_hider(size=8, blocks=3, growth=4)
+    randomise(h, 0.05, seed=2)
     x = torch.rand(2, 24, 4, 4)
     y = h.inn_forward(x)
     assert (y - x).abs().max() > 1e-2
     assert (h.inn_inverse(y) - x).abs().max() <= 1e-5
 
 
-def test_hider_is_identity_at_init() -> None:
-    h = _tiny(size=8, blocks=2)
+def test_hider_is_identity_at_init(tiny_hider) -> None:
+    h = tiny_hider(size=8, blocks=2)
     cover, secret = torch.rand(4, 3, 8, 8), torch.rand(4, 3, 8, 8)
     stego, r = h.hide(cover, secret)
     assert torch.equal(stego, cover)
@@ -108,9 +98,9 @@ def test_hider_is_identity_at_init() -> None:
     assert torch.allclose(h.reveal(stego, r), secret, atol=1e-6)
 
 
-def test_hide_then_reveal_with_true_residual_random_weights() -> None:
-    h = _tiny(size=8, blocks=2, growth=4)
-    _randomise(h, 0.05, seed=3)
+def test_hide_then_reveal_with_true_residual_random_weights(tiny_hider, randomise) -> None:
+    h = tiny_hider(size=8, blocks=2, growth=4)
+    randomise(h, 0.05, seed=3)
     cover, secret = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
     stego, r = h.hide(cover, secret)
     assert stego.shape == cover.shape and r.shape == (2, 12, 4, 4)
@@ -119,8 +109,8 @@ def test_hide_then_reveal_with_true_residual_random_weights() -> None:
     assert h.reveal(stego).shape == secret.shape  # z = zeros by default
 
 
-def test_hider_input_validation() -> None:
-    h = _tiny(size=8)
+def test_hider_input_validation(tiny_hider) -> None:
+    h = tiny_hider(size=8)
     with pytest.raises(DeephideError, match="trained for 8x8 images, data is 16x16"):
         h.hide(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
     with pytest.raises(DeephideError, match="float"):
@@ -144,14 +134,14 @@ def _hide_reveal_loss(h: Hider, bf16: bool) -> torch.Tensor:
         return reveal_loss(h.reveal(stego, torch.randn(2, 12, 4, 4, generator=g)), secret) + freq_loss(stego, cover)
 
 
-def test_hider_gradients_at_init_and_after() -> None:
-    h = _tiny(size=8, blocks=2, growth=4)
+def test_hider_gradients_at_init_and_after(tiny_hider, randomise) -> None:
+    h = tiny_hider(size=8, blocks=2, growth=4)
     _hide_reveal_loss(h, bf16=False).backward()
     # at the identity only the secret-side subnets (eta, rho) see a gradient, in every block
     for block in h.blocks:
         assert block.eta.convs[4].weight.grad.abs().sum() > 0
     h.zero_grad()
-    _randomise(h, 0.05, seed=6)
+    randomise(h, 0.05, seed=6)
     _hide_reveal_loss(h, bf16=True).backward()
     for name, p in h.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -165,10 +155,10 @@ def _grey_and_colour_covers(size: int = 8) -> torch.Tensor:
     return torch.cat((grey, torch.rand(2, 3, size, size, generator=g)))
 
 
-def test_grey_covers_shared_keeps_grey_images_grey_and_colour_ones_as_rgb() -> None:
+def test_grey_covers_shared_keeps_grey_images_grey_and_colour_ones_as_rgb(tiny_hider, randomise) -> None:
     cover, secret = _grey_and_colour_covers(), torch.rand(4, 3, 8, 8)
-    rgb = _tiny()
-    _randomise(rgb, 0.05, seed=2)
+    rgb = tiny_hider()
+    randomise(rgb, 0.05, seed=2)
     shared = Hider(dataclasses.replace(rgb.config, grey_covers="shared"))
     shared.load_state_dict(rgb.state_dict())
     with torch.no_grad():
@@ -181,10 +171,10 @@ def test_grey_covers_shared_keeps_grey_images_grey_and_colour_ones_as_rgb() -> N
     assert torch.equal(s_sh[2:], s_rgb[2:]) and torch.equal(r_sh, r_rgb)  # colour covers and r untouched
 
 
-def test_delta_bands_ll_keeps_only_the_ll_band_of_the_perturbation() -> None:
+def test_delta_bands_ll_keeps_only_the_ll_band_of_the_perturbation(tiny_hider, randomise) -> None:
     cover, secret = _grey_and_colour_covers(), torch.rand(4, 3, 8, 8)
-    full = _tiny()
-    _randomise(full, 0.05, seed=3)
+    full = tiny_hider()
+    randomise(full, 0.05, seed=3)
     ll = Hider(dataclasses.replace(full.config, delta_bands="ll", grey_covers="shared"))
     ll.load_state_dict(full.state_dict())
     with torch.no_grad():
@@ -202,10 +192,10 @@ def test_delta_bands_ll_keeps_only_the_ll_band_of_the_perturbation() -> None:
 
 @settings(max_examples=15, deadline=None)
 @given(seed=st.integers(0, 10_000), weight_scale=st.sampled_from([0.05, 0.5, 3.0]))
-def test_bounded_hider_keeps_the_budget_before_any_clip(seed: int, weight_scale: float) -> None:
+def test_bounded_hider_keeps_the_budget_before_any_clip(seed: int, weight_scale: float, randomise) -> None:
     """A randomly weighted hider with eps_levels: raw output within the budget and the box, every cover."""
     h = Hider(HiderConfig(blocks=2, growth=4, clamp=2.0, image_size=8, eps_levels=8))
-    _randomise(h, weight_scale, seed)
+    randomise(h, weight_scale, seed)
     g = torch.Generator().manual_seed(seed + 1)
     cover = torch.randint(0, 256, (3, 3, 8, 8), generator=g).float() / 255
     cover[0] = 0.0  # a black image: only upward room
@@ -232,10 +222,10 @@ def test_bounded_hider_is_identity_at_init_and_config_checks() -> None:
         hider_config(get_hider_profile("cpu", budget="hard"), 32)
 
 
-def test_straight_through_gradient_reaches_the_inn_from_the_stored_image() -> None:
+def test_straight_through_gradient_reaches_the_inn_from_the_stored_image(randomise) -> None:
     """Every loss sees the stored (bounded, rounded) image, yet its gradient reaches every subnet."""
     h = Hider(HiderConfig(blocks=2, growth=4, clamp=2.0, image_size=8, eps_levels=8))
-    _randomise(h, 0.05, 3)
+    randomise(h, 0.05, 3)
     step = HideRevealStep(h, EPS, from_stored=True)
     cover, secret = torch.randint(0, 256, (2, 3, 8, 8)).float() / 255, torch.rand(2, 3, 8, 8)  # covers are uint8
     raw, stored, secret_hat, _ = step(cover, secret, None)
@@ -251,3 +241,26 @@ def test_straight_through_gradient_reaches_the_inn_from_the_stored_image() -> No
     raw, stored, _, _ = step(cover, secret, None)
     freq_loss(stored, cover).backward()
     assert float(h.blocks[0].phi.convs[4].weight.grad.abs().sum()) > 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), weight_scale=st.sampled_from([0.01, 0.1, 0.5]),
+       extreme=st.booleans())
+def test_budget_guarantee_property(seed: int, weight_scale: float, extreme: bool, tiny_hider, randomise) -> None:
+    g = torch.Generator().manual_seed(seed)
+    cover_u8 = torch.randint(0, 256, (2, 3, 8, 8), generator=g, dtype=torch.uint8)
+    if extreme:  # saturated pixels stress the [0, 1] box
+        cover_u8[:, 0] = 0
+        cover_u8[:, 1] = 255
+    secret = torch.rand(2, 3, 8, 8, generator=g)
+    h = tiny_hider(size=8, blocks=1, growth=4)
+    randomise(h, weight_scale, seed)
+    cover = cover_u8.float() / 255
+    with torch.no_grad():
+        stego, _ = h.hide(cover, secret)
+    proj = project_to_budget(stego, cover, EPS)
+    assert float((proj - cover).abs().max()) <= EPS + 1e-6
+    assert float(proj.min()) >= 0.0 and float(proj.max()) <= 1.0
+    q = quantise_within_budget(proj, cover_u8, levels=8)
+    assert q.dtype == torch.uint8
+    assert int((q.int() - cover_u8.int()).abs().max()) <= 8

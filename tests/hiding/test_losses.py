@@ -178,7 +178,7 @@ def test_linear_shortcut_loss_by_hand_and_its_gradient() -> None:
     stored.requires_grad_(True)
     y = torch.tensor([1])
     loss = linear_shortcut_loss(lin, stored, cover, y, lmd=1.0)
-    assert float(loss) == pytest.approx(float(torch.nn.functional.cross_entropy(lin(cover - stored), y)))
+    assert float(loss.detach()) == pytest.approx(float(torch.nn.functional.cross_entropy(lin(cover - stored), y)))
     # the obfuscation part alone: 0 when the stored image gives uniform logits (the cover here), > 0 otherwise
     assert float(linear_shortcut_loss(lin, cover, cover, y, lmd=0.0)) == pytest.approx(0.0, abs=1e-6)
     assert float(linear_shortcut_loss(lin, stored.detach(), cover, y, lmd=0.0)) > 0

@@ -13,17 +13,6 @@ from deephide.errors import DeephideError
 from deephide.hiding import get_hider_profile
 from deephide.hiding.hiderdir import open_hider
 from deephide.hiding.train import balanced_batch, train_hider
-from deephide.semantic import make_bank
-
-
-@pytest.fixture(scope="module")
-def train():
-    return load_dataset("synthetic?n=64&size=32&classes=4", "train")
-
-
-@pytest.fixture(scope="module")
-def bank(train):
-    return make_bank("next-class", train, "sample", 32, seed=0, per_class=3)
 
 
 def test_balanced_batches_hold_same_class_pairs():

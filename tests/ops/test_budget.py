@@ -9,26 +9,12 @@ from hypothesis import strategies as st
 
 from deephide.errors import DeephideError
 from deephide.hiding import (
-    Hider,
-    HiderConfig,
     project_to_budget,
     quantise_within_budget,
 )
 from deephide.ops.budget import bounded_perturbation, parse_eps
 
 EPS = 8 / 255
-
-
-def _randomise(module: torch.nn.Module, scale: float, seed: int) -> None:
-    """Non-zero random weights everywhere (incl. the zero-initialised last convs)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * scale)
-
-
-def _tiny(size: int = 8, blocks: int = 2, growth: int = 4) -> Hider:
-    return Hider(HiderConfig(blocks=blocks, growth=growth, clamp=2.0, image_size=size))
 
 
 # ---------------------------------------------------------------- budget
@@ -51,27 +37,6 @@ def test_quantise_edges_and_errors() -> None:
         quantise_within_budget(stego, cover.float())
 
 
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), weight_scale=st.sampled_from([0.01, 0.1, 0.5]),
-       extreme=st.booleans())
-def test_budget_guarantee_property(seed: int, weight_scale: float, extreme: bool) -> None:
-    g = torch.Generator().manual_seed(seed)
-    cover_u8 = torch.randint(0, 256, (2, 3, 8, 8), generator=g, dtype=torch.uint8)
-    if extreme:  # saturated pixels stress the [0, 1] box
-        cover_u8[:, 0] = 0
-        cover_u8[:, 1] = 255
-    secret = torch.rand(2, 3, 8, 8, generator=g)
-    h = _tiny(size=8, blocks=1, growth=4)
-    _randomise(h, weight_scale, seed)
-    cover = cover_u8.float() / 255
-    with torch.no_grad():
-        stego, _ = h.hide(cover, secret)
-    proj = project_to_budget(stego, cover, EPS)
-    assert float((proj - cover).abs().max()) <= EPS + 1e-6
-    assert float(proj.min()) >= 0.0 and float(proj.max()) <= 1.0
-    q = quantise_within_budget(proj, cover_u8, levels=8)
-    assert q.dtype == torch.uint8
-    assert int((q.int() - cover_u8.int()).abs().max()) <= 8
 
 
 @settings(max_examples=40, deadline=None)
