@@ -14,15 +14,13 @@ batch 512); a linear surrogate is cheap enough that the ``cpu`` profile keeps th
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..data import ImageSet
 from .base import AttackRun, finish_attack, n_batches, samplewise, start_attack
-from ..training.linear import LinearSurrogate, fit_linear
+from ..training.linear import LinearSurrogate, fit_linear, linearization_loss
 from .minmin import clean_images, uniform_noise
 from .registry import ATTACKS
 
@@ -46,21 +44,15 @@ def train_linear(run: AttackRun, X: torch.Tensor, Y: torch.Tensor) -> tuple[Line
 def pil_noise(run: AttackRun, model: LinearSurrogate, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """The noise n (N, C, H, W) in [-eps, eps] of every image (the stored image is x - n)."""
     s, eps = run.settings, run.eps
-    k, lmd, step = run.train.num_classes, float(s["lmd"]), float(s["step_levels"]) / 255.0
-    bs = int(s["batch_size"])
+    lmd, step, bs = float(s["lmd"]), float(s["step_levels"]) / 255.0, int(s["batch_size"])
     out = torch.empty(X.shape, dtype=torch.float32, device=run.device)
-    log_uniform = torch.full((1, k), -math.log(k), device=run.device)
     bar = run.bar(n_batches(X.shape[0], bs), "noise")
     for i in range(0, X.shape[0], bs):
         x, y = X[i:i + bs].float().div(255), Y[i:i + bs]
         noise = uniform_noise(tuple(x.shape), eps, run)
         for _ in range(int(s["steps"])):
             noise.requires_grad_(True)
-            shortcut = F.cross_entropy(model(noise), y)
-            # KL(uniform || p(x - n)): the image without its noise should tell the linear model nothing
-            logp = F.log_softmax(model(x - noise), dim=1)
-            obfuscate = (log_uniform.exp() * (log_uniform - logp)).sum(1).mean()
-            grad, = torch.autograd.grad(lmd * shortcut + (1 - lmd) * obfuscate, noise)
+            grad, = torch.autograd.grad(linearization_loss(model, noise, x - noise, y, lmd), noise)
             run.cost.forward(2 * x.shape[0])
             run.cost.backward(2 * x.shape[0])
             noise = (noise.detach() - step * grad.sign()).clamp_(-eps, eps)

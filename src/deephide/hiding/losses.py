@@ -15,7 +15,6 @@ would grow with (batch size)^2 / classes and make w3 depend on the batch.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Collection, Mapping
 
 import torch
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 
 from ..errors import DeephideError
 from ..ops.wavelets import lowpass
+from ..training.linear import linearization_loss
 
 #: Loss terms known to :func:`total_loss`, in logging order.
 TERMS: tuple[str, ...] = ("hide", "reveal", "freq", "lfc", "use", "sv", "lin")
@@ -96,11 +96,7 @@ def linear_shortcut_loss(linear: Callable[[torch.Tensor], torch.Tensor], stored:
     _same_shape(stored, cover, "linear_shortcut_loss")
     if not 0.0 <= lmd <= 1.0:
         raise DeephideError(f"linear_shortcut_loss: lmd must be in [0, 1], got {lmd}")
-    shortcut = F.cross_entropy(linear(cover - stored).float(), labels)
-    logp = F.log_softmax(linear(stored).float(), dim=1)
-    k = logp.shape[1]
-    obfuscate = (-math.log(k) - logp).mean(1).mean()  # KL(U || p) = sum_k (1/K) (log(1/K) - log p_k)
-    return lmd * shortcut + (1 - lmd) * obfuscate
+    return linearization_loss(linear, cover - stored, stored, labels, lmd)
 
 
 def perturbation_to_image(x_pm: torch.Tensor, eps: float) -> torch.Tensor:

@@ -33,6 +33,22 @@ class LinearSurrogate(torch.nn.Module):
         return self.w2(self.w1(x.flatten(1)))
 
 
+def linearization_loss(linear: Callable[[torch.Tensor], torch.Tensor], noise: torch.Tensor, image: torch.Tensor,
+                       labels: torch.Tensor, lmd: float = 0.9) -> torch.Tensor:
+    """PIL's objective: ``lmd * CE(linear(noise), y) + (1 - lmd) * KL(uniform || softmax(linear(image)))``.
+
+    linear: logits (N, K) of a bias-free linear model; noise: the perturbation alone, image: the picture without it
+    (PIL stores ``image = x - noise``), both float (N, C, H, W); labels: int64 (N,). The noise alone names the class
+    to the linear model (a shortcut) while the image tells it nothing (obfuscation). Used by the PIL attack and by
+    the hider's L_lin (hiding.losses.linear_shortcut_loss).
+    """
+    shortcut = F.cross_entropy(linear(noise).float(), labels)
+    logp = F.log_softmax(linear(image).float(), dim=1)
+    log_uniform = torch.full((1, logp.shape[1]), -math.log(logp.shape[1]), device=logp.device)
+    obfuscate = (log_uniform.exp() * (log_uniform - logp)).sum(1).mean()
+    return lmd * shortcut + (1 - lmd) * obfuscate
+
+
 def fit_linear(images: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int = 30, lr: float = 0.003,
                batch_size: int = 512, gen: torch.Generator | None = None,
                on_batch: Callable[[int], None] | None = None) -> tuple[LinearSurrogate, float]:
