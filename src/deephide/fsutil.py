@@ -21,6 +21,8 @@ from typing import Any, Iterable, Iterator
 
 from .errors import DeephideError
 
+log = logging.getLogger(__name__)
+
 
 def _host() -> str:
     """This machine's name, reduced to characters that are safe in a file name."""
@@ -142,7 +144,7 @@ def read_jsonl(path: str | os.PathLike, skip_bad: bool = False, complete_only: b
         raise DeephideError(f"{path}: cannot read ({e.strerror or e})") from None
     lines = data.split(b"\n")
     if complete_only and lines[-1].strip():
-        logging.getLogger(__name__).warning("%s: ignoring a truncated last line", path)
+        log.warning("%s: ignoring a truncated last line", path)
         lines[-1] = b""
     out, bad = [], 0
     for i, line in enumerate(lines, 1):
@@ -155,7 +157,7 @@ def read_jsonl(path: str | os.PathLike, skip_bad: bool = False, complete_only: b
                 raise DeephideError(f"{path}: line {i} is not JSON") from None
             bad += 1
     if bad:
-        logging.getLogger(__name__).warning("%s: ignored %d unreadable line(s)", path, bad)
+        log.warning("%s: ignored %d unreadable line(s)", path, bad)
     return out
 
 

@@ -230,10 +230,10 @@ def test_a_pass_over_fewer_rows_keeps_the_planned_keys_of_the_others(tmp_path):
     others' keys from the sidecar (a --rows run once made the mixtures table read 0 of 45)."""
     side = tmp_path / "mix.config.json"
     side.write_text(json.dumps({"cell_keys": ["new1"], "name": "mixtures"}))
-    E.keep_planned_keys(side, ["old1", "old2", "new1"])
+    E.keep_planned_keys(side, {"cell_keys": ["old1", "old2", "new1"]})
     rec = json.loads(side.read_text())
     assert rec["cell_keys"] == ["new1", "old1", "old2"] and rec["name"] == "mixtures"
-    E.keep_planned_keys(tmp_path / "absent.config.json", ["x"])  # nothing to merge into: nothing written
+    E.keep_planned_keys(tmp_path / "absent.config.json", {"cell_keys": ["x"]})  # nothing to merge into: nothing written
     assert not (tmp_path / "absent.config.json").exists()
 
 

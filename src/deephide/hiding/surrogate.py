@@ -39,7 +39,9 @@ from ..fsutil import atomic_file
 from ..countermeasures import build_countermeasure
 from ..countermeasures.adversarial import pgd_linf
 from ..models import build_model
+from ..runtime import derive_seed
 from ..training.augment import random_crop_flip
+from ..training.linear import fit_linear
 from .distortions import DISTORTIONS, check_distortions
 
 #: batch countermeasures a surrogate view may draw besides the distortions (label-mixing: soft targets)
@@ -165,9 +167,6 @@ def cover_linear(covers: torch.Tensor, train: Any, seed: int) -> torch.nn.Module
     """L_lin's linear classifier (hiding.losses.linear_shortcut_loss): a bias-free linear model fitted on the clean
     ``covers`` (uint8 (N, C, H, W) on the training device) with ``train``'s labels, PIL's settings (30 epochs, lr
     0.003, batch 512), seeded by the run seed: fitted again, the same, when a run resumes (nothing is stored)."""
-    from ..runtime import derive_seed
-    from ..training.linear import fit_linear
-
     gen = torch.Generator().manual_seed(derive_seed(seed, "linear_surrogate"))
     labels = torch.from_numpy(train.labels).to(covers.device)
     return fit_linear(covers, labels, train.num_classes, gen=gen)[0]

@@ -162,18 +162,17 @@ def runtime_config(c: Campaign, name: str, ready: set[str], device: str,
     return out, missing
 
 
-def keep_planned_keys(sidecar: Path, before: dict[str, Any] | list[str] | None, partial: bool = False) -> None:
+def keep_planned_keys(sidecar: Path, before: dict[str, Any] | None, partial: bool = False) -> None:
     """The grid's sidecar after a pass over some rows or columns keeps the cell keys planned before it too: the
     summary finds a mixture cell by its planned key, and a pass over fewer rows (``--rows``, or a session whose
     other sets were not ready) used to drop the others' keys (the mixtures table then read 0 of 45). ``before``:
-    the sidecar as it was (or its keys); after a ``partial`` pass its other fields stay as they were too (the
-    runtime config of a partial pass names only some rows and columns)."""
+    the sidecar as it was; after a ``partial`` pass its other fields stay as they were too (the runtime config of
+    a partial pass names only some rows and columns)."""
     if not sidecar.exists() or not before:
         return
-    old = before if isinstance(before, dict) else {"cell_keys": list(before)}
     rec = json.loads(sidecar.read_text())
-    keys = list(dict.fromkeys([*(rec.get("cell_keys") or []), *(old.get("cell_keys") or [])]))
-    new = {**(old if partial and isinstance(before, dict) else rec), "cell_keys": keys}
+    keys = list(dict.fromkeys([*(rec.get("cell_keys") or []), *(before.get("cell_keys") or [])]))
+    new = {**(before if partial else rec), "cell_keys": keys}
     if new != rec:
         sidecar.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
 
