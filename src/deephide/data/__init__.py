@@ -14,6 +14,7 @@ from .stored import load_imageset, save_imageset
 
 from . import loaders as _loaders  # noqa: F401  (fills DATASETS)
 from . import image_folder as _image_folder  # noqa: F401  (the folder loader)
+from . import photo_crops as _photo_crops  # noqa: F401  (the photo-crops loader)
 
 __all__ = [
     "ImageSet", "DATASETS", "load_dataset", "parse_spec",

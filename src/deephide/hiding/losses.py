@@ -25,12 +25,12 @@ from ..ops.wavelets import lowpass
 from ..training.linear import linearization_loss
 
 #: Loss terms known to :func:`total_loss`, in logging order.
-TERMS: tuple[str, ...] = ("hide", "reveal", "freq", "lfc", "use", "sv", "lin")
+TERMS: tuple[str, ...] = ("hide", "reveal", "freq", "lfc", "use", "sv", "lin", "quiet")
 
 #: Paper defaults: L_hide unweighted, w1 (reveal) = 1, w2 (freq) = 1, w3 (LFC) = 1e-4; L_use and L_sv (the
-#: surrogate victim's cross-entropy, hiding.surrogate) and L_lin (PIL's objective) are not in the paper (0).
+#: surrogate victim's cross-entropy, hiding.surrogate), L_lin (PIL's objective) and L_quiet are not in the paper (0).
 DEFAULT_WEIGHTS: dict[str, float] = {"hide": 1.0, "reveal": 1.0, "freq": 1.0, "lfc": 1e-4, "use": 0.0, "sv": 0.0,
-                                     "lin": 0.0}
+                                     "lin": 0.0, "quiet": 0.0}
 
 
 def _same_shape(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
@@ -64,6 +64,22 @@ def freq_loss(stego: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
     """
     _same_shape(stego, cover, "freq_loss")
     return F.mse_loss(lowpass(stego), lowpass(cover))
+
+
+def quiet_loss(stego: torch.Tensor, cover: torch.Tensor, eps: float, target: float) -> torch.Tensor:
+    """Visible-cost excess (not in the paper): mean over images of relu(rms(stego - cover) / eps - target)^2.
+
+    stego, cover: float (N, C, H, W) in [0, 1]; eps > 0; target > 0, the largest wanted RMS perturbation as a share
+    of eps (0.45 at 8/255 = 3.6 levels RMS, a PSNR of 37 dB). 0 for an image whose perturbation is that quiet or
+    quieter, so it only pulls down the loud ones. Why: L_hide is a hinge at the budget, so nothing else keeps a
+    photo's perturbation from filling the whole eps-ball (a PSNR near 30 dB), which a photographer sees.
+    """
+    _same_shape(stego, cover, "quiet_loss")
+    if not eps > 0 or not target > 0:
+        raise DeephideError(f"quiet_loss: need eps > 0 and target > 0, got eps {eps}, target {target}")
+    # clamped: sqrt's gradient at 0 (a fresh identity hider) is infinite, and 0 x inf a NaN
+    rms = (stego - cover).square().flatten(1).mean(1).clamp_min(1e-12).sqrt() / eps
+    return F.relu(rms - target).square().mean()
 
 
 def use_loss(stego: torch.Tensor, cover: torch.Tensor, eps: float, target: float) -> torch.Tensor:

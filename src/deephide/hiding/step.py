@@ -97,6 +97,26 @@ def secret_index(bank: SecretBank, labels: np.ndarray, mode: str, rng: np.random
     return np.array([rng.choice(bank.members(int(k))) for k in labels])
 
 
+def zoom_secrets(secret: torch.Tensor, share: float, rng: np.random.Generator) -> torch.Tensor:
+    """``secret`` (float (N, C, S, S)) with a ``share`` of its rows replaced by a zoomed-in view: a random square of
+    side S/16..S (log-uniform, at least 2 px) at a random place, resized back to S x S bilinearly. What a hider sees
+    when it runs on a photo many times its training size: the class's secret upscaled, so smooth at every place.
+    The draws come from ``rng`` (seeded per step by the caller: the same on resume)."""
+    if share <= 0:
+        return secret
+    n, _, s, _ = secret.shape
+    rows = np.flatnonzero(rng.random(n) < share)
+    if rows.size == 0:
+        return secret
+    out = secret.clone()
+    for i in rows:
+        side = int(np.clip(round(float(np.exp(rng.uniform(np.log(max(2, s // 16)), np.log(s))))), 2, s))
+        y0, x0 = int(rng.integers(s - side + 1)), int(rng.integers(s - side + 1))
+        win = secret[i:i + 1, :, y0:y0 + side, x0:x0 + side]
+        out[i:i + 1] = torch.nn.functional.interpolate(win, size=(s, s), mode="bilinear", align_corners=False)
+    return out
+
+
 def rank_share(n_cls: int, per_class: int, present: int, use_lfc: bool, world: distributed.World) -> slice:
     """This rank's rows of each class-balanced batch (all rows with one process).
 

@@ -34,12 +34,13 @@ from ..ops.metrics import psnr
 from .checkpoint import load_hider, load_training_state, read_checkpoint, save_hider
 from .distortions import check_distortions
 from .inn import Hider
-from .losses import freq_loss, hide_loss, lfc_loss, linear_shortcut_loss, reveal_loss, total_loss, use_loss
+from .losses import (freq_loss, hide_loss, lfc_loss, linear_shortcut_loss, quiet_loss, reveal_loss, total_loss,
+                     use_loss)
 from .hiderdir import CHECKPOINT, LOG, SNAPSHOTS, SUMMARY, SURROGATE
 from .profiles import hider_config, loss_weights
 from .resume import ADDED_KEYS, RESUMABLE_KEYS, SCHEDULE_KEYS, last_log, same_run, save_state, snapshot_steps, trim_log
 from .step import (HideRevealStep, balanced_batch, budget_stats, loss_shares, mean_over_ranks, rank_share,
-                   secret_index, straight_through_quantise)
+                   secret_index, straight_through_quantise, zoom_secrets)
 from .surrogate import SurrogateVictim, cover_linear
 
 __all__ = ["ADDED_KEYS", "HideRevealStep", "RESUMABLE_KEYS", "SCHEDULE_KEYS", "balanced_batch", "budget_stats",
@@ -216,6 +217,9 @@ class _HiderRun:
         idx, sidx = idx[self.part], sidx[self.part]
         cover = self.covers[torch.from_numpy(idx).to(dev)].float().div_(255)
         secret = self.secrets[torch.from_numpy(sidx).to(dev)].float().div_(255)
+        if p.get("secret_zoom", 0.0) > 0:  # seeded by (seed, step): the same draws on resume
+            zr = np.random.default_rng(derive_seed(seed, "hider_secret_zoom", it))
+            secret = zoom_secrets(secret, float(p["secret_zoom"]), zr)
         y = torch.from_numpy(train.labels[idx]).to(dev)
         with autocast(dev, self.use_bf16):
             gd = torch.Generator().manual_seed(derive_seed(seed, "hider_distortion", it)) if self.dist_names else None
@@ -232,6 +236,8 @@ class _HiderRun:
                 terms["lfc"] = terms["lfc"] * self.lfc_scale
         if self.weights["use"] > 0:
             terms["use"] = use_loss(stored, cover, self.eps, float(p["use_target"]))
+        if self.weights["quiet"] > 0:
+            terms["quiet"] = quiet_loss(stored, cover, self.eps, float(p["quiet_target"]))
         if self.linear is not None:
             terms["lin"] = linear_shortcut_loss(self.linear, stored, cover, y, float(p.get("lin_lmd", 0.9)))
         return terms, raw, stored, secret_hat, target, cover, y
