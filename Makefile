@@ -10,15 +10,25 @@ STAMP := $(VENV)/.installed
 DEB_PACKAGES := dataset-fashion-mnist fonts-noto-color-emoji chromium  # chromium: the folder report's browser test
 DEMO_OUT ?= runs/demo
 
-.PHONY: reference setup system demo test test-quick lint clean
+PHOTO_PACKAGES := mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04  # experiments/photo-hider/photos.tsv
+
+.PHONY: reference setup system photos demo test test-quick lint clean
 
 # Debian packages: installed when missing (CI runs as root; a normal user runs `sudo make system`).
-system:
-	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+define install_debs
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else echo "missing Debian packages:$$missing -- run: sudo apt-get install -y$$missing" >&2; exit 1; fi; \
 	fi
+endef
+
+system:
+	$(call install_debs,$(DEB_PACKAGES))
+
+# the photographs photo-class is trained and gated on (experiments/photo-hider; not needed to use it)
+photos:
+	$(call install_debs,$(PHOTO_PACKAGES))
 
 $(STAMP): pyproject.toml requirements-cpu.txt
 	test -d $(VENV) || $(PY) -m venv $(VENV)

@@ -109,6 +109,20 @@ def test_hide_then_reveal_with_true_residual_random_weights(tiny_hider, randomis
     assert h.reveal(stego).shape == secret.shape  # z = zeros by default
 
 
+def test_reveal_any_size_inverts_hide_any_size(tiny_hider, randomise) -> None:
+    """At a size other than the training one (a photo): what hide_any_size stored, reveal_any_size reads back, the
+    same as reveal at the training size with z = 0."""
+    h = tiny_hider(size=8, blocks=2, growth=4)
+    randomise(h, 0.05, seed=3)
+    cover, secret = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    stego, _ = h.hide(cover, secret)
+    assert torch.allclose(h.reveal_any_size(stego), h.reveal(stego), atol=1e-6)
+    big = h.hide_any_size(torch.rand(2, 3, 20, 34), torch.rand(2, 3, 20, 34))
+    assert h.reveal_any_size(big).shape == (2, 3, 20, 34)
+    with pytest.raises(DeephideError, match="even"):
+        h.reveal_any_size(torch.rand(1, 3, 9, 8))
+
+
 def test_hider_input_validation(tiny_hider) -> None:
     h = tiny_hider(size=8)
     with pytest.raises(DeephideError, match="trained for 8x8 images, data is 16x16"):

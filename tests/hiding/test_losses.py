@@ -165,6 +165,27 @@ def test_use_loss_pulls_small_perturbations_up_to_the_target_only() -> None:
     assert float(total) == pytest.approx(2.0) and vals["use"] == 2.0
 
 
+def test_quiet_loss_pulls_loud_perturbations_down_to_the_target_only() -> None:
+    from deephide.hiding.losses import quiet_loss
+
+    eps = 8 / 255
+    cover = torch.full((2, 3, 4, 4), 0.5)
+    x = cover + torch.tensor([0.9 * eps, -0.3 * eps]).view(2, 1, 1, 1)  # RMS 90% and 30% of eps
+    # only image 0 is above 45%: (0.9 - 0.45)^2 / 2 images
+    assert float(quiet_loss(x, cover, eps, 0.45)) == pytest.approx(0.45 ** 2 / 2, rel=1e-5)
+    x = x.clone().requires_grad_(True)
+    quiet_loss(x, cover, eps, 0.45).backward()
+    assert float(x.grad[0].abs().sum()) > 0 and float(x.grad[1].abs().sum()) == 0.0
+    # an unchanged image (a fresh identity hider) gives 0 and a finite gradient, not sqrt(0)'s NaN
+    y = cover.clone().requires_grad_(True)
+    quiet_loss(y, cover, eps, 0.45).backward()
+    assert torch.isfinite(y.grad).all() and float(y.grad.abs().sum()) == 0.0
+    with pytest.raises(DeephideError, match="target"):
+        quiet_loss(x, cover, eps, 0.0)
+    total, vals = total_loss({"reveal": torch.tensor(1.0), "quiet": torch.tensor(2.0)}, {"quiet": 0.5})
+    assert float(total) == pytest.approx(2.0) and vals["quiet"] == 2.0
+
+
 def test_linear_shortcut_loss_by_hand_and_its_gradient() -> None:
     from deephide.hiding.losses import linear_shortcut_loss
 

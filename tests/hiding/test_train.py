@@ -278,3 +278,30 @@ def test_linear_shortcut_term_trains_logs_and_resumes_alike(train, bank, tmp_pat
     train_hider(train, bank, prof, tmp_path / "twice", mode="class", seed=3, progress=False, stop_after=2)
     twice = train_hider(train, bank, prof, tmp_path / "twice", mode="class", seed=3, progress=False)
     assert twice["last_log"]["lin"] == once["last_log"]["lin"]
+
+
+def test_quiet_term_and_zoomed_secrets_train_log_and_resume_alike(train, bank, tmp_path):
+    """The photo profile's additions (issue 35): L_quiet logged; the zoomed secrets drawn per step from the seed, so
+    a resumed run repeats the uninterrupted one."""
+    prof = get_hider_profile("tiny", lfc=False, w_quiet=1.0, quiet_target=0.01, secret_zoom=1.0, iterations=4,
+                             checkpoint_every=2, log_every=1)
+    once = train_hider(train, bank, prof, tmp_path / "once", mode="class", seed=3, progress=False)
+    assert "quiet" in once["last_log"] and once["last_log"]["share_quiet"] >= 0
+    train_hider(train, bank, prof, tmp_path / "twice", mode="class", seed=3, progress=False, stop_after=2)
+    twice = train_hider(train, bank, prof, tmp_path / "twice", mode="class", seed=3, progress=False)
+    assert twice["last_log"]["reveal"] == once["last_log"]["reveal"]
+
+
+def test_zoom_secrets_replaces_the_drawn_share_with_smooth_zoomed_views():
+    from deephide.hiding.step import zoom_secrets
+
+    secret = torch.rand(64, 3, 32, 32)
+    out = zoom_secrets(secret, 0.5, np.random.default_rng(0))
+    changed = (out != secret).flatten(1).any(1)
+    assert 16 < int(changed.sum()) < 48 and out.shape == secret.shape
+    assert float(out.min()) >= 0 and float(out.max()) <= 1  # bilinear: within the range of its window
+    # a zoomed view is smoother than the noise it came from (neighbouring pixels closer)
+    tv = lambda x: (x[..., 1:, :] - x[..., :-1, :]).abs().mean()  # noqa: E731
+    assert tv(out[changed]) < 0.8 * tv(secret[changed])
+    assert torch.equal(zoom_secrets(secret, 0.0, np.random.default_rng(0)), secret)
+    assert torch.equal(zoom_secrets(secret, 0.5, np.random.default_rng(0)), out)  # seeded

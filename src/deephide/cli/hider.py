@@ -16,6 +16,23 @@ from .dispatch import command
 from .options import parse_kv
 
 
+#: a warm start (--init) with no --profile: the init hider's own profile, this many steps (a small folder's fine-tune;
+#: photo-class on a 300-image folder: benchmarks/WARM_START.md)
+WARM_START_ITERATIONS = 300
+
+
+def warm_start_profile(profile: str | None, init: str | None, iterations: int | None) -> tuple[str, int | None]:
+    """(profile name, iterations) of a train-hider call: the given ones; with --init and no --profile, the init
+    hider's own profile and WARM_START_ITERATIONS (unless --iterations); else cpu."""
+    if profile is not None or init is None:
+        return profile or "cpu", iterations
+    from ..hiding.checkpoint import read_checkpoint
+    from ..hiding.hiderdir import checkpoint_dir, resolve_hider
+
+    own = read_checkpoint(checkpoint_dir(resolve_hider(init))).get("profile") or "cpu"
+    return own, iterations or WARM_START_ITERATIONS
+
+
 @command("train-hider")
 def cmd_train_hider(a: argparse.Namespace) -> int:
     from ..data.registry import test_spec_for
@@ -29,9 +46,10 @@ def cmd_train_hider(a: argparse.Namespace) -> int:
     train = load_dataset(a.data, "train")
     test_spec = a.test or test_spec_for(a.data)
     test = load_dataset(test_spec, "test") if test_spec else None
-    prof = get_hider_profile(a.profile, **parse_kv(a.set, "--set"))
-    if a.iterations:
-        prof["iterations"] = a.iterations
+    name, iterations = warm_start_profile(a.profile, a.init, a.iterations)
+    prof = get_hider_profile(name, **parse_kv(a.set, "--set"))
+    if iterations:
+        prof["iterations"] = iterations
     if a.force:
         remove_output_dir(out, HIDER_DIR_ENTRIES, "hider")
     elif out.is_dir() and any(out.iterdir()) and not (out / CHECKPOINT).is_dir() and not (out / BANK).is_dir():
@@ -279,7 +297,8 @@ def add_hider_parsers(sub: Any) -> None:
                                       "bank, else sig)")
     th.add_argument("--secret-option", action="append", metavar="KEY=VALUE", help="option of the semantic source")
     th.add_argument("--mode", choices=["class", "sample"], default="class")
-    th.add_argument("--profile", default="cpu")
+    th.add_argument("--profile", help="hider profile (default: cpu; with --init, the init hider's own profile for "
+                                      f"{WARM_START_ITERATIONS} iterations unless --iterations says otherwise)")
     th.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hider profile setting "
                                                                         "(e.g. w_lfc=0)")
     th.add_argument("--iterations", type=int)

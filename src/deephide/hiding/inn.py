@@ -354,6 +354,23 @@ class Hider(nn.Module):
         x = self.inn_inverse(torch.cat((s_dwt, z.to(s_dwt.dtype)), dim=1))
         return iwt(x[:, self.dwt_channels:])
 
+    def reveal_any_size(self, stego: torch.Tensor) -> torch.Tensor:
+        """:meth:`reveal` (z = 0) on stego images of any even size, float (N, C, H, W) in [0, 1] -> the revealed
+        secrets, float (N, C, H, W): the inverse of :meth:`hide_any_size`.
+
+        >>> h = Hider(HiderConfig(blocks=1, growth=4, clamp=2.0, image_size=32, eps_levels=8))
+        >>> h.reveal_any_size(torch.rand(2, 3, 40, 26)).shape
+        torch.Size([2, 3, 40, 26])
+        """
+        c = self.config.channels
+        if not isinstance(stego, torch.Tensor) or not stego.is_floating_point() or stego.ndim != 4 \
+                or stego.shape[1] != c or stego.shape[2] % 2 or stego.shape[3] % 2:
+            raise DeephideError(f"hider stego: expected float (N, {c}, H, W) with H and W even, "
+                                f"got {tuple(getattr(stego, 'shape', ()))}")
+        s_dwt = dwt(stego)
+        x = self.inn_inverse(torch.cat((s_dwt, torch.zeros_like(s_dwt)), dim=1))
+        return iwt(x[:, self.dwt_channels:])
+
     def forward(self, cover: torch.Tensor, secret: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Same as :meth:`hide`."""
         return self.hide(cover, secret)
