@@ -61,8 +61,8 @@ def train_hider_job(train: ImageSet, test: ImageSet | None, secrets: str | None,
         init_ck = checkpoint_dir(resolve_hider(init))
         src_bank = hider_bank_dir(init)
         if world.is_main and secrets is None and src_bank is not None and not (out / BANK).is_dir():
-            # the secrets it learnt to hide
-            bank = load_bank(src_bank)
+            # the secrets it learnt to hide, for this set's classes as protect maps them (class k: secret k mod M)
+            bank = load_bank(src_bank).for_classes(train.num_classes)
             save_bank(bank, out / BANK)
     if world.is_main and not (out / BANK).is_dir():
         bank = bank_for(train, secrets or "sig", mode, seed, **secret_options)

@@ -260,3 +260,7 @@ def test_protect_photo_measures_seconds_megapixels_and_share_of_peak(tmp_path):
     out = _quick_run("protect_photo.py", tmp_path / "p.md")
     assert out["photo"] == "256x192" and out["seconds"] > 0 and 0 < out["share_of_fp32_peak"] < 2
     assert out["gflop_per_photo"] > 0 and "share of peak" in (tmp_path / "p.md").read_text()
+    # one row per hider, in one run: the photo INN costs a fraction of the Fashion-MNIST one's FLOPs
+    photo, fmnist = out["hiders"]
+    assert (photo["hider"], fmnist["hider"]) == ("photo-class", "fmnist-class")
+    assert photo["gflop_per_photo"] < 0.25 * fmnist["gflop_per_photo"]

@@ -84,18 +84,19 @@ def test_cli_verify_hider_and_shipped_names(tmp_path, capsys, monkeypatch):
 
 def test_warm_start_takes_the_init_hiders_profile_for_a_short_run(tmp_path):
     """`train-hider --init H` without --profile fine-tunes with H's own profile (its architecture) for
-    WARM_START_ITERATIONS steps; --profile and --iterations still win."""
+    WARM_START_ITERATIONS steps at a tenth of its lr; --profile, --set and --iterations still win."""
     from deephide.cli.hider import WARM_START_ITERATIONS, warm_start_profile
 
     data = "synthetic?n=64&size=32&classes=4"
     src, dst = tmp_path / "src", tmp_path / "dst"
     assert main(["train-hider", "--data", data, "--secrets", "next-class", "--profile", "tiny", "--set", "lfc=false",
                  "--out", str(src), "--quiet"]) == 0
-    assert warm_start_profile(None, str(src), None) == ("tiny", WARM_START_ITERATIONS)
-    assert warm_start_profile(None, str(src), 7) == ("tiny", 7)
-    assert warm_start_profile("cpu", str(src), None) == ("cpu", None)
-    assert warm_start_profile(None, None, None) == ("cpu", None)
+    lr = get_hider_profile("tiny")["lr"]
+    assert warm_start_profile(None, str(src)) == ("tiny", {"iterations": WARM_START_ITERATIONS, "lr": lr * 0.1})
+    assert warm_start_profile("cpu", str(src)) == ("cpu", {})
+    assert warm_start_profile(None, None) == ("cpu", {})
     assert main(["train-hider", "--data", data, "--init", str(src), "--iterations", "2", "--set", "lfc=false",
                  "--out", str(dst), "--quiet"]) == 0
     summary = json.loads((dst / "summary.json").read_text())
     assert summary["run"]["profile"]["profile"] == "tiny" and summary["iterations_done"] == 2
+    assert summary["run"]["profile"]["lr"] == pytest.approx(lr * 0.1)

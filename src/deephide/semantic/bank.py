@@ -40,6 +40,22 @@ class SecretBank:
         """Indices of the secrets of class ``k``."""
         return np.flatnonzero(self.group == k)
 
+    def for_classes(self, k: int) -> "SecretBank":
+        """This bank for a dataset of ``k`` classes, as the folder product maps them: class j hides the secrets of
+        class j mod ``num_classes`` (the first k groups when k is smaller). A warm start on a data owner's folder
+        thus learns the secrets its classes will hide.
+
+        >>> b = SecretBank(np.zeros((3, 2, 2, 3), np.uint8), np.arange(3), 3)
+        >>> b.for_classes(5).group.tolist(), b.for_classes(2).num_classes
+        ([0, 1, 2, 3, 4], 2)
+        """
+        if k == self.num_classes:
+            return self
+        idx = np.concatenate([self.members(j % self.num_classes) for j in range(k)])
+        group = np.concatenate([np.full(self.members(j % self.num_classes).size, j) for j in range(k)])
+        meta = {**self.meta, "for_classes": {"from": self.num_classes, "to": k, "rule": "class j hides j mod from"}}
+        return SecretBank(self.images[idx], group.astype(np.int64), k, meta)
+
     def assign(self, labels: np.ndarray, mode: str, seed: int = 0) -> np.ndarray:
         """Index of the secret each sample hides.
 

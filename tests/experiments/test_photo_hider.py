@@ -1,0 +1,49 @@
+"""experiments/photo-hider (issue 35): the photo manifest and the rule that picks photo-class's snapshot."""
+
+import csv
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = ROOT / "experiments" / "photo-hider" / "photos.tsv"
+
+
+@pytest.fixture(scope="module")
+def run():
+    spec = importlib.util.spec_from_file_location("photo_run_under_test", ROOT / "experiments" / "photo-hider" / "run.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_manifest_credits_every_photo_and_holds_out_other_photographs():
+    rows = list(csv.DictReader(MANIFEST.open(encoding="utf-8"), delimiter="\t"))
+    assert {r["role"] for r in rows} == {"train", "heldout"}
+    for r in rows:
+        assert re.fullmatch(r"[0-9a-f]{64}", r["sha256"]) and r["licence"] and r["credit"] and r["package"]
+    train = [r for r in rows if r["role"] == "train"]
+    held = [r for r in rows if r["role"] == "heldout"]
+    assert len(train) == 22 and len(held) == 6
+    assert not {r["sha256"] for r in train} & {r["sha256"] for r in held}  # no photo in both
+    # held-out photographers took none of the training photos, except freespace (other photo, other scene)
+    assert {r["credit"] for r in held} - {r["credit"] for r in train} >= {"Sander Klootwijk", "Bolly", "Lukas Baubkus",
+                                                                         "Aury88"}
+
+
+def test_the_rule_picks_the_latest_snapshot_that_hides_at_every_size_quietly(run, tmp_path, monkeypatch):
+    monkeypatch.setattr(run, "HERE", tmp_path)
+    recs = []
+    for step, ok32 in ((1000, True), (2000, True), (3000, False), (4000, True)):
+        for w, h, _ in run.SIZES:
+            hides = ok32 or w != 32
+            recs.append({"point": f"photo-class:{step}", "size": f"{w}x{h}", "hides": hides,
+                         "protected_psnr": 35.5 if step == 4000 else 37.0})
+    (tmp_path / "gates.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    # 4000 is too loud (35.5 dB < 36), 3000 does not hide at 32x32: 2000
+    assert run.chosen() == "photo-class:2000"
