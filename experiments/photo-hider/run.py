@@ -166,8 +166,11 @@ def cmd_ship(a: argparse.Namespace) -> None:
     card = {"name": a.as_name, "mode": "class", "steps": step, "trained_on": DATA, "profile": run["profile"],
             "hider": info["hider"].to_dict(), "wall_time_h": round(info["training"]["seconds"] / 3600, 2),
             "machine": {k: m.get(k) for k in ("cpu_model", "cpu_bf16", "torch")}, "gates": rec,
+            # the card's headline gate (what `deephide list hiders` shows): the hardest size, 32x32 held-out crops
+            "reveal_gate": {**rec["32x32"], "covers": f"600 32x32 crops of the held-out photos of {MANIFEST}"},
+            "state": f"results/photo-hider/hiders/{NAME}",
             "photos": [{k: v for k, v in r.items()} for r in read_manifest(ROOT / MANIFEST)],
-            "selection": {"rule": RULE, "chosen": label, "data": "held-out photos only"},
+            "chosen_by": {"rule": RULE, "chosen": label, "data": "held-out photos only"},
             "command": "deephide " + " ".join(COMMAND) + f"  (then: run.py ship {label} --as {a.as_name})"}
     rows = [f"| {s} | {r['reveal_psnr']:.2f} | {r['trivial_psnr']:.2f} | {r['margin_db']:+.2f} | "
             f"{r['protected_psnr']:.2f} | {r['mean_abs_levels']:.2f} | {100 * r['at_bound_share']:.1f}% |"

@@ -47,3 +47,22 @@ def test_the_rule_picks_the_latest_snapshot_that_hides_at_every_size_quietly(run
     (tmp_path / "gates.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     # 4000 is too loud (35.5 dB < 36), 3000 does not hide at 32x32: 2000
     assert run.chosen() == "photo-class:2000"
+
+
+needs_photos = pytest.mark.skipif(not Path("/usr/share/backgrounds/mate/nature/Aqua.jpg").exists(),
+                                  reason="the photos of photos.tsv are not installed (make photos)")
+
+
+@pytest.mark.slow
+@needs_photos
+def test_photo_class_card_gate_is_reproducible(run):
+    """The shipped card's 32x32 gate, measured again on the same held-out crops: the same figures."""
+    from deephide.hiding.hiderdir import hider_bank_dir, open_hider
+    from deephide.owner.gate import photo_gate
+    from deephide.semantic import load_bank
+
+    card = json.loads((ROOT / "src" / "deephide" / "hiders" / "photo-class" / "card.json").read_text())
+    hider, _ = open_hider("photo-class")
+    g = photo_gate(hider, load_bank(hider_bank_dir("photo-class")), run.heldout(32, 32, 600))
+    assert g["hides"] and g["reveal_psnr"] == pytest.approx(card["reveal_gate"]["reveal_psnr"], abs=0.05)
+    assert g["clip_share"] < 0.01

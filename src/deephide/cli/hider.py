@@ -92,7 +92,8 @@ def cmd_protect(a: argparse.Namespace) -> int:
     secrets = a.secrets or (str(hider_bank_dir(a.hider)) if hider_bank_dir(a.hider) else None)
     if secrets is None:
         raise DeephideError(f"{a.hider}: no secret bank saved with this hider; give --secrets")
-    bank = bank_for(ds, secrets, a.mode, a.seed)
+    # a hider used at another size than its bank's (photo-class): the secrets resized to the images, as for photos
+    bank = bank_for(ds, secrets, a.mode, a.seed).resized(*ds.shape[:2])
     test_spec = test_spec_for(a.data, ds)
     with outputs_or_nothing([a.out, a.export_png, a.export_folder]):  # all outputs or none
         # protected batches go straight into the output file: memory does not grow with the set
@@ -196,7 +197,7 @@ def _verify_hider(a: argparse.Namespace, levels: int) -> int:
     mode = a.mode or (info["training"].get("run") or {}).get("mode")
     if mode not in ("class", "sample"):
         raise DeephideError(f"{a.hider}: the checkpoint does not say its protection mode; give --mode class|sample")
-    g = reveal_gate(covers, hider, load_bank(bank_dir), mode, levels=levels, seed=a.seed, limit=a.limit,
+    g = reveal_gate(covers, hider, load_bank(bank_dir).resized(*covers.shape[:2]), mode, levels=levels, seed=a.seed, limit=a.limit,
                     device=a.device)
     if a.out:
         write_json(a.out, {"reveal_gate": g, "hider": info})
@@ -232,7 +233,7 @@ def cmd_reveal(a: argparse.Namespace) -> int:
     assign = ds.provenance.get("protection", {}).get("assignment")
     bank_dir = hider_bank_dir(a.hider)
     if assign is not None and bank_dir is not None:
-        bank = load_bank(bank_dir)
+        bank = load_bank(bank_dir).resized(*ds.shape[:2])
         hidden = bank.images[np.asarray(assign)[: len(ds)]]
         msg += f"; against the hidden images: PSNR {psnr(rev, hidden):.2f} dB, SSIM {ssim(rev, hidden):.4f}"
     print(msg)

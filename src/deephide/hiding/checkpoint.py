@@ -12,6 +12,7 @@ The directory is written to a temporary name and renamed when complete (deephide
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -115,19 +116,32 @@ def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
         raise DeephideError(f"{file}: unreadable safetensors ({error_line(e)})") from None
 
 
+def trained_for_any_size(saved: dict[str, Any]) -> bool:
+    """Whether the checkpoint ``saved`` (read_checkpoint's dict) was trained for images of any size: its profile
+    says so (``any_size``, the photo profile: crops at several scales), so it is used at any even size, what it
+    does there measured by its card's gates rather than assumed."""
+    from .profiles import HIDER_PROFILES
+
+    return bool(HIDER_PROFILES.get(saved.get("profile") or "", {}).get("any_size", False))
+
+
 def load_hider(path: str | os.PathLike, image_size: int | None = None,
                device: torch.device | str = "cpu") -> Hider:
     """Rebuild the hider saved in ``path`` and load its weights (float32, on ``device``).
 
     image_size: the side of the images it will be used on; a mismatch with the size it was
-    trained for is an error. Weights that do not fit the architecture in config.json (missing,
+    trained for is an error, unless its profile trained it for any size (trained_for_any_size). Weights that do not fit the architecture in config.json (missing,
     extra or mis-shaped tensors) or that hold NaN/inf are errors naming the file.
     """
     path = Path(path)
-    config: HiderConfig = read_checkpoint(path)["hider"]
+    saved = read_checkpoint(path)
+    config: HiderConfig = saved["hider"]
     if image_size is not None and int(image_size) != config.image_size:
         s = config.image_size
-        raise DeephideError(f"{path}: hider trained for {s}x{s} images, data is {image_size}x{image_size}")
+        if not trained_for_any_size(saved):
+            raise DeephideError(f"{path}: hider trained for {s}x{s} images, data is {image_size}x{image_size}")
+        # a multi-scale hider (the photo profile): the INN is convolutional, only the size it is checked against moves
+        config = dataclasses.replace(config, image_size=int(image_size))
     wfile = path / WEIGHTS_FILE
     state = _load_tensors(wfile)
     hider = Hider(config, init_scale=None)

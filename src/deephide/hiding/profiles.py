@@ -177,6 +177,8 @@ HIDER_PROFILES: dict[str, dict[str, Any]] = {
         **_ADAM, **_LOSS, **_PERTURBATION, **_SAVE,
         "lr": 1e-3, "w_freq": 0.01, "w_lfc": 0.0, "lfc": False, "w_quiet": 1.0, "quiet_target": 0.45,
         "secret_zoom": 0.5, "grey_covers": "shared",
+        # crops at several scales: used at any image size (checkpoint.trained_for_any_size), its card gates 3 sizes
+        "any_size": True,
         "batch_size": 32, "per_class": 4,
         "iterations": 4_000, "snapshot_at": (1_000, 2_000, 3_000, 4_000),
         "lr_step_every": 1_500, "lr_gamma": 0.3,

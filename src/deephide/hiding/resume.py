@@ -18,7 +18,9 @@ from .surrogate import SurrogateVictim
 
 
 #: profile keys that may change when a training is continued: its length, and when it saves and logs
-RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "snapshot_at", "lr", "lr_step_every", "lr_gamma")
+RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "snapshot_at", "lr", "lr_step_every", "lr_gamma",
+                  # where the hider may be used, not how it trains (the photo profile's, added after its first run)
+                  "any_size")
 #: profile keys added after hiders were shipped, with the value that reproduces what ran before them
 ADDED_KEYS = {"w_use": 0.0, "use_target": 0.75, "w_sv": 0.0, "sv_model": "fastcnn", "sv_lr": 0.05, "sv_reset": 0,
               "sv_views": [], "sv_adv_levels": 0, "w_lin": 0.0, "lin_lmd": 0.9, "w_quiet": 0.0, "quiet_target": 0.45,

@@ -43,7 +43,8 @@ def photo_gate(hider: torch.nn.Module, bank: SecretBank, photos: list[np.ndarray
     """Reveal quality of ``hider`` on ``photos`` (uint8 (H, W, 3) each, any size), class-wise: photo i hides the
     first secret of a class drawn uniformly (seeded). Returns n, size (the first photo's WxH), reveal_psnr /
     reveal_ssim, trivial_psnr, margin_db, hides, and the protected photos' mean PSNR / SSIM against the originals,
-    mean |delta| and the share of values at the budget, in uint8 levels."""
+    mean |delta| and the share of values at the budget, in uint8 levels, and the share of values protect's clips
+    changed (clip_share)."""
     from ..protect import GATE_MARGIN_DB
 
     if not photos:
@@ -53,7 +54,7 @@ def photo_gate(hider: torch.nn.Module, bank: SecretBank, photos: list[np.ndarray
     mean_secret = bank.images[firsts].astype(np.float64).mean(axis=0)
     se_rev = se_triv = 0.0
     count = 0
-    rev_ssim, prot_psnr, prot_ssim, mean_abs, at_bound = [], [], [], [], []
+    rev_ssim, prot_psnr, prot_ssim, mean_abs, at_bound, clip = [], [], [], [], [], []
     for a in photos:
         if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
             raise DeephideError(f"photo gate: photos must be uint8 (H, W, 3), got {a.dtype} {a.shape}")
@@ -75,6 +76,7 @@ def photo_gate(hider: torch.nn.Module, bank: SecretBank, photos: list[np.ndarray
         if min(h, w) >= 11:
             rev_ssim.append(float(ssim_uint8(truth.astype(np.uint8)[None], revealed.astype(np.uint8)[None])))
         prot_psnr.append(st["psnr"])
+        clip.append(st["clip_share"])
         if st["ssim"] is not None:
             prot_ssim.append(st["ssim"])
         d = np.abs(stored.astype(np.int64) - a.astype(np.int64))
@@ -86,4 +88,5 @@ def photo_gate(hider: torch.nn.Module, bank: SecretBank, photos: list[np.ndarray
             "trivial_psnr": t_psnr, "margin_db": r_psnr - t_psnr, "hides": bool(r_psnr - t_psnr >= GATE_MARGIN_DB),
             "gate_margin_db": GATE_MARGIN_DB, "protected_psnr": float(np.mean(prot_psnr)),
             "protected_ssim": float(np.mean(prot_ssim)) if prot_ssim else None,
-            "mean_abs_levels": float(np.mean(mean_abs)), "at_bound_share": float(np.mean(at_bound))}
+            "mean_abs_levels": float(np.mean(mean_abs)), "at_bound_share": float(np.mean(at_bound)),
+            "clip_share": float(np.mean(clip)), "mode": "class"}

@@ -111,13 +111,14 @@ def protect_image(im: Image.Image, mode: str, hider: torch.nn.Module, secret: np
     d = delta[0].permute(1, 2, 0).numpy().astype(np.float64)
     if sixteen:
         base = values.astype(np.int64)
-        q = np.round(base + d * 65535.0).astype(np.int64)
-        q = np.clip(np.clip(q, base - levels * 257, base + levels * 257), 0, 65535)
+        raw = np.round(base + d * 65535.0).astype(np.int64)
+        q = np.clip(np.clip(raw, base - levels * 257, base + levels * 257), 0, 65535)
         out_vals = q.astype(np.uint16)
         q8 = np.round(q / 257.0).astype(np.uint8)
     else:
         base = values.astype(np.int64)
-        q = np.clip(np.clip(np.round(base + d * 255.0).astype(np.int64), base - levels, base + levels), 0, 255)
+        raw = np.round(base + d * 255.0).astype(np.int64)
+        q = np.clip(np.clip(raw, base - levels, base + levels), 0, 255)
         out_vals = q8 = q.astype(np.uint8)
     change = np.abs(out_vals.astype(np.int64) - values.astype(np.int64)) / (257.0 if sixteen else 1.0)
     if change.max(initial=0) > levels + 1e-9:  # cannot happen by construction: refuse, never write it
@@ -126,7 +127,9 @@ def protect_image(im: Image.Image, mode: str, hider: torch.nn.Module, secret: np
     small = min(h, w) < 11  # SSIM's 11x11 window needs the room
     stats = {"psnr": min(mse_psnr(mse, 255.0), PSNR_CAP),
              "ssim": None if small else float(ssim_uint8(v8[None], q8[None])),
-             "max_change": float(change.max(initial=0)), "mean_change": float(change.mean())}
+             "max_change": float(change.max(initial=0)), "mean_change": float(change.mean()),
+             # values the clips (budget and range) changed after rounding: ~0 for a hider that keeps its own budget
+             "clip_share": float((raw != q).mean())}
     if mode == "I;16":
         out = Image.fromarray(out_vals[..., 0])  # uint16 -> I;16
     else:

@@ -40,6 +40,21 @@ class SecretBank:
         """Indices of the secrets of class ``k``."""
         return np.flatnonzero(self.group == k)
 
+    def resized(self, h: int, w: int) -> "SecretBank":
+        """This bank with every secret resized to h x w (bicubic, as the folder product resizes a class's secret to
+        each photo); itself when the size is already h x w. For a hider used at another size than its bank's.
+
+        >>> SecretBank(np.zeros((2, 4, 4, 3), np.uint8), np.arange(2), 2).resized(6, 8).images.shape
+        (2, 6, 8, 3)
+        """
+        if self.images.shape[1:3] == (h, w):
+            return self
+        from PIL import Image
+
+        imgs = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(x), "RGB").resize(
+            (w, h), Image.Resampling.BICUBIC)) for x in self.images])
+        return SecretBank(imgs, self.group, self.num_classes, {**self.meta, "resized_to": [h, w]})
+
     def for_classes(self, k: int) -> "SecretBank":
         """This bank for a dataset of ``k`` classes, as the folder product maps them: class j hides the secrets of
         class j mod ``num_classes`` (the first k groups when k is smaller). A warm start on a data owner's folder
