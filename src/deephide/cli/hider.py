@@ -197,8 +197,8 @@ def _verify_hider(a: argparse.Namespace, levels: int) -> int:
     mode = a.mode or (info["training"].get("run") or {}).get("mode")
     if mode not in ("class", "sample"):
         raise DeephideError(f"{a.hider}: the checkpoint does not say its protection mode; give --mode class|sample")
-    g = reveal_gate(covers, hider, load_bank(bank_dir).resized(*covers.shape[:2]), mode, levels=levels, seed=a.seed, limit=a.limit,
-                    device=a.device)
+    bank = load_bank(bank_dir).resized(*covers.shape[:2])  # a hider used at another size than its bank's
+    g = reveal_gate(covers, hider, bank, mode, levels=levels, seed=a.seed, limit=a.limit, device=a.device)
     if a.out:
         write_json(a.out, {"reveal_gate": g, "hider": info})
     verdict = "HIDES" if g["hides"] else f"DOES NOT HIDE (needs {g['gate_margin_db']:.0f} dB over the trivial answer)"

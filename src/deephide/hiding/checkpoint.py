@@ -129,9 +129,10 @@ def load_hider(path: str | os.PathLike, image_size: int | None = None,
                device: torch.device | str = "cpu") -> Hider:
     """Rebuild the hider saved in ``path`` and load its weights (float32, on ``device``).
 
-    image_size: the side of the images it will be used on; a mismatch with the size it was
-    trained for is an error, unless its profile trained it for any size (trained_for_any_size). Weights that do not fit the architecture in config.json (missing,
-    extra or mis-shaped tensors) or that hold NaN/inf are errors naming the file.
+    image_size: the side of the images it will be used on; a mismatch with the size it was trained for is an
+    error, unless its profile trained it for any size (trained_for_any_size). Weights that do not fit the
+    architecture in config.json (missing, extra or mis-shaped tensors) or that hold NaN/inf are errors naming the
+    file.
     """
     path = Path(path)
     saved = read_checkpoint(path)
