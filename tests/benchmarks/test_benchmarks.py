@@ -115,10 +115,11 @@ def test_gpu_check_without_cuda_and_as_a_cpu_dry_run(tmp_path):
 
 def test_reference_cost_counts_the_run_and_weights_at_cells():
     rc = _load("reference_cost")
-    # DH-C, DH-S, DH-C-robust, DH-S-robust (shipped hiders), DH-C-paper, DH-S-paper (paper objective), the ablations
-    assert rc.protect_count() == 6 + len(rc.campaign().hiders)
+    # DH-C, DH-S, DH-C-robust, DH-S-robust, DH-C-photo (shipped hiders), DH-C-paper, DH-S-paper (paper objective),
+    # the ablations
+    assert rc.protect_count() == 7 + len(rc.campaign().hiders)
     cells = rc.grid_cells()
-    assert len(cells["main"]) == 17 * 17 * 3  # 17 rows (PIL the newest) and {c["model"] for c in cells["archs-r18"]} == {"resnet18"}
+    assert len(cells["main"]) == 18 * 17 * 3  # 18 rows (DH-C-photo the newest) and {c["model"] for c in cells["archs-r18"]} == {"resnet18"}
     prof = {"iterations": 937, "eval_every": 235}
     base = {"model": "m", "profile_settings": prof, "countermeasure_params": {}}
     step = {"m": (0.1, 0.001)}  # 0.1 s per step, 1 ms per evaluated image

@@ -101,7 +101,7 @@ def test_runtime_config_names_ready_rows_and_reuses_other_results(campaign, tmp_
     c = dataclasses.replace(campaign, root=tmp_path, also_reuse=(tmp_path / "victims.jsonl", tmp_path / "gone.jsonl"))
     cfg_path, missing = E.runtime_config(c, "main", {"Clean", "DH-C"}, "cuda")
     raw = yaml.safe_load(cfg_path.read_text())
-    assert set(raw["train_sets"]) == {"Clean", "DH-C"} and missing == 15  # the main table's 17 rows, 2 ready
+    assert set(raw["train_sets"]) == {"Clean", "DH-C"} and missing == 16  # the main table's 18 rows, 2 ready
     assert raw["device"] == "cuda" and raw["identity"] == "content"
     # the ledger, the session log and the selection record are not results files
     assert raw["reuse"] == ["results/archs-r20.jsonl", "victims.jsonl"]

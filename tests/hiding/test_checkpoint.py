@@ -125,5 +125,6 @@ def test_grey_covers_config_validation_and_old_checkpoints(tmp_path) -> None:
     (tmp_path / "h" / "config.json").write_text(json.dumps(cfg))
     assert load_hider(tmp_path / "h").config.grey_covers == "rgb"
     assert hider_config(get_hider_profile("tiny", grey_covers="shared"), 8).grey_covers == "shared"
-    assert all(p["grey_covers"] == "rgb" for name, p in HIDER_PROFILES.items() if name != "cpu")  # the paper's INN
+    # the paper's INN; cpu and photo (greyscale photos stay greyscale) share the perturbation on grey covers
+    assert all(p["grey_covers"] == "rgb" for name, p in HIDER_PROFILES.items() if name not in ("cpu", "photo"))
     assert HIDER_PROFILES["cpu"]["grey_covers"] == "shared"
