@@ -243,6 +243,7 @@ SEED_STREAMS: dict[str, int] = {
     "surrogate": 11,       # hider training: a step's augmentation of the surrogate's batch
     "linear_surrogate": 12,  # hider training: L_lin's linear classifier (init and epoch order)
     "hider_secret_zoom": 13,  # hider training: which secrets of a step's batch are zoomed in, and where
+    "hider_grey": 14,      # hider training: which covers of a step's batch are made grey
 }
 
 

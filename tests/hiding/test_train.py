@@ -305,3 +305,16 @@ def test_zoom_secrets_replaces_the_drawn_share_with_smooth_zoomed_views():
     assert tv(out[changed]) < 0.8 * tv(secret[changed])
     assert torch.equal(zoom_secrets(secret, 0.0, np.random.default_rng(0)), secret)
     assert torch.equal(zoom_secrets(secret, 0.5, np.random.default_rng(0)), out)  # seeded
+
+
+def test_grey_some_makes_the_drawn_share_grey_in_whole_levels():
+    from deephide.hiding.step import grey_some
+
+    cover = torch.rand(64, 3, 8, 8)
+    out = grey_some(cover, 0.25, np.random.default_rng(0))
+    grey = (out.amax(1) == out.amin(1)).flatten(1).all(1)
+    assert 6 < int(grey.sum()) < 28 and torch.equal(out[~grey], cover[~grey])
+    assert torch.equal(torch.round(out[grey] * 255) / 255, out[grey])  # whole uint8 levels, as a stored grey image
+    assert torch.equal(grey_some(cover, 0.0, np.random.default_rng(0)), cover)
+    prof = get_hider_profile("tiny", lfc=False, grey_share=0.5, iterations=2)
+    assert prof["grey_share"] == 0.5

@@ -47,6 +47,9 @@ _LOSS = {
     # 1/16 to 1 of the image, resized back): a photo many times the training size hides its secret upscaled, i.e.
     # locally smooth, which crops at the training size alone never show; 0 = paper
     "secret_zoom": 0.0,
+    # not in the paper (issue 35): this share of each batch's covers made grey (luma in every channel), so a hider
+    # trained on colour photos also hides in greyscale ones (whose perturbation grey_covers=shared keeps grey); 0 = none
+    "grey_share": 0.0,
     "eps": 8 / 255,
     # reveal from what protect will store (projected to the budget, rounded to uint8): the message
     # must survive storage, which makes the hider use the budget (a raw float stego needs ~2 levels)

@@ -117,6 +117,20 @@ def zoom_secrets(secret: torch.Tensor, share: float, rng: np.random.Generator) -
     return out
 
 
+def grey_some(cover: torch.Tensor, share: float, rng: np.random.Generator) -> torch.Tensor:
+    """``cover`` (float (N, 3, H, W)) with a ``share`` of its rows made grey (ITU-R 601 luma in every channel): a hider
+    that meets grey covers in training learns to hide in the grey perturbation it gives them (grey_covers shared),
+    which colour photos alone never teach it. The draws come from ``rng`` (seeded per step by the caller)."""
+    if share <= 0:
+        return cover
+    rows = torch.from_numpy(rng.random(cover.shape[0]) < share).to(cover.device)
+    if not bool(rows.any()):
+        return cover
+    luma = (cover * torch.tensor([0.299, 0.587, 0.114], device=cover.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    luma = torch.round(luma * 255.0) / 255.0  # a grey image as stored: whole uint8 levels
+    return torch.where(rows[:, None, None, None], luma.expand_as(cover), cover)
+
+
 def rank_share(n_cls: int, per_class: int, present: int, use_lfc: bool, world: distributed.World) -> slice:
     """This rank's rows of each class-balanced batch (all rows with one process).
 

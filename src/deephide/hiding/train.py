@@ -39,8 +39,8 @@ from .losses import (freq_loss, hide_loss, lfc_loss, linear_shortcut_loss, quiet
 from .hiderdir import CHECKPOINT, LOG, SNAPSHOTS, SUMMARY, SURROGATE
 from .profiles import hider_config, loss_weights
 from .resume import ADDED_KEYS, RESUMABLE_KEYS, SCHEDULE_KEYS, last_log, same_run, save_state, snapshot_steps, trim_log
-from .step import (HideRevealStep, balanced_batch, budget_stats, loss_shares, mean_over_ranks, rank_share,
-                   secret_index, straight_through_quantise, zoom_secrets)
+from .step import (HideRevealStep, balanced_batch, budget_stats, grey_some, loss_shares, mean_over_ranks,
+                   rank_share, secret_index, straight_through_quantise, zoom_secrets)
 from .surrogate import SurrogateVictim, cover_linear
 
 __all__ = ["ADDED_KEYS", "HideRevealStep", "RESUMABLE_KEYS", "SCHEDULE_KEYS", "balanced_batch", "budget_stats",
@@ -217,6 +217,8 @@ class _HiderRun:
         idx, sidx = idx[self.part], sidx[self.part]
         cover = self.covers[torch.from_numpy(idx).to(dev)].float().div_(255)
         secret = self.secrets[torch.from_numpy(sidx).to(dev)].float().div_(255)
+        if p.get("grey_share", 0.0) > 0:  # seeded by (seed, step): the same draws on resume
+            cover = grey_some(cover, float(p["grey_share"]), np.random.default_rng(derive_seed(seed, "hider_grey", it)))
         if p.get("secret_zoom", 0.0) > 0:  # seeded by (seed, step): the same draws on resume
             zr = np.random.default_rng(derive_seed(seed, "hider_secret_zoom", it))
             secret = zoom_secrets(secret, float(p["secret_zoom"]), zr)
