@@ -148,7 +148,7 @@ def cmd_gate(a: argparse.Namespace) -> None:
             if grey:
                 g["size"] = GREY
             append_jsonl(HERE / "gates.jsonl", g)
-            print(f"{label} {w}x{h} (n={g['n']}): reveal {g['reveal_psnr']:.2f} dB vs trivial {g['trivial_psnr']:.2f} "
+            print(f"{label} {g['size']} (n={g['n']}): reveal {g['reveal_psnr']:.2f} dB vs trivial {g['trivial_psnr']:.2f} "
                   f"({g['margin_db']:+.2f}: {'hides' if g['hides'] else 'does NOT hide'}); protected PSNR "
                   f"{g['protected_psnr']:.2f} dB, SSIM {g['protected_ssim'] or float('nan'):.3f}, mean |delta| "
                   f"{g['mean_abs_levels']:.2f}", flush=True)
@@ -242,7 +242,9 @@ def cmd_ship(a: argparse.Namespace) -> None:
         "secret bank of 10 (`bank/`; a folder's class k hides secret k mod 10), eps 8/255 kept by the hider itself.",
         f"- {VARIANTS[label.partition(':')[0]][2]}, on `{DATA}`: random 64x64 crops at several scales of the 22 "
         f"training photographs below, each with a random class (no labels needed); step {step:,} of this run, "
-        f"{card['wall_time_h']:.2f} h of it on {m.get('cpu_model')} (2 cores, native bf16 {m.get('cpu_bf16')}).",
+        f"{card['wall_time_h']:.2f} h of it on {m.get('cpu_model')} (2 cores, native bf16 {m.get('cpu_bf16')})"
+        + (f"; it started from `{run['init']['from']}` (step {run['init'].get('iteration')} of that run, whose state "
+           "is kept beside this one in results/photo-hider/hiders/)." if run.get("init") else "."),
         "- Reveal gate on the 6 held-out photographs (other photographers; never seen in training), each image "
         "protected by `protect --data folder:` 's own path at strength mid (8/255), stored uint8, revealed at its size "
         f"({GREY}: the 224x224 crops made greyscale, whose perturbation stays grey):",

@@ -45,8 +45,15 @@ def test_the_rule_picks_the_latest_snapshot_that_hides_at_every_size_quietly(run
             recs.append({"point": f"photo-class:{step}", "size": f"{w}x{h}", "hides": hides,
                          "protected_psnr": 35.5 if step == 4000 else 37.0})
     (tmp_path / "gates.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    # 4000 is too loud (35.5 dB < 36), 3000 does not hide at 32x32: 2000
+    # 4000 is too loud (35.5 dB < 36), 3000 does not hide at 32x32: 2000 (no grey gate yet: the later one)
     assert run.chosen() == "photo-class:2000"
+    # with the grey gate, the qualifying point with the largest grey margin; a point that fails a colour size never
+    grey = [{"point": "photo-class:1000", "size": run.GREY, "margin_db": 6.0},
+            {"point": "photo-class:2000", "size": run.GREY, "margin_db": 4.0},
+            {"point": "photo-class:3000", "size": run.GREY, "margin_db": 20.0}]
+    with (tmp_path / "gates.jsonl").open("a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in grey))
+    assert run.chosen() == "photo-class:1000"
 
 
 needs_photos = pytest.mark.skipif(not Path("/usr/share/backgrounds/mate/nature/Aqua.jpg").exists(),
