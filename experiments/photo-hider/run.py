@@ -238,7 +238,8 @@ def cmd_ship(a: argparse.Namespace) -> None:
     card_md = "\n".join([
         f"# Hider card: {a.as_name} (a natural-colour hider for any folder; issue 35, beyond the paper)", "",
         f"- Deep Hiding INN, {info['hider'].blocks} coupling blocks of growth {info['hider'].growth} (the `photo` "
-        "profile: a seventh of the Fashion-MNIST hiders' FLOPs, for photos at their own size), class-wise, SIG "
+        "profile: a sixth of the Fashion-MNIST hiders' FLOPs, 68 vs 397 GFLOP per 1024x768 photo, "
+        "benchmarks/PROTECT_PHOTO.md), class-wise, SIG "
         "secret bank of 10 (`bank/`; a folder's class k hides secret k mod 10), eps 8/255 kept by the hider itself.",
         f"- {VARIANTS[label.partition(':')[0]][2]}, on `{DATA}`: random 64x64 crops at several scales of the 22 "
         f"training photographs below, each with a random class (no labels needed); step {step:,} of this run, "

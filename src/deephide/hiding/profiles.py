@@ -168,10 +168,11 @@ HIDER_PROFILES: dict[str, dict[str, Any]] = {
     "photo": {
         # issue 35: the shipped natural-colour hider (photo-class), trained on random multi-scale crops of photographs
         # (data.photo_crops), with a random class-wise secret per crop, so it needs no labels of a data owner's
-        # covers. What differs from `long`, each decided before training from a cost or a visible-cost figure:
-        # - 2 blocks of growth 16 (0.13 M params): 1/7 of the 4-block INN's FLOPs, so a 1024x768 photo costs ~58
-        #   GFLOP instead of 397 (benchmarks/PROTECT_PHOTO.md: the 4-block one took 7.76 s, 28.6% of the fp32 peak;
-        #   the target is 2 s on 2 cores without bf16)
+        # covers. What differs from `long`, each decided before training from a cost or a visible-cost figure
+        # (the shipped point then continued with grey_share 0.25: experiments/photo-hider/run.py, VARIANTS):
+        # - 2 blocks of growth 16 (0.17 M params): a sixth of the 4-block INN's FLOPs, 68 GFLOP per 1024x768 photo
+        #   instead of 397, 1.15 s instead of 4.15 in fp32 on 2 cores (benchmarks/PROTECT_PHOTO.md; the target is 2 s
+        #   on 2 cores without bf16)
         # - no L_LFC (its class features mean nothing on random labels) and L_quiet at 3.6 levels RMS (37 dB): a
         #   photographer sees the perturbation, and the target asks for >= 36 dB
         # - half of each batch hides a zoomed-in secret (secret_zoom): large photos hide their secret upscaled
