@@ -1,10 +1,8 @@
 """experiments/photo-hider (issue 35): the photo manifest and the rule that picks photo-class's snapshot."""
 
 import csv
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,12 +12,8 @@ MANIFEST = ROOT / "experiments" / "photo-hider" / "photos.tsv"
 
 
 @pytest.fixture(scope="module")
-def run():
-    spec = importlib.util.spec_from_file_location("photo_run_under_test", ROOT / "experiments" / "photo-hider" / "run.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+def run(script):
+    return script("experiments/photo-hider/run.py", "photo_run_under_test")
 
 
 def test_the_manifest_credits_every_photo_and_holds_out_other_photographs():

@@ -5,7 +5,6 @@ tests/evaluation/test_campaign.py."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -21,20 +20,18 @@ SCRIPTS = ROOT / "experiments" / "reference-fmnist"
 CLEAN = "synthetic?n=200&size=32&classes=4"
 
 
-def _summarise(tmp_path: Path):
+def _summarise(script, tmp_path: Path):
     """A fresh copy of the summary script's module, and an empty configs folder under ``tmp_path`` for its grids."""
-    spec = importlib.util.spec_from_file_location("summarise_under_test", SCRIPTS / "summarise.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = script("experiments/reference-fmnist/summarise.py", "summarise_under_test")
     (tmp_path / "configs").mkdir()
     return mod
 
 
-def test_time_left_counts_missing_cells_at_recorded_wall_times(tmp_path, monkeypatch):
+def test_time_left_counts_missing_cells_at_recorded_wall_times(script, tmp_path, monkeypatch):
     """The status line's estimate: each missing cell at the median wall time of recorded cells of its (model,
     countermeasure) on that CPU kind, else of its model; a model never trained there is named and scaled by training
     FLOPs from the recorded one (ResNet-18 does far more work per image than fastcnn)."""
-    mod = _summarise(tmp_path)
+    mod = _summarise(script, tmp_path)
     (tmp_path / "configs" / "g.yaml").write_text(yaml.safe_dump({
         "name": "g", "out": "g.jsonl", "test": CLEAN, "seeds": [0, 1], "profile": "fast",
         "models": ["fastcnn", "resnet18"], "train_sets": {"A": "a"}, "countermeasures": ["Vanilla", "Cutout"]}))
@@ -56,17 +53,14 @@ def test_time_left_counts_missing_cells_at_recorded_wall_times(tmp_path, monkeyp
     assert f"{len(camp.hiders)} ablation hiders" in line
 
 
-def _jpeg_blocks():
-    spec = importlib.util.spec_from_file_location("jpeg_blocks_under_test", SCRIPTS / "jpeg_blocks.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _jpeg_blocks(script):
+    return script("experiments/reference-fmnist/jpeg_blocks.py", "jpeg_blocks_under_test")
 
 
-def test_jpeg_blocks_reach_follows_the_dc_bin_not_the_step():
+def test_jpeg_blocks_reach_follows_the_dc_bin_not_the_step(script):
     """The DC steps Pillow writes, and the rise a black block needs to leave its bin: out of the budget's reach at
     qualities 2, 4, 8, within it at 6 and 10 (the JPEG table's pattern)."""
-    mod = _jpeg_blocks()
+    mod = _jpeg_blocks(script)
     steps = {q: mod.dc_step(q) for q in (2, 4, 6, 8, 10, 50)}
     assert steps == {2: 255, 4: 200, 6: 133, 8: 100, 10: 80, 50: 16}
     reach = {q: mod.black_block_reach(s) for q, s in steps.items()}
@@ -74,10 +68,10 @@ def test_jpeg_blocks_reach_follows_the_dc_bin_not_the_step():
     assert [q for q, r in reach.items() if r > mod.BUDGET_LEVELS] == [2, 4, 8]
 
 
-def test_jpeg_blocks_measures_what_each_quality_leaves_of_a_background_signal():
+def test_jpeg_blocks_measures_what_each_quality_leaves_of_a_background_signal(script):
     """A class-keyed rise of the black background: 6 levels survives quality 6 and 10, and is erased (black blocks
     decode as the clean ones, the probe falls to one class) at 8, as the reach predicts."""
-    mod = _jpeg_blocks()
+    mod = _jpeg_blocks(script)
     rng = np.random.default_rng(0)
     n = 80
     labels = np.arange(n) % 2
@@ -94,8 +88,8 @@ def test_jpeg_blocks_measures_what_each_quality_leaves_of_a_background_signal():
     assert res["none"]["probe"] == 100.0 and res["none"]["mean_abs_levels"] == pytest.approx(6 * 0.25 / 2)
 
 
-def test_summary_jpeg_paragraph_reads_every_number_from_the_analysis(tmp_path):
-    mod = _summarise(tmp_path)
+def test_summary_jpeg_paragraph_reads_every_number_from_the_analysis(script, tmp_path):
+    mod = _summarise(script, tmp_path)
     q = lambda quality, reach, changed, acc: {"quality": quality, "reach_levels": reach, "black_changed": changed,  # noqa: E731
                                               "victim_final": None if acc is None else {"mean": acc, "std": 1.0, "seeds": 3}}
     res = {"n": 500, "rows": {"DH-C": {"qualities": [q(4, 15.5, 0.0, 86.0), q(6, 3.3, 0.5, 48.0), q(20, 0.5, 1.0, None),

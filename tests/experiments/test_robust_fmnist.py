@@ -1,9 +1,7 @@
 """experiments/robust-fmnist/run.py (issue 33): selection runs on the hold-out view with seeds >= 100 only."""
 
 import argparse
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,12 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def run():
-    spec = importlib.util.spec_from_file_location("robust_run_under_test", ROOT / "experiments" / "robust-fmnist" / "run.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+def run(script):
+    return script("experiments/robust-fmnist/run.py", "robust_run_under_test")
 
 
 def test_selection_refuses_the_reported_seeds(run):
