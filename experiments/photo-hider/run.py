@@ -3,8 +3,8 @@
 Training covers: random multi-scale crops (64x64) of the 22 `train` photographs of photos.tsv (Debian's
 mate-backgrounds and lomiri-wallpapers-16.04: `make photos` installs them; sha256, licence and credit per photo in
 the manifest), each crop with a random class, so the hider needs no labels of a data owner's covers. Held-out: the 6
-`heldout` photographs (other photographers, other packages' photos), never seen in training; every choice below is
-made on them, at the three sizes the card reports.
+`heldout` photographs (never seen in training; 4 of them by photographers with no training photo, 2 from another
+package): every choice below is made on them, at the sizes the card reports.
 
 Commands (repository root, after `make setup` and `make photos`):
   .venv/bin/python experiments/photo-hider/run.py train NAME [--seconds S]  # resumable, runs/photo/NAME
@@ -246,7 +246,8 @@ def cmd_ship(a: argparse.Namespace) -> None:
         f"{card['wall_time_h']:.2f} h of it on {m.get('cpu_model')} (2 cores, native bf16 {m.get('cpu_bf16')})"
         + (f"; it started from `{run['init']['from']}` (step {run['init'].get('iteration')} of that run, whose state "
            "is kept beside this one in results/photo-hider/hiders/)." if run.get("init") else "."),
-        "- Reveal gate on the 6 held-out photographs (other photographers; never seen in training), each image "
+        "- Reveal gate on the 6 held-out photographs (never seen in training; 4 of them by photographers with no "
+        "training photo), each image "
         "protected by `protect --data folder:` 's own path at strength mid (8/255), stored uint8, revealed at its size "
         f"({GREY}: the 224x224 crops made greyscale, whose perturbation stays grey):",
         "", "| size | reveal PSNR (dB) | trivial answer (dB) | margin | protected PSNR (dB) | mean abs delta (levels) "
