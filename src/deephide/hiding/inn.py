@@ -262,6 +262,14 @@ class Hider(nn.Module):
                 raise DeephideError(f"hider {what}: hider trained for {s}x{s} images, data is {got}")
             raise DeephideError(f"hider {what}: expected shape (N, {c}, {s}, {s}), got {tuple(x.shape)}")
 
+    def _check_any_size(self, x: torch.Tensor, what: str) -> None:
+        """A float (N, C, H, W) image batch with C = config.channels and H, W even (the Haar DWT), at any size."""
+        c = self.config.channels
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 4 or x.shape[1] != c \
+                or x.shape[2] % 2 or x.shape[3] % 2:
+            raise DeephideError(f"hider {what}: expected float (N, {c}, H, W) with H and W even, "
+                                f"got {tuple(getattr(x, 'shape', ()))}")
+
     def inn_forward(self, x: torch.Tensor) -> torch.Tensor:
         """INN in the hiding direction: (N, 2*dwt_channels, S/2, S/2) -> same shape."""
         for block in self.blocks:
@@ -329,11 +337,8 @@ class Hider(nn.Module):
         >>> h.hide_any_size(torch.rand(1, 3, 48, 70), torch.rand(1, 3, 48, 70)).shape
         torch.Size([1, 3, 48, 70])
         """
-        for x, what in ((cover, "cover"), (secret, "secret")):
-            if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 4 \
-                    or x.shape[1] != self.config.channels or x.shape[2] % 2 or x.shape[3] % 2:
-                raise DeephideError(f"hider {what}: expected float (N, {self.config.channels}, H, W) with H and W "
-                                    f"even, got {tuple(getattr(x, 'shape', ()))}")
+        self._check_any_size(cover, "cover")
+        self._check_any_size(secret, "secret")
         if cover.shape != secret.shape:
             raise DeephideError(f"hider hide: cover {tuple(cover.shape)} and secret {tuple(secret.shape)} differ")
         raw, _ = self._perturbation(cover, secret)
@@ -346,6 +351,9 @@ class Hider(nn.Module):
         Pass Gaussian noise in training (HiNet) or the ``r`` from :meth:`hide` for an exact check.
         """
         self._check_images(stego, "stego")
+        return self._reveal(stego, z)
+
+    def _reveal(self, stego: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         s_dwt = dwt(stego)
         if z is None:
             z = torch.zeros_like(s_dwt)
@@ -362,14 +370,8 @@ class Hider(nn.Module):
         >>> h.reveal_any_size(torch.rand(2, 3, 40, 26)).shape
         torch.Size([2, 3, 40, 26])
         """
-        c = self.config.channels
-        if not isinstance(stego, torch.Tensor) or not stego.is_floating_point() or stego.ndim != 4 \
-                or stego.shape[1] != c or stego.shape[2] % 2 or stego.shape[3] % 2:
-            raise DeephideError(f"hider stego: expected float (N, {c}, H, W) with H and W even, "
-                                f"got {tuple(getattr(stego, 'shape', ()))}")
-        s_dwt = dwt(stego)
-        x = self.inn_inverse(torch.cat((s_dwt, torch.zeros_like(s_dwt)), dim=1))
-        return iwt(x[:, self.dwt_channels:])
+        self._check_any_size(stego, "stego")
+        return self._reveal(stego, None)
 
     def forward(self, cover: torch.Tensor, secret: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Same as :meth:`hide`."""
