@@ -27,14 +27,8 @@ from PIL import Image
 
 from ..errors import DeephideError
 from ..ops.metrics import mse_psnr, ssim_uint8
-from ..semantic.bank import SecretBank
-from .image import protect_image
-
-
-def _resized(secret: np.ndarray, w: int, h: int) -> np.ndarray:
-    """A secret (S, S, 3) uint8 resized to w x h as protect_image resizes it (bicubic), float64."""
-    im = Image.fromarray(np.ascontiguousarray(secret), "RGB").resize((w, h), Image.Resampling.BICUBIC)
-    return np.asarray(im, np.float64)
+from ..semantic.bank import SecretBank, resize_secret
+from .image import even_tensor, protect_image
 
 
 @torch.no_grad()
@@ -62,14 +56,13 @@ def photo_gate(hider: torch.nn.Module, bank: SecretBank, photos: list[np.ndarray
         secret = bank.images[firsts[int(rng.integers(bank.num_classes))]]
         out, st = protect_image(Image.fromarray(a, "RGB"), "RGB", hider, secret, levels=levels)
         stored = np.asarray(out)
-        ph, pw = h + h % 2, w + w % 2
-        x = torch.from_numpy(stored.copy()).permute(2, 0, 1)[None].float().div(255)
-        if (ph, pw) != (h, w):
-            x = torch.nn.functional.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
+        x = even_tensor(stored)
+        ph, pw = x.shape[-2:]
         shown = hider.reveal_any_size(x).clamp(0, 1)[0, :, :h, :w].permute(1, 2, 0).numpy()
         revealed = np.round(shown * 255.0)
-        truth = _resized(secret, pw, ph)[:h, :w]
-        trivial = np.round(_resized(np.round(mean_secret).astype(np.uint8), pw, ph)[:h, :w])
+        # the secret resized as protect_image resized it
+        truth = resize_secret(secret, pw, ph)[:h, :w].astype(np.float64)
+        trivial = resize_secret(np.round(mean_secret).astype(np.uint8), pw, ph)[:h, :w].astype(np.float64)
         se_rev += float(((revealed - truth) ** 2).sum())
         se_triv += float(((trivial - truth) ** 2).sum())
         count += truth.size

@@ -24,6 +24,7 @@ from PIL import Image
 
 from ..errors import DeephideError
 from ..ops.metrics import mse_psnr, ssim_uint8
+from ..semantic.bank import resize_secret
 
 #: tile side and overlap of the INN pass on large images (even: tiles start on the Haar grid); memory of the INN pass
 #: is that of one tile, whatever the image's size
@@ -85,6 +86,16 @@ def _split(im: Image.Image, mode: str) -> tuple[np.ndarray, np.ndarray | None, b
     return (a[..., None] if a.ndim == 2 else a), None, False
 
 
+def even_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float (1, 3, H', W') in [0, 1], H' and W' the next even sides: the INN works on even sides,
+    so an odd image gets one replicated row / column, cropped again after."""
+    h, w = rgb.shape[:2]
+    x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float().div(255)
+    if h % 2 or w % 2:
+        x = torch.nn.functional.pad(x, (0, w % 2, 0, h % 2), mode="replicate")
+    return x
+
+
 def protect_image(im: Image.Image, mode: str, hider: torch.nn.Module, secret: np.ndarray, levels: int = 8,
                   tile: int = TILE) -> tuple[Image.Image, dict[str, Any]]:
     """``im`` protected: the same size, written in ``mode`` (scan.out_mode), every value within ``levels`` of the
@@ -98,12 +109,9 @@ def protect_image(im: Image.Image, mode: str, hider: torch.nn.Module, secret: np
     h, w, ch = values.shape
     v8 = (np.round(values.astype(np.float64) / 257.0).astype(np.uint8) if sixteen else values)
     rgb = np.repeat(v8, 3, axis=2) if ch == 1 else v8
-    ph, pw = h + h % 2, w + w % 2  # the INN works on even sides: one replicated row / column, cropped after
-    cover = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float().div(255)
-    if (ph, pw) != (h, w):
-        cover = torch.nn.functional.pad(cover, (0, pw - w, 0, ph - h), mode="replicate")
-    sec = Image.fromarray(np.ascontiguousarray(secret), "RGB").resize((pw, ph), Image.Resampling.BICUBIC)
-    sec_t = torch.from_numpy(np.asarray(sec).copy()).permute(2, 0, 1)[None].float().div(255)
+    cover = even_tensor(rgb)
+    ph, pw = cover.shape[-2:]
+    sec_t = torch.from_numpy(resize_secret(secret, pw, ph).copy()).permute(2, 0, 1)[None].float().div(255)
     own = getattr(getattr(hider, "config", None), "eps_levels", None)
     delta = tiled_delta(hider, cover, sec_t, tile=tile)[..., :h, :w] * (levels / own if own else 1.0)
     if ch == 1:  # grey stays grey

@@ -10,6 +10,14 @@ import numpy as np
 from ..errors import DeephideError
 
 
+def resize_secret(secret: np.ndarray, w: int, h: int) -> np.ndarray:
+    """A secret, uint8 (S, S, 3), resized to w x h (bicubic): how a class's secret meets a cover of another size
+    (a data owner's photo, or a set the bank was not made for). Returns uint8 (h, w, 3)."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(secret), "RGB").resize((w, h), Image.Resampling.BICUBIC))
+
+
 @dataclass(frozen=True, eq=False)
 class SecretBank:
     """Semantic images to hide, one group per class.
@@ -49,10 +57,7 @@ class SecretBank:
         """
         if self.images.shape[1:3] == (h, w):
             return self
-        from PIL import Image
-
-        imgs = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(x), "RGB").resize(
-            (w, h), Image.Resampling.BICUBIC)) for x in self.images])
+        imgs = np.stack([resize_secret(x, w, h) for x in self.images])
         return SecretBank(imgs, self.group, self.num_classes, {**self.meta, "resized_to": [h, w]})
 
     def for_classes(self, k: int) -> "SecretBank":
