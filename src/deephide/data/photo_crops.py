@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,6 @@ def load_photo(path: Path, sha256: str, manifest: Path) -> np.ndarray:
                             "the Debian packages named in the manifest install the listed ones (make photos)") from None
     if hashlib.sha256(data).hexdigest() != sha256.strip().lower():
         raise DeephideError(f"{manifest}: listed photo {path} has another sha256 than the manifest's")
-    import io
-
     with pil_guard():
         try:
             im = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))
