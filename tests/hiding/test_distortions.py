@@ -115,7 +115,8 @@ def test_the_new_families_do_what_their_countermeasures_do():
     assert torch.equal(img, tgt)  # the target moves with the image
 
 
-@pytest.mark.parametrize("view", ["none", "jpeg-any", "bdr", "noise", "median", "gauss", "gray", "cutout", *MIXES])
+@pytest.mark.parametrize("view", ["none", "jpeg-any", "bdr", "bdr-soft", "noise", "median", "gauss", "gray", "cutout",
+                                  *MIXES])
 @pytest.mark.parametrize("adv", [0, 4])
 def test_each_surrogate_view_passes_l_sv_to_the_inn(view, adv):
     """L_sv through each view (and at the surrogate's PGD point) reaches the INN's weights; the surrogate's do not
@@ -156,3 +157,21 @@ def test_surrogate_without_views_is_the_shipped_one():
     b.opt.step()
     assert la == float(loss.detach())
     assert torch.equal(a.loss(x, y, ga), torch.nn.functional.cross_entropy(b.net(random_crop_flip(x, gb)), y))
+
+
+def test_bdr_soft_is_bdr_forward_with_a_gradient_only_near_its_thresholds():
+    from deephide.countermeasures.bdr import bdr_lut
+
+    levels = torch.arange(256, dtype=torch.float32)
+    x = (levels / 255.0).view(1, 1, 16, 16).expand(1, 3, 16, 16).clone().requires_grad_(True)
+    out, _ = DISTORTIONS["bdr-soft"](x, x, torch.Generator())
+    # forward: exactly the BDR countermeasure's 2-bit lookup table on every uint8 level
+    assert torch.equal(torch.round(out.detach()[0, 0].flatten() * 255).to(torch.uint8),
+                       torch.from_numpy(bdr_lut(2)))
+    out.sum().backward()
+    g = x.grad[0, 0].flatten()
+    near = torch.tensor([min(abs(v + 0.5 - t) for t in (43, 128, 213)) for v in range(256)])
+    assert float(g[near <= 2].min()) > 4 * float(g[near >= 20].max())  # the moves BDR keeps get the gradient
+    assert float(g[near >= 40].max()) < 1e-2
+    # each soft step is one BDR step high: the gradient over the range integrates to the range's BDR output, 1
+    assert abs(float(g.sum()) / 255.0 - 1.0) < 0.02

@@ -73,6 +73,23 @@ def _bdr(stored: torch.Tensor, secret: torch.Tensor, gen: torch.Generator) -> tu
     return stored + (q - stored).detach(), secret
 
 
+#: bdr-soft's staircase: the 2-bit BDR's thresholds (1/6, 1/2, 5/6 of the range) and the width of each soft step
+#: (3 uint8 levels): the gradient is large within a few levels of a threshold and ~0 far from one (8 levels away:
+#: a quarter of its peak), i.e. where an 8-level perturbation can change what BDR keeps
+BDR_THRESHOLDS, BDR_SOFT_LEVELS = (1 / 6, 1 / 2, 5 / 6), 3.0
+
+
+def _bdr_soft(stored: torch.Tensor, secret: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """2-bit BDR exactly as ``bdr`` (forward: round(x * 3) / 3), with the gradient of a smooth staircase of the same
+    step heights, sum_k sigmoid((x - t_k) / tau) / 3, tau = 3 levels. Why: BDR keeps a pixel's perturbation only where
+    it crosses a threshold (7.7% of the Fashion-MNIST pixels lie within 8 levels of one); the straight-through
+    gradient of ``bdr`` asks every pixel to move as if all did, this one asks the pixels whose move BDR keeps."""
+    q = torch.round(stored * 3.0) / 3.0
+    tau = BDR_SOFT_LEVELS / 255.0
+    soft = sum(torch.sigmoid((stored - t) / tau) for t in BDR_THRESHOLDS) / 3.0
+    return q + (soft - soft.detach()), secret
+
+
 def _noise(stored: torch.Tensor, secret: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Additive Gaussian noise, sigma 0.1 (the GaussN countermeasure), clamped to [0, 1]."""
     n = torch.randn(stored.shape, generator=gen, dtype=torch.float32).to(stored.device, stored.dtype)
@@ -136,11 +153,11 @@ def _blur(stored: torch.Tensor, secret: torch.Tensor, gen: torch.Generator) -> t
 #: name -> distortion(stored (N, C, H, W) in [0, 1], secret (N, C, H, W), generator) -> (distorted, target)
 #: ``jpeg`` (qualities 10-75) and ``blur`` are as the first robust hiders used them; ``jpeg-any`` (10-90), ``mean``
 #: (= ``blur``), ``median``, ``gauss``, ``bdr``, ``noise``, ``gray``, ``crop-flip``, ``cutout`` are the tables'
-#: countermeasure families (issue 33)
+#: countermeasure families (issue 33); ``bdr-soft`` is BDR with a gradient only where BDR keeps a move
 DISTORTIONS: dict[str, Distortion] = {"none": _none, "shift-flip": _shift_flip, "jpeg": _jpeg, "blur": _blur,
                                       "jpeg-any": _jpeg_any, "mean": _blur, "median": _median, "gauss": _gauss,
-                                      "bdr": _bdr, "noise": _noise, "gray": _gray, "crop-flip": _crop_flip,
-                                      "cutout": _cutout}
+                                      "bdr": _bdr, "bdr-soft": _bdr_soft, "noise": _noise, "gray": _gray,
+                                      "crop-flip": _crop_flip, "cutout": _cutout}
 
 
 def check_distortions(names: Sequence[str], extra: Sequence[str] = (),
