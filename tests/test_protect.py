@@ -123,12 +123,12 @@ class _OracleHider(torch.nn.Module):
         super().__init__()
         self.secrets, self.class_of_secret, self.blind = secrets, class_of_secret, blind
 
-    def hide(self, cover, secret):
+    def stego(self, cover, secret):  # what protect asks of a hider (Hider.stego)
         match = (secret[:, None] == self.secrets[None]).flatten(2).all(dim=2).float().argmax(dim=1)
         k = self.class_of_secret[match].float()
         stego = cover.clone()
         stego[:, 0, 0, 0] = (k + 1) / 255
-        return stego, None
+        return stego
 
     def reveal(self, stego, z=None):
         if self.blind:

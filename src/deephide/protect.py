@@ -69,7 +69,7 @@ def hide_batch(hider: torch.nn.Module, cover: torch.Tensor, secret: torch.Tensor
     cover, secret: float (N, 3, H, W) in [0, 1] on ``dev`` (channels-last, as protect holds them). Returns (N, 3, H, W),
     fp32 or bf16 under ``bf16`` autocast; no gradient; each CPU core hides its own share of the batch.
     """
-    return _inference(lambda s: hider.hide(cover[s], secret[s])[0], len(cover), dev, bf16)
+    return _inference(lambda s: hider.stego(cover[s], secret[s]), len(cover), dev, bf16)
 
 
 @torch.no_grad()

@@ -109,6 +109,34 @@ def test_hide_then_reveal_with_true_residual_random_weights(tiny_hider, randomis
     assert h.reveal(stego).shape == secret.shape  # z = zeros by default
 
 
+@pytest.mark.parametrize("amp", [False, True])
+def test_stego_skips_the_residual_with_the_same_values_and_gradients(randomise, amp: bool) -> None:
+    """Hider.stego (and perturbation(residual=False)) compute the last block's cover half only: the stego images and
+    every weight's gradient through stego and reveal (a training step's losses) equal hide's bit for bit."""
+    h = Hider(HiderConfig(blocks=3, growth=4, clamp=2.0, image_size=8, eps_levels=8))
+    randomise(h, 0.05, seed=5)
+    cover, secret = torch.rand(3, 3, 8, 8), torch.rand(3, 3, 8, 8)
+
+    def grads(stego_of):
+        h.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            stego = stego_of()
+            loss = (stego - cover).square().mean() + (h.reveal(stego).float() - secret).square().mean()
+        loss.backward()
+        return stego.detach(), {k: p.grad.clone() for k, p in h.named_parameters()}
+
+    full, g_full = grads(lambda: h.hide(cover, secret)[0])
+    fast, g_fast = grads(lambda: h.stego(cover, secret))
+    assert torch.equal(full, fast) and (full - cover).abs().max() > 1e-3
+    assert g_full.keys() == g_fast.keys() and all(torch.equal(g_full[k], g_fast[k]) for k in g_full)
+    raw, r = h.perturbation(cover, secret, residual=False)
+    assert r is None and torch.equal(raw, h.perturbation(cover, secret)[0])
+    big = torch.rand(1, 3, 12, 18)
+    with torch.no_grad():
+        assert torch.equal(h.hide_any_size(big, big.flip(-1)),
+                           big + h.bound(h._perturbation(big, big.flip(-1))[0], big))
+
+
 def test_reveal_any_size_inverts_hide_any_size(tiny_hider, randomise) -> None:
     """At a size other than the training one (a photo): what hide_any_size stored, reveal_any_size reads back, the
     same as reveal at the training size with z = 0."""

@@ -80,7 +80,7 @@ class HideRevealStep(torch.nn.Module):
         Returns float32 (N, 3, S, S) each: (raw, stored, secret_hat, target): raw = the INN's perturbation
         before the hider's budget map; stored = what protect writes (bounded, projected, rounded with a
         straight-through gradient), the image every loss sees; secret_hat revealed from ``stored``."""
-        raw, _ = self.hider.perturbation(cover, secret)
+        raw, _ = self.hider.perturbation(cover, secret, residual=False)  # r is not used: not computed
         raw = raw.float()
         stego = cover + self.hider.bound(raw, cover)
         stored = straight_through_quantise(stego, cover, self.eps) if self.from_stored else stego
