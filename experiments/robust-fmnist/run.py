@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from deephide.data import load_dataset
+from deephide.data.imageset import ImageSet
 from deephide.evaluation.grid import read_results
 from deephide.evaluation.stats import aggregate
 from deephide.fsutil import read_jsonl
@@ -219,6 +220,52 @@ def cmd_select(a: argparse.Namespace) -> None:
         sys.exit(f"run.py select: the victims' grid stopped (exit {rc}; its message is above); rerun to continue")
 
 
+def structure(clean: ImageSet, prot: ImageSet, chunk: int = 5000) -> dict[str, float]:
+    """What kind of shortcut a protected set carries, from the set alone (no victim): over all images i with class y,
+    perturbation delta_i = protected - clean (levels) and d_i = BDR-2(protected) - BDR-2(clean) (what the BDR column's
+    victim sees of it):
+    class_share = 1 - sum ||delta_i - mean_y delta||^2 / sum ||delta_i||^2 (1: one pattern per class, as EM-C; a
+    victim that adversarially trains at 2/255 removes at most 2 of its levels), bdr_kept = share of values where d_i
+    is not 0, bdr_class_share = the class share of d (is what BDR keeps a class pattern?)."""
+    import numpy as np
+
+    from deephide.countermeasures.bdr import bdr_lut
+
+    lut = bdr_lut(2).astype(np.int16)
+    k = clean.num_classes
+    shape = clean.images.shape[1:]
+    sums = {n: np.zeros((k, *shape)) for n in ("delta", "d")}
+    sq = {n: 0.0 for n in ("delta", "d")}
+    count, kept = np.zeros(k), 0
+    for i in range(0, len(clean), chunk):
+        c, p = np.asarray(clean.images[i:i + chunk], np.int16), np.asarray(prot.images[i:i + chunk], np.int16)
+        y = np.asarray(clean.labels[i:i + chunk])
+        for name, v in (("delta", p - c), ("d", lut[p] - lut[c])):
+            np.add.at(sums[name], y, v.astype(np.float64))
+            sq[name] += float(np.square(v, dtype=np.float64).sum())
+        count += np.bincount(y, minlength=k)
+        kept += int((lut[p] != lut[c]).sum())
+    between = {n: float(sum(np.square(sums[n][j]).sum() / count[j] for j in range(k) if count[j])) for n in sums}
+    return {"class_share": between["delta"] / sq["delta"] if sq["delta"] else 0.0,
+            "bdr_kept": kept / (len(clean) * int(np.prod(shape))),
+            "bdr_class_share": between["d"] / sq["d"] if sq["d"] else 0.0}
+
+
+def cmd_structure(a: argparse.Namespace) -> None:
+    """structure() of each row's set, appended to results/robust-fmnist/structure.jsonl (rows already there kept)."""
+    log = HERE / "structure.jsonl"
+    done = {r["row"] for r in read_jsonl(log)} if log.exists() else set()
+    clean = load_dataset(DATA, "train")
+    for label in map(label_of, a.rows):
+        if label in done or label == "Clean":
+            continue
+        rec = {"row": label, **structure(clean, load_dataset(make_set(label), "train"))}
+        with open(log, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        print(f"{label}: class share {rec['class_share']:.3f}, BDR keeps {100 * rec['bdr_kept']:.2f}% of values, "
+              f"their class share {rec['bdr_class_share']:.3f}", flush=True)
+
+
 def _cell(aggs: dict, row: str, col: str) -> str:
     """'final ± std / peak ± std (n)' of one row and column, '-' without cells."""
     parts = []
@@ -234,6 +281,7 @@ def table_lines() -> list[str]:
     """The selection table: every row measured so far, its reveal gate and visual cost beside its victims."""
     recs = read_results(HERE / "selection.jsonl")
     sets = {r["row"]: r for r in read_jsonl(HERE / "sets.jsonl")}
+    shapes = {r["row"]: r for r in read_jsonl(HERE / "structure.jsonl")} if (HERE / "structure.jsonl").exists() else {}
     aggs = {stat: aggregate(recs, stat) for stat in ("final", "best")}
     rows = list(dict.fromkeys(r["row"] for r in recs))
     cols = [c for c in COLUMNS if any(r["countermeasure"] == c for r in recs)]
@@ -241,14 +289,22 @@ def table_lines() -> list[str]:
                    for v in [r.get("versions") or {}]})
     seeds = sorted({r["seed"] for r in recs})
     out = ["| row | reveal PSNR (dB) | trivial | hides | protected PSNR (dB) | SSIM | mean abs delta (levels) | "
-           + " | ".join(cols) + " |", "|---|---:|---:|---|---:|---:|---:|" + "---:|" * len(cols)]
+           "class share | BDR keeps (%) | its class share | " + " | ".join(cols) + " |",
+           "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(cols)]
     for row in rows:
         s = sets.get(row, {})
         g, v = s.get("gate"), s.get("visual")
         gate = [f"{g['reveal_psnr']:.2f}", f"{g['trivial_psnr']:.2f}", "yes" if g["hides"] else "no"] if g else ["-"] * 3
         vis = [f"{v['psnr']:.2f}", f"{v['ssim']:.3f}", f"{v['mean_abs_levels']:.2f}"] if v else ["-"] * 3
-        out.append(f"| {row} | " + " | ".join(gate + vis + [_cell(aggs, row, c) for c in cols]) + " |")
-    return [f"Victims: fastcnn, victim profile `fast` (937 steps), seeds {', '.join(map(str, seeds))}; clean accuracy "
+        sh = shapes.get(row)
+        shape = [f"{sh['class_share']:.3f}", f"{100 * sh['bdr_kept']:.2f}", f"{sh['bdr_class_share']:.3f}"] if sh \
+            else ["-"] * 3
+        out.append(f"| {row} | " + " | ".join(gate + vis + shape + [_cell(aggs, row, c) for c in cols]) + " |")
+    return ["Shortcut structure (structure.jsonl, `run.py structure ROW`; from each set alone): class share = the "
+            "share of the perturbation's energy in its class mean (1: one pattern per class); BDR keeps = the share of "
+            "values whose 2-bit BDR differs from the clean image's (all the BDR column's victim sees of the "
+            "perturbation); its class share = the same class share of those BDR differences.", "",
+            f"Victims: fastcnn, victim profile `fast` (937 steps), seeds {', '.join(map(str, seeds))}; clean accuracy "
             "on the 5,000-image hold-out (%), final / peak, mean ± sample std (n seeds). Machine(s): "
             + (", ".join(cpus) or "not recorded") + ".", "", *out]
 
@@ -360,6 +416,8 @@ def main() -> None:
     s.add_argument("--columns", nargs="+", default=COLUMNS)
     s.add_argument("--models", nargs="+", default=["fastcnn"])
     s.add_argument("--workers", type=int, help="grid workers (default: the grid's own)")
+    st = sub.add_parser("structure", help="each row's shortcut structure from its set alone (structure.jsonl)")
+    st.add_argument("rows", nargs="+")
     sub.add_parser("table", help="write results/robust-fmnist/README.md")
     k = sub.add_parser("keep", help="copy a variant's training state into results/robust-fmnist/hiders (to commit)")
     k.add_argument("name", choices=list(VARIANTS))
@@ -367,7 +425,7 @@ def main() -> None:
     sh.add_argument("point", help="NAME:STEP or NAME")
     sh.add_argument("--as", dest="as_name", required=True)
     a = ap.parse_args()
-    {"train": cmd_train, "select": cmd_select, "table": cmd_table, "ship": cmd_ship,
+    {"train": cmd_train, "select": cmd_select, "structure": cmd_structure, "table": cmd_table, "ship": cmd_ship,
      "keep": lambda a: keep_state(a.name)}[a.cmd](a)
 
 
