@@ -207,3 +207,27 @@ def test_linear_shortcut_loss_by_hand_and_its_gradient() -> None:
     assert stored.grad is not None and float(stored.grad.abs().sum()) > 0
     with pytest.raises(DeephideError, match="lmd"):
         linear_shortcut_loss(lin, cover, cover, y, lmd=1.5)
+
+
+def test_class_loss_is_zero_for_one_pattern_per_class_and_pulls_towards_the_class_mean():
+    from deephide.hiding.losses import class_loss
+
+    eps = 8 / 255
+    g = torch.Generator().manual_seed(0)
+    cover = torch.rand(8, 3, 6, 6, generator=g) * 0.5 + 0.25
+    y = torch.tensor([0, 0, 1, 1, 2, 2, 2, 0])
+    pattern = (torch.rand(3, 3, 6, 6, generator=g) - 0.5) * 2 * eps
+    assert float(class_loss(cover + pattern[y], cover, y, eps)) == pytest.approx(0.0, abs=1e-10)
+    # by hand: delta / eps minus its class mean, squared, mean over all values
+    noise = (torch.rand(8, 3, 6, 6, generator=g) - 0.5) * 2 * eps
+    d = (noise / eps).flatten(1)
+    means = torch.stack([d[y == k].mean(0) for k in range(3)])
+    want = (d - means[y]).square().mean()
+    stored = (cover + noise).requires_grad_(True)
+    got = class_loss(stored, cover, y, eps)
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+    got.backward()  # a step against the gradient brings each image nearer its class's mean
+    after = class_loss((stored - 0.5 * eps * stored.grad / stored.grad.abs().max()).detach(), cover, y, eps)
+    assert float(after) < float(got)
+    with pytest.raises(DeephideError, match="eps"):
+        class_loss(stored, cover, y, 0.0)

@@ -25,12 +25,12 @@ from ..ops.wavelets import lowpass
 from ..training.linear import linearization_loss
 
 #: Loss terms known to :func:`total_loss`, in logging order.
-TERMS: tuple[str, ...] = ("hide", "reveal", "freq", "lfc", "use", "sv", "lin", "quiet")
+TERMS: tuple[str, ...] = ("hide", "reveal", "freq", "lfc", "use", "sv", "lin", "quiet", "class")
 
 #: Paper defaults: L_hide unweighted, w1 (reveal) = 1, w2 (freq) = 1, w3 (LFC) = 1e-4; L_use and L_sv (the
 #: surrogate victim's cross-entropy, hiding.surrogate), L_lin (PIL's objective) and L_quiet are not in the paper (0).
 DEFAULT_WEIGHTS: dict[str, float] = {"hide": 1.0, "reveal": 1.0, "freq": 1.0, "lfc": 1e-4, "use": 0.0, "sv": 0.0,
-                                     "lin": 0.0, "quiet": 0.0}
+                                     "lin": 0.0, "quiet": 0.0, "class": 0.0}
 
 
 def _same_shape(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
@@ -97,6 +97,25 @@ def use_loss(stego: torch.Tensor, cover: torch.Tensor, eps: float, target: float
         raise DeephideError(f"use_loss: need eps > 0 and 0 <= target <= 1, got eps {eps}, target {target}")
     used = (stego - cover).abs().flatten(1).mean(1) / eps
     return F.relu(target - used).square().mean()
+
+
+def class_loss(stored: torch.Tensor, cover: torch.Tensor, labels: torch.Tensor, eps: float) -> torch.Tensor:
+    """Class spread (not in the paper; issue 33): mean over images and values of ((delta_i - mean_y delta) / eps)^2,
+    delta = stored - cover and mean_y the mean perturbation of image i's class within the batch (the batches hold
+    whole classes: ``per_class`` images each).
+
+    stored, cover: float (N, C, H, W) in [0, 1]; labels: int64 (N,); eps > 0. 0 when every class's images carry one
+    pattern. Why: a victim that adversarially trains at 2/255 can take 2 levels off any pattern, and one fixed
+    pattern per class at 8 levels keeps its class after that (EM-C: AT-2/255 30.02 in the reference table); the part
+    of a perturbation that differs from image to image is what such a victim can remove.
+    """
+    _same_shape(stored, cover, "class_loss")
+    if not eps > 0:
+        raise DeephideError(f"class_loss: need eps > 0, got {eps}")
+    delta = (stored - cover).flatten(1) / eps
+    onehot = F.one_hot(labels, int(labels.max()) + 1).to(delta.dtype)  # (N, K)
+    means = (onehot.T @ delta) / onehot.sum(0).clamp_min(1)[:, None]  # (K, D)
+    return (delta - means[labels]).square().mean()
 
 
 def linear_shortcut_loss(linear: Callable[[torch.Tensor], torch.Tensor], stored: torch.Tensor, cover: torch.Tensor,

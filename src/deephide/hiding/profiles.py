@@ -43,6 +43,9 @@ _LOSS = {
     # not in the paper (issue 35): w_quiet L_quiet caps each image's RMS perturbation at quiet_target x eps (a photo's
     # visible cost; losses.quiet_loss); 0 = paper
     "w_quiet": 0.0, "quiet_target": 0.45,
+    # not in the paper (issue 33): w_class L_class pulls each image's perturbation to its class's mean in the batch
+    # (losses.class_loss): one pattern per class keeps its class under adversarial training at a small radius
+    "w_class": 0.0,
     # not in the paper (issue 35): this share of each batch hides a zoomed-in secret (a random square of it, side
     # 1/16 to 1 of the image, resized back): a photo many times the training size hides its secret upscaled, i.e.
     # locally smooth, which crops at the training size alone never show; 0 = paper
@@ -225,4 +228,5 @@ def loss_weights(profile: dict[str, Any]) -> dict[str, float]:
     """Loss weights for :func:`deephide.hiding.losses.total_loss` (LFC weight 0 when ``lfc`` is off)."""
     return {"hide": profile["w_hide"], "reveal": profile["w_reveal"], "freq": profile["w_freq"],
             "lfc": profile["w_lfc"] if profile["lfc"] else 0.0, "use": profile.get("w_use", 0.0),
-            "sv": profile.get("w_sv", 0.0), "lin": profile.get("w_lin", 0.0), "quiet": profile.get("w_quiet", 0.0)}
+            "sv": profile.get("w_sv", 0.0), "lin": profile.get("w_lin", 0.0), "quiet": profile.get("w_quiet", 0.0),
+            "class": profile.get("w_class", 0.0)}
