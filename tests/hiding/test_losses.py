@@ -231,3 +231,22 @@ def test_class_loss_is_zero_for_one_pattern_per_class_and_pulls_towards_the_clas
     assert float(after) < float(got)
     with pytest.raises(DeephideError, match="eps"):
         class_loss(stored, cover, y, 0.0)
+
+
+def test_smooth_loss_is_small_for_a_smooth_perturbation_and_large_for_a_checkerboard():
+    from deephide.hiding.losses import smooth_loss
+
+    eps = 8 / 255
+    cover = torch.full((2, 3, 16, 16), 0.5)
+    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    smooth = eps * torch.sin(2 * math.pi * xx / 16).expand(2, 3, 16, 16)
+    checker = eps * (1 - 2 * ((yy + xx) % 2)).expand(2, 3, 16, 16)
+    flat = smooth_loss(cover + eps, cover, eps)  # a constant perturbation: the blur keeps it exactly
+    assert float(flat) == pytest.approx(0.0, abs=1e-10)
+    s, c = float(smooth_loss(cover + smooth, cover, eps)), float(smooth_loss(cover + checker, cover, eps))
+    assert s < 0.05 < 0.8 < c  # a checkerboard is all detail: the blur removes nearly all of it
+    stored = (cover + checker).requires_grad_(True)
+    smooth_loss(stored, cover, eps).backward()
+    assert float(stored.grad.abs().sum()) > 0
+    with pytest.raises(DeephideError, match="sigma"):
+        smooth_loss(stored, cover, eps, sigma=0.0)

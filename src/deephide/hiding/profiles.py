@@ -46,6 +46,9 @@ _LOSS = {
     # not in the paper (issue 33): w_class L_class pulls each image's perturbation to its class's mean in the batch
     # (losses.class_loss): one pattern per class keeps its class under adversarial training at a small radius
     "w_class": 0.0,
+    # not in the paper (issue 33): w_smooth L_smooth penalises the perturbation's detail below a Gaussian blur of
+    # smooth_sigma pixels (losses.smooth_loss): the class patterns that held under adversarial training were smooth
+    "w_smooth": 0.0, "smooth_sigma": 2.0,
     # not in the paper (issue 35): this share of each batch hides a zoomed-in secret (a random square of it, side
     # 1/16 to 1 of the image, resized back): a photo many times the training size hides its secret upscaled, i.e.
     # locally smooth, which crops at the training size alone never show; 0 = paper
@@ -229,4 +232,4 @@ def loss_weights(profile: dict[str, Any]) -> dict[str, float]:
     return {"hide": profile["w_hide"], "reveal": profile["w_reveal"], "freq": profile["w_freq"],
             "lfc": profile["w_lfc"] if profile["lfc"] else 0.0, "use": profile.get("w_use", 0.0),
             "sv": profile.get("w_sv", 0.0), "lin": profile.get("w_lin", 0.0), "quiet": profile.get("w_quiet", 0.0),
-            "class": profile.get("w_class", 0.0)}
+            "class": profile.get("w_class", 0.0), "smooth": profile.get("w_smooth", 0.0)}

@@ -35,7 +35,7 @@ from .checkpoint import load_hider, load_training_state, read_checkpoint, save_h
 from .distortions import check_distortions
 from .inn import Hider
 from .losses import (class_loss, freq_loss, hide_loss, lfc_loss, linear_shortcut_loss, quiet_loss, reveal_loss,
-                     total_loss, use_loss)
+                     smooth_loss, total_loss, use_loss)
 from .hiderdir import CHECKPOINT, LOG, SNAPSHOTS, SUMMARY, SURROGATE
 from .profiles import hider_config, loss_weights
 from .resume import ADDED_KEYS, RESUMABLE_KEYS, SCHEDULE_KEYS, last_log, same_run, save_state, snapshot_steps, trim_log
@@ -240,6 +240,8 @@ class _HiderRun:
             terms["use"] = use_loss(stored, cover, self.eps, float(p["use_target"]))
         if self.weights["quiet"] > 0:
             terms["quiet"] = quiet_loss(stored, cover, self.eps, float(p["quiet_target"]))
+        if self.weights["smooth"] > 0:
+            terms["smooth"] = smooth_loss(stored, cover, self.eps, float(p["smooth_sigma"]))
         if self.weights["class"] > 0:
             terms["class"] = class_loss(stored, cover, y, self.eps)
         if self.linear is not None:
