@@ -235,7 +235,9 @@ def structure(clean: ImageSet, prot: ImageSet, chunk: int = 5000) -> dict[str, f
     victim sees of it):
     class_share = 1 - sum ||delta_i - mean_y delta||^2 / sum ||delta_i||^2 (1: one pattern per class, as EM-C; a
     victim that adversarially trains at 2/255 removes at most 2 of its levels), bdr_kept = share of values where d_i
-    is not 0, bdr_class_share = the class share of d (is what BDR keeps a class pattern?)."""
+    is not 0, bdr_class_share = the class share of d (is what BDR keeps a class pattern?), class_low_share = the share
+    of the class patterns' energy (class means minus their mean: what tells the classes apart) at spatial frequencies
+    <= 1/8 cycle per pixel in both directions (2-D FFT; a smooth pattern is near 1, a checkerboard-like one near 0)."""
     import numpy as np
 
     from deephide.countermeasures.bdr import bdr_lut
@@ -255,7 +257,12 @@ def structure(clean: ImageSet, prot: ImageSet, chunk: int = 5000) -> dict[str, f
         count += np.bincount(y, minlength=k)
         kept += int((lut[p] != lut[c]).sum())
     between = {n: float(sum(np.square(sums[n][j]).sum() / count[j] for j in range(k) if count[j])) for n in sums}
+    means = sums["delta"][count > 0] / count[count > 0].reshape(-1, *[1] * len(shape))
+    power = np.abs(np.fft.fft2(means - means.mean(0), axes=(1, 2))) ** 2  # (K, H, W, C)
+    fy, fx = (np.abs(np.fft.fftfreq(n))[:, None] for n in shape[:2])
+    low = np.maximum(fy, fx.T) <= 1 / 8
     return {"class_share": between["delta"] / sq["delta"] if sq["delta"] else 0.0,
+            "class_low_share": float(power[:, low].sum() / power.sum()) if power.sum() else 0.0,
             "bdr_kept": kept / (len(clean) * int(np.prod(shape))),
             "bdr_class_share": between["d"] / sq["d"] if sq["d"] else 0.0}
 
@@ -271,7 +278,7 @@ def cmd_structure(a: argparse.Namespace) -> None:
         rec = {"row": label, **structure(clean, load_dataset(make_set(label), "train"))}
         with open(log, "a") as f:
             f.write(json.dumps(rec) + "\n")
-        print(f"{label}: class share {rec['class_share']:.3f}, BDR keeps {100 * rec['bdr_kept']:.2f}% of values, "
+        print(f"{label}: class share {rec['class_share']:.3f} ({rec['class_low_share']:.3f} of it smooth), BDR keeps {100 * rec['bdr_kept']:.2f}% of values, "
               f"their class share {rec['bdr_class_share']:.3f}", flush=True)
 
 
@@ -298,19 +305,20 @@ def table_lines() -> list[str]:
                    for v in [r.get("versions") or {}]})
     seeds = sorted({r["seed"] for r in recs})
     out = ["| row | reveal PSNR (dB) | trivial | hides | protected PSNR (dB) | SSIM | mean abs delta (levels) | "
-           "class share | BDR keeps (%) | its class share | " + " | ".join(cols) + " |",
-           "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(cols)]
+           "class share | smooth share | BDR keeps (%) | its class share | " + " | ".join(cols) + " |",
+           "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(cols)]
     for row in rows:
         s = sets.get(row, {})
         g, v = s.get("gate"), s.get("visual")
         gate = [f"{g['reveal_psnr']:.2f}", f"{g['trivial_psnr']:.2f}", "yes" if g["hides"] else "no"] if g else ["-"] * 3
         vis = [f"{v['psnr']:.2f}", f"{v['ssim']:.3f}", f"{v['mean_abs_levels']:.2f}"] if v else ["-"] * 3
         sh = shapes.get(row)
-        shape = [f"{sh['class_share']:.3f}", f"{100 * sh['bdr_kept']:.2f}", f"{sh['bdr_class_share']:.3f}"] if sh \
-            else ["-"] * 3
+        shape = [f"{sh['class_share']:.3f}", f"{sh['class_low_share']:.3f}", f"{100 * sh['bdr_kept']:.2f}",
+                 f"{sh['bdr_class_share']:.3f}"] if sh else ["-"] * 4
         out.append(f"| {row} | " + " | ".join(gate + vis + shape + [_cell(aggs, row, c) for c in cols]) + " |")
     return ["Shortcut structure (structure.jsonl, `run.py structure ROW`; from each set alone): class share = the "
-            "share of the perturbation's energy in its class mean (1: one pattern per class); BDR keeps = the share of "
+            "share of the perturbation's energy in its class mean (1: one pattern per class); smooth share = the share of the "
+            "class patterns' energy (what tells the classes apart) at spatial frequencies <= 1/8 cycle per pixel; BDR keeps = the share of "
             "values whose 2-bit BDR differs from the clean image's (all the BDR column's victim sees of the "
             "perturbation); its class share = the same class share of those BDR differences.", "",
             f"Victims: fastcnn, victim profile `fast` (937 steps), seeds {', '.join(map(str, seeds))}; clean accuracy "
