@@ -74,6 +74,10 @@ def machine(device: torch.device) -> dict[str, Any]:
 
     out = {"cpu": cpu_model(), "cpus": os.cpu_count(), "memory_gib": round(memory_gib() or 0, 1),
            "torch_threads": torch.get_num_threads(), "bf16_native": bf16_supported(device),
+           # the vector ISA torch's kernels run with (ATEN_CPU_CAPABILITY may cap it below the CPU's, and
+           # ONEDNN_MAX_CPU_ISA oneDNN's: how an AVX2 machine without native bf16 is stood in for)
+           "cpu_isa": torch.backends.cpu.get_cpu_capability(),
+           "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
            "device": str(device), "pillow": PIL.__version__, **versions()}
     if device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(device)
