@@ -66,6 +66,17 @@ def memory_gib() -> float | None:
         return None
 
 
+#: environment variables that cap the vector ISA below the CPU's (oneDNN's convolutions, torch's own kernels, MKL's
+#: matmul): with all three at AVX2 an AVX-512/AMX CPU stands in for an AVX2 one without native bf16 (the slowest
+#: machine kind), at its own clock and cache
+ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def env_prefix(m: dict[str, Any]) -> str:
+    """The ISA caps a run was started with, as a command prefix ('' for an uncapped run)."""
+    return "".join(f"{k}={v} " for k, v in (m.get("isa_caps") or {}).items())
+
+
 def machine(device: torch.device) -> dict[str, Any]:
     """Machine and library facts printed at the top of every result file."""
     import PIL
@@ -77,7 +88,7 @@ def machine(device: torch.device) -> dict[str, Any]:
            # the vector ISA torch's kernels run with (ATEN_CPU_CAPABILITY may cap it below the CPU's, and
            # ONEDNN_MAX_CPU_ISA oneDNN's: how an AVX2 machine without native bf16 is stood in for)
            "cpu_isa": torch.backends.cpu.get_cpu_capability(),
-           "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+           "isa_caps": {k: os.environ[k] for k in ISA_CAPS if os.environ.get(k)},
            "device": str(device), "pillow": PIL.__version__, **versions()}
     if device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(device)
@@ -184,10 +195,11 @@ def baseline_header(title: str, script: str, res: dict[str, Any], threads: int) 
     """The first lines of a this-tree-against-a-baseline result file: title, command, date, baseline, machine."""
     m = res["machine"]
     return [f"# {title}", "",
-            f"Command: `python benchmarks/{script} {' '.join(res['argv'])}`  ",
+            f"Command: `{env_prefix(m)}python benchmarks/{script} {' '.join(res['argv'])}`  ",
             f"Date: {res['date']}; wall time {res['wall_s'] / 60:.1f} min; baseline `{res['baseline']}`  ",
-            f"CPU: {m.get('cpu')}, {m.get('cpus')} logical cores, native bf16: {m.get('bf16_native')}; torch "
-            f"{m.get('torch')}; {threads} thread(s) per run  "]
+            f"CPU: {m.get('cpu')}, {m.get('cpus')} logical cores, native bf16: {m.get('bf16_native')}, vector ISA "
+            f"{m.get('cpu_isa')}{' (capped)' if m.get('isa_caps') else ''}; torch {m.get('torch')}; "
+            f"{threads} thread(s) per run  "]
 
 
 def save_result(out: Path, res: dict[str, Any], markdown: str) -> None:

@@ -3,8 +3,8 @@ and the share of this machine's fp32 matmul peak the INN pass reaches, for each 
 
     python benchmarks/protect_photo.py                               # PROTECT_PHOTO.md (~2 min on 2 cores)
     python benchmarks/protect_photo.py --quick --out /tmp/pp.md      # smoke test (a 256x192 photo, 1 round)
-    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/protect_photo.py --out benchmarks/PROTECT_PHOTO_AVX2.md
-                                      # this CPU capped to AVX2 without native bf16: a stand-in for the slowest kind
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        python benchmarks/protect_photo.py --out benchmarks/PROTECT_PHOTO_AVX2.md    # capped to AVX2 (benchlib.ISA_CAPS)
 
 What is timed: ``owner.image.protect_image`` on a random 1024x768 RGB photo with each of ``--hiders`` (default: the
 shipped ``photo-class``, 2 coupling blocks of growth 16, made for photos, and ``fmnist-class``, 4 blocks of growth 32,
@@ -31,13 +31,6 @@ if str(HERE) not in sys.path:  # a script, not a package: its helpers live besid
 TARGET_S = 2.0
 
 
-def _env_prefix(m: dict) -> str:
-    """The environment a capped run was started with, as a command prefix ('' for an uncapped one)."""
-    if not m.get("onednn_max_cpu_isa"):
-        return ""
-    return f"ONEDNN_MAX_CPU_ISA={m['onednn_max_cpu_isa']} ATEN_CPU_CAPABILITY={m['cpu_isa'].lower()} "
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=HERE / "PROTECT_PHOTO.md")
@@ -49,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from PIL import Image
 
-    from benchlib import count_flops, machine, matmul_gflops, save_result
+    from benchlib import count_flops, env_prefix, machine, matmul_gflops, save_result
     from deephide.hiding.hiderdir import open_hider
     from deephide.owner.image import protect_image, tiled_delta
     from deephide.runtime import tune_for
@@ -95,10 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     md = "\n".join([
         "# A photo through protect --data folder: (benchmarks/protect_photo.py)", "",
         f"Date: {res['date']}. CPU: {m.get('cpu')}, {m.get('cpus')} logical cores, native bf16 {m.get('bf16_native')}, "
-        f"vector ISA {m.get('cpu_isa')}" + (f" (capped: ONEDNN_MAX_CPU_ISA={m['onednn_max_cpu_isa']})"
-                                            if m.get("onednn_max_cpu_isa") else "") + "; "
+        f"vector ISA {m.get('cpu_isa')}{' (capped)' if m.get('isa_caps') else ''}; "
         f"torch {m.get('torch')}, {m.get('torch_threads')} threads; fp32. Command: "
-        f"`{_env_prefix(m)}python benchmarks/protect_photo.py{' --quick' if a.quick else ''}"
+        f"`{env_prefix(m)}python benchmarks/protect_photo.py{' --quick' if a.quick else ''}"
         f"{'' if a.out.name == 'PROTECT_PHOTO.md' else ' --out benchmarks/' + a.out.name}`.", "",
         f"| hider (INN) | photo | s per photo (median of {rounds}) | megapixels/s | GFLOP per photo | fp32 matmul peak "
         "(GFLOP/s) | share of peak | protected PSNR (dB) |", "|---|---|---:|---:|---:|---:|---:|---:|",
