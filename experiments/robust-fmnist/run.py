@@ -108,6 +108,16 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
                                   "--set", "snapshot_at=500,1000"],
                         "robust-class-lin's chosen point (@1000) continued with L_smooth (weight 1: the perturbation's "
                         "detail below a Gaussian blur of 2 px penalised), lr 3e-4"),
+    # robust-class-lf held JPEG10 (20.75) and GaussN (17.39) and gained on AT-2/255 (78.82 against 89.63), but BDR
+    # stayed at 86.62, and the BDR view of the surrogate (robust-class-bdr: 87.22) changed nothing of what BDR keeps
+    # (3.84% of the values, as robust-class-lin): L_lin_bdr asks those kept moves to name the class to the linear
+    # model themselves. One change from robust-class-lf's objective; its last point continued 1,000 steps
+    "robust-class-lfb": ("class", ["--set", "sv_adv_levels=4", "--init",
+                                   "results/robust-fmnist/hiders/robust-class-lf/snapshots/1000", "--set",
+                                   "lr=0.0003", "--set", "w_lin=0.5", "--set", "w_smooth=1.0", "--set",
+                                   "w_lin_bdr=0.5", "--iterations", "1000", "--set", "snapshot_at=500,1000"],
+                         "robust-class-lf's last point (@1000) continued with L_lin_bdr (weight 0.5: PIL's objective "
+                         "on what 2-bit BDR leaves of stored image and cover), lr 3e-4"),
 }
 
 

@@ -250,3 +250,28 @@ def test_smooth_loss_is_small_for_a_smooth_perturbation_and_large_for_a_checkerb
     assert float(stored.grad.abs().sum()) > 0
     with pytest.raises(DeephideError, match="sigma"):
         smooth_loss(stored, cover, eps, sigma=0.0)
+
+
+def test_bdr_linear_shortcut_loss_reads_only_what_bdr_keeps_and_passes_a_gradient_there():
+    from deephide.hiding.losses import bdr_linear_shortcut_loss, linear_shortcut_loss
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3 * 4 * 4, 2, bias=False)
+    linear = lambda x: lin(x.flatten(1))  # noqa: E731
+    y = torch.tensor([0, 1])
+    cover = torch.full((2, 3, 4, 4), 40 / 255)  # 3 levels below BDR-2's first threshold (42.5)
+    cover[:, :, :2] = 100 / 255  # half the pixels far from any threshold
+    up = torch.zeros_like(cover)
+    up[:, :, 2:] = 5 / 255  # moves the near pixels across the threshold, and nothing else
+    stored = (cover + up).requires_grad_(True)
+    got = bdr_linear_shortcut_loss(linear, stored, cover, y)
+    q = lambda x: torch.round(x * 3) / 3  # noqa: E731
+    assert float(got) == pytest.approx(float(linear_shortcut_loss(linear, q(cover + up), q(cover), y)), rel=1e-6)
+    got.backward()
+    grad = stored.grad.abs()
+    assert float(grad[:, :, 2:].sum()) > 100 * float(grad[:, :, :2].sum())  # the gradient is where BDR keeps a move
+    # the far pixels' moves vanish under BDR: the loss does not see them
+    far = cover.clone()
+    far[:, :, :2] += 8 / 255
+    assert float(bdr_linear_shortcut_loss(linear, far, cover, y)) == pytest.approx(
+        float(bdr_linear_shortcut_loss(linear, cover, cover, y)))

@@ -40,6 +40,9 @@ _LOSS = {
     # through a bias-free linear classifier fitted on the clean covers (hiding.losses.linear_shortcut_loss): the
     # perturbation alone names the class, the stored image tells the linear model nothing; lin_lmd balances the two
     "w_lin": 0.0, "lin_lmd": 0.9,
+    # not in the paper (issue 33): w_lin_bdr L_lin_bdr, the same objective on what 2-bit BDR leaves of the stored
+    # image and the cover (losses.bdr_linear_shortcut_loss)
+    "w_lin_bdr": 0.0,
     # not in the paper (issue 35): w_quiet L_quiet caps each image's RMS perturbation at quiet_target x eps (a photo's
     # visible cost; losses.quiet_loss); 0 = paper
     "w_quiet": 0.0, "quiet_target": 0.45,
@@ -231,5 +234,6 @@ def loss_weights(profile: dict[str, Any]) -> dict[str, float]:
     """Loss weights for :func:`deephide.hiding.losses.total_loss` (LFC weight 0 when ``lfc`` is off)."""
     return {"hide": profile["w_hide"], "reveal": profile["w_reveal"], "freq": profile["w_freq"],
             "lfc": profile["w_lfc"] if profile["lfc"] else 0.0, "use": profile.get("w_use", 0.0),
-            "sv": profile.get("w_sv", 0.0), "lin": profile.get("w_lin", 0.0), "quiet": profile.get("w_quiet", 0.0),
+            "sv": profile.get("w_sv", 0.0), "lin": profile.get("w_lin", 0.0),
+            "lin_bdr": profile.get("w_lin_bdr", 0.0), "quiet": profile.get("w_quiet", 0.0),
             "class": profile.get("w_class", 0.0), "smooth": profile.get("w_smooth", 0.0)}

@@ -24,7 +24,8 @@ RESUMABLE_KEYS = ("iterations", "checkpoint_every", "log_every", "snapshot_at", 
 #: profile keys added after hiders were shipped, with the value that reproduces what ran before them
 ADDED_KEYS = {"w_use": 0.0, "use_target": 0.75, "w_sv": 0.0, "sv_model": "fastcnn", "sv_lr": 0.05, "sv_reset": 0,
               "sv_views": [], "sv_adv_levels": 0, "w_lin": 0.0, "lin_lmd": 0.9, "w_quiet": 0.0, "quiet_target": 0.45,
-              "secret_zoom": 0.0, "grey_share": 0.0, "w_class": 0.0, "w_smooth": 0.0, "smooth_sigma": 2.0}
+              "secret_zoom": 0.0, "grey_share": 0.0, "w_class": 0.0, "w_smooth": 0.0, "smooth_sigma": 2.0,
+              "w_lin_bdr": 0.0}
 #: the lr schedule: may change when a training is continued (e.g. a lower lr once 10^-3 turns unstable); every
 #: change is recorded in the checkpoint and the summary (``schedule``), and the log states each step's lr
 SCHEDULE_KEYS = ("lr", "lr_step_every", "lr_gamma")

@@ -34,8 +34,8 @@ from ..ops.metrics import psnr
 from .checkpoint import load_hider, load_training_state, read_checkpoint, save_hider
 from .distortions import check_distortions
 from .inn import Hider
-from .losses import (class_loss, freq_loss, hide_loss, lfc_loss, linear_shortcut_loss, quiet_loss, reveal_loss,
-                     smooth_loss, total_loss, use_loss)
+from .losses import (bdr_linear_shortcut_loss, class_loss, freq_loss, hide_loss, lfc_loss, linear_shortcut_loss,
+                     quiet_loss, reveal_loss, smooth_loss, total_loss, use_loss)
 from .hiderdir import CHECKPOINT, LOG, SNAPSHOTS, SUMMARY, SURROGATE
 from .profiles import hider_config, loss_weights
 from .resume import ADDED_KEYS, RESUMABLE_KEYS, SCHEDULE_KEYS, last_log, same_run, save_state, snapshot_steps, trim_log
@@ -121,7 +121,8 @@ class _HiderRun:
             trim_log(out / LOG, self.start)
         self.surrogate = self._make_surrogate()
         self._batches()
-        self.linear = cover_linear(self.covers, self.train_set, self.seed) if self.weights["lin"] > 0 else None
+        self.linear = cover_linear(self.covers, self.train_set, self.seed) \
+            if self.weights["lin"] > 0 or self.weights["lin_bdr"] > 0 else None
         # (weights, optimizer, iteration, spike-guard state): where a rollback or an interrupt returns to
         self.good = self._state(self.start)
         self.t0, self.elapsed0 = time.perf_counter(), 0.0
@@ -246,6 +247,8 @@ class _HiderRun:
             terms["class"] = class_loss(stored, cover, y, self.eps)
         if self.linear is not None:
             terms["lin"] = linear_shortcut_loss(self.linear, stored, cover, y, float(p.get("lin_lmd", 0.9)))
+        if self.weights["lin_bdr"] > 0:
+            terms["lin_bdr"] = bdr_linear_shortcut_loss(self.linear, stored, cover, y, float(p.get("lin_lmd", 0.9)))
         return terms, raw, stored, secret_hat, target, cover, y
 
     def spiking(self, guarded: float) -> bool:
