@@ -91,3 +91,16 @@ def test_the_grid_gives_the_clock_channels_first_shapes():
     clock = Clock(1e9, shape=_data_shape)
     clock.learn([record("fastcnn", 30.0)])
     assert clock.estimate({**cell("resnet18"), "test": spec}) > 30.0
+
+
+def test_recorded_times_scale_with_the_cells_training_steps():
+    """The bug this fixes: 937-step records estimated a 40,000-step cell at their own ~1 min, and a campaign started
+    one with 27 minutes left."""
+    clock = Clock(1800.0, shape=FMNIST)
+    clock.learn([record("fastcnn", 50.0) for _ in range(3)])
+    long = cell("fastcnn", iterations=40_000)
+    assert abs(clock.estimate(long) - 50.0 * 40_000 / 937) < 1e-6 and not clock.fits(long)
+    assert clock.estimate(cell("fastcnn", iterations=4685)) == 250.0 and clock.fits(cell("fastcnn", iterations=4685))
+    clock.finished(cell("fastcnn", iterations=4685), 300.0)  # this run's own cells scale the same way
+    assert clock.estimate(cell("fastcnn")) == 300.0 * 937 / 4685
+    assert clock.estimate(cell("fastcnn", batch_size=256)) == 2 * 300.0 * 937 / 4685

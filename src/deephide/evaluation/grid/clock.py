@@ -5,7 +5,9 @@ of a cell, the first of these that applies:
 
 1. the mean wall time of this run's finished cells of its model and countermeasure, else the median recorded for
    them on this device kind (``cuda``, or a CPU with / without native bf16: they differ ~7x) in the records given
-   (the grid's results file, its ``reuse`` files): an AT cell costs several Vanilla cells of the same model;
+   (the grid's results file, its ``reuse`` files): an AT cell costs several Vanilla cells of the same model; each
+   time scaled by the cell's training steps (iterations x batch size) over its own, so 937-step records estimate a
+   40,000-step cell at 43x (without it, a campaign started one with 27 minutes left);
 2. the same for its model, any countermeasure;
 3. the median of the model with the most records there, scaled by training work: forward FLOPs of one image
    (``torch.utils.flop_counter``) x iterations x batch size. Conservative for a model larger than the reference,
@@ -65,6 +67,15 @@ def _work(model: str, settings: dict[str, Any], shape: tuple[int, int, int], num
     return memo[model] * float(settings.get("iterations") or 1) * float(settings.get("batch_size") or 1)
 
 
+def _steps_ratio(cell: dict[str, Any], record: dict[str, Any]) -> float:
+    """A cell's training steps (iterations x batch size) over a record's, from their profile settings; 1 where either
+    does not say (the same model: its work per image cancels)."""
+    def steps(s: dict[str, Any]) -> float | None:
+        return float(s["iterations"]) * float(s["batch_size"]) if s.get("iterations") and s.get("batch_size") else None
+    a, b = steps(cell), steps(record)
+    return a / b if a and b else 1.0
+
+
 def _keys(cell_or_record: dict[str, Any]) -> tuple[tuple[str, ...], ...]:
     """What a wall time is filed under: (model, countermeasure label) when there is one, and (model,)."""
     model, cm = cell_or_record["model"], cell_or_record.get("countermeasure")
@@ -87,7 +98,7 @@ class Clock:
                  | None = None) -> None:
         self.limit_s, self.t0, self.started = limit_s, time.monotonic(), 0
         # keyed (model, countermeasure) and (model,); _seen also by device kind first
-        self._mine: dict[tuple[str, ...], list[float]] = defaultdict(list)
+        self._mine: dict[tuple[str, ...], list[tuple[float, dict[str, Any]]]] = defaultdict(list)
         self._seen: dict[tuple[str, ...], list[tuple[float, dict[str, Any]]]] = defaultdict(list)
         self._shape, self._flops, self._kinds = shape, {}, {}
 
@@ -115,11 +126,12 @@ class Clock:
         if here:
             dev = cell.get("device")
             kind = self._kinds.setdefault(str(dev), _here_kind(dev))
+        mine = cell.get("profile_settings") or {}
         for key in _keys(cell):  # (model, countermeasure), then (model,)
             if here and self._mine[key]:
-                return sum(self._mine[key]) / len(self._mine[key])
+                return sum(w * _steps_ratio(mine, s) for w, s in self._mine[key]) / len(self._mine[key])
             if self._seen.get((kind, *key)):
-                return median(w for w, _ in self._seen[(kind, *key)])
+                return median(w * _steps_ratio(mine, s) for w, s in self._seen[(kind, *key)])
         refs = [(k[1], [(w, s) for w, s in v if s.get("iterations") and s.get("batch_size")])  # whose work is known
                 for k, v in self._seen.items() if k[0] == kind and len(k) == 2]
         refs = [(m, v) for m, v in refs if v]
@@ -146,4 +158,4 @@ class Clock:
         """Record a finished cell's own wall time (its run, alongside whatever else ran)."""
         if wall_s > 0:
             for key in _keys(cell):
-                self._mine[key].append(float(wall_s))
+                self._mine[key].append((float(wall_s), cell.get("profile_settings") or {}))
