@@ -49,6 +49,15 @@ COLUMNS = ["Vanilla", "JPEG10", "BDR", "GaussN", "AT-2/255"]
 #: at a constant 1e-4 to 4,500 because the reveal gate was not met (7.26 dB over the trivial answer, 8 needed); the
 #: change is recorded in its checkpoint's schedule
 SAMPLE_SCHEDULE = ["--set", "lr=0.0001", "--set", "lr_step_every=100000", "--iterations", "4500"]
+def continued(start: str, *settings: str) -> list[str]:
+    """train-hider arguments of a class-wise point continued as robust-class-lin was (the adversarial surrogate at
+    4/255, lr 3e-4, L_lin 0.5) for 1,000 steps with snapshots at 500 and 1,000, warm-started from ``start`` (a
+    committed snapshot, results/robust-fmnist/hiders/NAME/snapshots/STEP), with ``settings`` (KEY=VALUE) on top."""
+    extra = [arg for kv in settings for arg in ("--set", kv)]
+    return ["--set", "sv_adv_levels=4", "--init", f"results/robust-fmnist/hiders/{start}", "--set", "lr=0.0003",
+            "--set", "w_lin=0.5", *extra, "--iterations", "1000", "--set", "snapshot_at=500,1000"]
+
+
 #: name -> (mode, train-hider arguments beyond the profile, what differs); hider seed 0
 VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "robust-class": ("class", [], "profile robust: L_hide + L_reveal + L_use (7/8 of the budget) + L_sv through the "
@@ -90,40 +99,28 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     # of a smooth staircase there, 3 views in 13; (2) L_lin took 75-82% of the weighted loss (its log) and the
     # adversarial surrogate's term the rest, and the AT column was lost with it: w_sv 0.1 -> 0.3 (L_sv about
     # L_lin's weight). Designed from hold-out records only; 1,000 steps (the shipped point's own length)
-    "robust-class-bdr": ("class", ["--set", "sv_adv_levels=4", "--init",
-                                   "results/robust-fmnist/hiders/robust-class-lin/snapshots/1000", "--set",
-                                   "lr=0.0003", "--set", "w_lin=0.5", "--set", "w_sv=0.3", "--iterations", "1000",
-                                   "--set", "snapshot_at=500,1000", "--set",
-                                   'sv_views=["none","none","jpeg-any","bdr-soft","bdr-soft","bdr-soft","noise",'
-                                   '"mean","median","gauss","cutout","mixup","cutmix"]'],
+    "robust-class-bdr": ("class", continued("robust-class-lin/snapshots/1000", "w_sv=0.3",
+                                            'sv_views=["none","none","jpeg-any","bdr-soft","bdr-soft","bdr-soft",'
+                                            '"noise","mean","median","gauss","cutout","mixup","cutmix"]'),
                          "robust-class-lin's chosen point (@1000) continued with the surrogate's BDR view given "
                          "the gradient where BDR keeps a move (bdr-soft, 3 views in 13; no gray) and the adversarial "
                          "surrogate's term weighted 3x (w_sv 0.3), lr 3e-4"),
     # the spectra of the sets' class-mean perturbations (hold-out sets): robust-class-at4's (AT-2/255 45.51) had 87% of
     # their energy at <= 1/8 cycle per pixel, robust-class-lin's (89.63) 53%: L_smooth asks for at4's smoothness
     # back with L_lin kept. One change from robust-class-lin's objective; its chosen point continued 1,000 steps
-    "robust-class-lf": ("class", ["--set", "sv_adv_levels=4", "--init",
-                                  "results/robust-fmnist/hiders/robust-class-lin/snapshots/1000", "--set",
-                                  "lr=0.0003", "--set", "w_lin=0.5", "--set", "w_smooth=1.0", "--iterations", "1000",
-                                  "--set", "snapshot_at=500,1000"],
+    "robust-class-lf": ("class", continued("robust-class-lin/snapshots/1000", "w_smooth=1.0"),
                         "robust-class-lin's chosen point (@1000) continued with L_smooth (weight 1: the perturbation's "
                         "detail below a Gaussian blur of 2 px penalised), lr 3e-4"),
     # robust-class-lf held JPEG10 (20.75) and GaussN (17.39) and gained on AT-2/255 (78.82 against 89.63), but BDR
     # stayed at 86.62, and the BDR view of the surrogate (robust-class-bdr: 87.22) changed nothing of what BDR keeps
     # (3.84% of the values, as robust-class-lin): L_lin_bdr asks those kept moves to name the class to the linear
     # model themselves. One change from robust-class-lf's objective; its last point continued 1,000 steps
-    "robust-class-lfb": ("class", ["--set", "sv_adv_levels=4", "--init",
-                                   "results/robust-fmnist/hiders/robust-class-lf/snapshots/1000", "--set",
-                                   "lr=0.0003", "--set", "w_lin=0.5", "--set", "w_smooth=1.0", "--set",
-                                   "w_lin_bdr=0.5", "--iterations", "1000", "--set", "snapshot_at=500,1000"],
+    "robust-class-lfb": ("class", continued("robust-class-lf/snapshots/1000", "w_smooth=1.0", "w_lin_bdr=0.5"),
                          "robust-class-lf's last point (@1000) continued with L_lin_bdr (weight 0.5: PIL's objective "
                          "on what 2-bit BDR leaves of stored image and cover), lr 3e-4"),
     # robust-class-lf's smoother class patterns (smooth share 0.513 -> 0.870) came with AT-2/255 78.82 against 89.63
     # and JPEG10 20.75 against 32.65: is more of the same worth more? w_smooth 1 -> 3, one change
-    "robust-class-lf3": ("class", ["--set", "sv_adv_levels=4", "--init",
-                                   "results/robust-fmnist/hiders/robust-class-lf/snapshots/1000", "--set",
-                                   "lr=0.0003", "--set", "w_lin=0.5", "--set", "w_smooth=3.0", "--iterations", "1000",
-                                   "--set", "snapshot_at=500,1000"],
+    "robust-class-lf3": ("class", continued("robust-class-lf/snapshots/1000", "w_smooth=3.0"),
                          "robust-class-lf's last point (@1000) continued with L_smooth weighted 3 (instead of 1), "
                          "lr 3e-4"),
 }
