@@ -315,11 +315,12 @@ def _cell(aggs: dict, row: str, col: str) -> str:
     return f"{parts[0]} / {parts[1]} ({a.n})"
 
 
-#: the point the rule chose (shipped as fmnist-class-robust)
-CHOSEN = "robust-class-lin:1000"
-#: variants after the chosen point, each measured under every column at its lowest-Vanilla point (described, not
-#: chosen unless the rule says so: the README computes which)
-DESCRIBED = ["robust-class-bdr:500", "robust-class-lf:1000", "robust-class-lfb:1000"]
+#: the point the rule chose (shipped as fmnist-class-robust): robust-class-lf3:1000 since 2026-12-07 (session 5),
+#: robust-class-lin:1000 before it, robust-class-at4:4247 before that
+CHOSEN = "robust-class-lf3:1000"
+#: the previous chosen point and the variants tried after it, each at its lowest-Vanilla point, under the columns its
+#: design aimed at at least (the README computes from the records which the rule chooses)
+DESCRIBED = ["robust-class-lin:1000", "robust-class-bdr:500", "robust-class-lf:1000", "robust-class-lfb:1000"]
 
 
 def _final(aggs: dict, row: str, col: str) -> str:
@@ -389,8 +390,8 @@ def cmd_table(a: argparse.Namespace) -> None:
              "Rows: " + "; ".join(f"`{k}`: {v[2]}" for k, v in VARIANTS.items()) + "; `Clean`: the 55,000 as they are; "
              "`DH-C`: the shipped fmnist-class; `semantic-added-C`: the secret added at the budget. A variant at a step "
              "is NAME:STEP (its snapshot).", "", f"Selection rule: {RULE}.", "", *table_lines(), "",
-             "Chosen and shipped: class-wise robust-class-lin:1000 as `fmnist-class-robust` (until 2026-12-07 "
-             "robust-class-at4:4247, its start point), sample-wise robust-sample-at4:4500 (the only sample-wise point "
+             f"Chosen and shipped: class-wise {CHOSEN} as `fmnist-class-robust` (since 2026-12-07, session 5; before "
+             "it robust-class-lin:1000, and before that robust-class-at4:4247), sample-wise robust-sample-at4:4500 (the only sample-wise point "
              "that passes the reveal gate) as `fmnist-sample-robust` (src/deephide/hiders/NAME/card.md); reported as "
              "the rows DH-C-robust and DH-S-robust of results/reference-fmnist (test split, seeds 0-2), where their "
              "cells accumulate with the campaign's (a new shipped hider is a new recipe: the row's earlier cells are "
@@ -402,8 +403,8 @@ def cmd_table(a: argparse.Namespace) -> None:
              "Vanilla 35.19 against 27.03, and JPEG10 no better (66.80 against 68.81). Training states: hiders/NAME "
              "(checkpoint with optimizer, surrogate, the measured snapshots); `run.py train NAME` continues one on any "
              "machine.", "",
-             "Measured after the chosen point (each variant at its lowest-Vanilla point, under the columns its design "
-             "aimed at at least; final "
+             "The chosen point beside the previous one and the variants tried before it (each at its lowest-Vanilla "
+             "point, under the columns its design aimed at at least; final "
              "accuracy, mean of the seeds): " + findings(aggs, shapes, DESCRIBED, CHOSEN), ""]
     (HERE / "README.md").write_text("\n".join(lines))
     print("\n".join(lines))
