@@ -304,11 +304,16 @@ def cmd_structure(a: argparse.Namespace) -> None:
               f"their class share {rec['bdr_class_share']:.3f}", flush=True)
 
 
+def _agg(aggs: dict, stat: str, row: str, col: str):
+    """The fastcnn aggregate of a row's cells in a column for ``stat`` (final / best), None without cells."""
+    return next((v for k, v in aggs[stat].items() if k[0] == row and k[2] == col and k[1] == "fastcnn"), None)
+
+
 def _cell(aggs: dict, row: str, col: str) -> str:
     """'final ± std / peak ± std (n)' of one row and column, '-' without cells."""
     parts = []
     for stat in ("final", "best"):
-        a = next((v for k, v in aggs[stat].items() if k[0] == row and k[2] == col and k[1] == "fastcnn"), None)
+        a = _agg(aggs, stat, row, col)
         if a is None:
             return "-"
         parts.append(f"{a.mean:.2f} ± {a.std:.2f}" if a.std is not None else f"{a.mean:.2f}")
@@ -325,7 +330,7 @@ DESCRIBED = ["robust-class-lin:1000", "robust-class-bdr:500", "robust-class-lf:1
 
 def _final(aggs: dict, row: str, col: str) -> str:
     """The mean final accuracy of a row's cells in a column, as text ('not measured' without cells)."""
-    a = next((v for k, v in aggs["final"].items() if k[0] == row and k[2] == col and k[1] == "fastcnn"), None)
+    a = _agg(aggs, "final", row, col)
     return "not measured" if a is None else f"{a.mean:.2f}"
 
 
