@@ -46,3 +46,28 @@ def test_every_row_is_made_from_the_selection_view(run, tmp_path, monkeypatch):
     assert written["test"] == run.DATA and written["train_sets"] == {"Clean": run.DATA}
     assert written["seeds"] == [100, 101, 102] and written["out"] == "results/robust-fmnist/selection.jsonl"
     assert written["countermeasures"][1] == {"AT-2/255": run.AT["AT-2/255"]}
+
+
+def test_structure_tells_a_class_pattern_in_sign_from_image_noise(run):
+    """What BDR keeps of a class-wise +-8 pattern is few pixels per image (those near a threshold) but one way per
+    class and pixel (sign agreement 1, class share low); random +-8 noise crosses as often with no agreement."""
+    import numpy as np
+
+    from deephide.data.imageset import ImageSet
+
+    rng = np.random.default_rng(0)
+    n, k = 400, 2
+    clean_px = rng.integers(0, 256, size=(n, 8, 8, 1))
+    labels = np.arange(n) % k
+    pattern = np.where(rng.random((k, 8, 8, 1)) < 0.5, -8, 8)
+    clean = ImageSet(clean_px.astype(np.uint8), labels, ("a", "b"))
+
+    def protected(delta):
+        return ImageSet(np.clip(clean_px + delta, 0, 255).astype(np.uint8), labels, ("a", "b"))
+
+    cls = run.structure(clean, protected(pattern[labels]), chunk=128)
+    noise = run.structure(clean, protected(np.where(rng.random(clean_px.shape) < 0.5, -8, 8)), chunk=128)
+    assert cls["bdr_sign_agreement"] == pytest.approx(1.0)
+    assert cls["bdr_class_share"] < 0.3 and cls["class_share"] > 0.95
+    assert noise["bdr_sign_agreement"] < 0.5
+    assert 0.03 < cls["bdr_kept"] < 0.1 and 0.03 < noise["bdr_kept"] < 0.1
