@@ -149,6 +149,11 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     # every L_smooth point used less of the budget than the one before it (mean |delta| 6.01 -> 5.44 -> 5.00 -> 4.72
     # levels: lin, lf, lf3, lf10), and robust-class-at4, the point with the best BDR and AT-2/255 of the line (69.96,
     # 45.51), used 6.44: L_use weighted 1 (instead of 0.1) pulls lf3's patterns back to 7 of 8 levels; one change
+    # L_lin took Vanilla from 27.03 (robust-class-at4) to 13.56 (robust-class-lin), and every L_smooth point since
+    # kept it at 0.5; Vanilla final <= 10 is the target (lf3: 11.88, lf10: 13.18): L_lin weighted 1, one change
+    "robust-class-lf3l": ("class", continued("robust-class-lf3/snapshots/1000", "w_smooth=3.0", "w_lin=1.0"),
+                          "robust-class-lf3's last point (@1000) continued with L_lin weighted 1 (instead of 0.5), "
+                          "lr 3e-4"),
     "robust-class-lf3u": ("class", continued("robust-class-lf3/snapshots/1000", "w_smooth=3.0", "w_use=1.0"),
                           "robust-class-lf3's last point (@1000) continued with L_use weighted 1 (instead of 0.1: "
                           "each image's mean |delta| pulled up to 7 of 8 levels), lr 3e-4"),
