@@ -120,9 +120,12 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
                          "on what 2-bit BDR leaves of stored image and cover), lr 3e-4"),
     # robust-class-lf's smoother class patterns (smooth share 0.513 -> 0.870) came with AT-2/255 78.82 against 89.63
     # and JPEG10 20.75 against 32.65: is more of the same worth more? w_smooth 1 -> 3, one change
-    "robust-class-lf3": ("class", continued("robust-class-lf/snapshots/1000", "w_smooth=3.0"),
+    # (continued to 2,000 steps in the working period of 2026-12-07 (6): Vanilla fell from @500 to @1000, 12.90 ->
+    # 11.88, and none of lf10, lf3u, lf3l, each one change from @1000, went lower: does the same recipe go on?)
+    "robust-class-lf3": ("class", [*continued("robust-class-lf/snapshots/1000", "w_smooth=3.0"), "--iterations",
+                                   "2000", "--set", "snapshot_at=500,1000,1500,2000"],
                          "robust-class-lf's last point (@1000) continued with L_smooth weighted 3 (instead of 1), "
-                         "lr 3e-4"),
+                         "lr 3e-4 (1,000 steps, then continued to 2,000)"),
     # robust-class-lf3 (smooth share 0.954) took AT-2/255 to 62.39 from robust-class-lf's 78.82 (0.870) and
     # robust-class-lin's 89.63 (0.513), with Vanilla 11.88 and JPEG10 23.31 held: AT falls as the class patterns
     # get smoother. Is the trend worth more? w_smooth 3 -> 10, one change, its last point continued 1,000 steps
