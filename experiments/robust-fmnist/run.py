@@ -49,13 +49,14 @@ COLUMNS = ["Vanilla", "JPEG10", "BDR", "GaussN", "AT-2/255"]
 #: at a constant 1e-4 to 4,500 because the reveal gate was not met (7.26 dB over the trivial answer, 8 needed); the
 #: change is recorded in its checkpoint's schedule
 SAMPLE_SCHEDULE = ["--set", "lr=0.0001", "--set", "lr_step_every=100000", "--iterations", "4500"]
-def continued(start: str, *settings: str) -> list[str]:
+def continued(start: str, *settings: str, steps: int = 1000) -> list[str]:
     """train-hider arguments of a point continued as robust-class-lin was (the adversarial surrogate at
-    4/255, lr 3e-4, L_lin 0.5) for 1,000 steps with snapshots at 500 and 1,000, warm-started from ``start`` (a
+    4/255, lr 3e-4, L_lin 0.5) for ``steps`` steps with a snapshot every 500, warm-started from ``start`` (a
     committed snapshot, results/robust-fmnist/hiders/NAME/snapshots/STEP), with ``settings`` (KEY=VALUE) on top."""
     extra = [arg for kv in settings for arg in ("--set", kv)]
+    snapshots = ",".join(str(s) for s in range(500, steps + 1, 500))
     return ["--set", "sv_adv_levels=4", "--init", f"results/robust-fmnist/hiders/{start}", "--set", "lr=0.0003",
-            "--set", "w_lin=0.5", *extra, "--iterations", "1000", "--set", "snapshot_at=500,1000"]
+            "--set", "w_lin=0.5", *extra, "--iterations", str(steps), "--set", f"snapshot_at={snapshots}"]
 
 
 #: name -> (mode, train-hider arguments beyond the profile, what differs); hider seed 0
@@ -122,8 +123,7 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     # and JPEG10 20.75 against 32.65: is more of the same worth more? w_smooth 1 -> 3, one change
     # (continued to 2,000 steps in the working period of 2026-12-07 (6): Vanilla fell from @500 to @1000, 12.90 ->
     # 11.88, and none of lf10, lf3u, lf3l, each one change from @1000, went lower: does the same recipe go on?)
-    "robust-class-lf3": ("class", [*continued("robust-class-lf/snapshots/1000", "w_smooth=3.0"), "--iterations",
-                                   "2000", "--set", "snapshot_at=500,1000,1500,2000"],
+    "robust-class-lf3": ("class", continued("robust-class-lf/snapshots/1000", "w_smooth=3.0", steps=2000),
                          "robust-class-lf's last point (@1000) continued with L_smooth weighted 3 (instead of 1), "
                          "lr 3e-4 (1,000 steps, then continued to 2,000)"),
     # robust-class-lf3 (smooth share 0.954) took AT-2/255 to 62.39 from robust-class-lf's 78.82 (0.870) and
@@ -145,18 +145,18 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     # was continued to 2,500 steps, as robust-sample-at4 was, with snapshots every 500; stopped at 1,500 in the
     # working period of 2026-12-07 (6): `run.py gate robust-sample-lf3r:1500` gave +3.49 dB, less than @1000's +5.29,
     # and its @1000 Vanilla (25.45) was already above robust-sample-lf3's (20.00); `train` would continue it)
-    "robust-sample-lf3r": ("sample", [*continued("robust-sample-lf3/snapshots/1000", "w_smooth=3.0", "w_reveal=5.0"),
-                                      "--iterations", "2500", "--set", "snapshot_at=500,1000,1500,2000,2500"],
+    "robust-sample-lf3r": ("sample", continued("robust-sample-lf3/snapshots/1000", "w_smooth=3.0", "w_reveal=5.0",
+                                               steps=2500),
                            "robust-sample-lf3's last point (@1000) continued with L_reveal weighted 5 (instead of 2), "
                            "lr 3e-4, 2,500 steps (1,000 planned; continued because @1000 did not hide)"),
-    # every L_smooth point used less of the budget than the one before it (mean |delta| 6.01 -> 5.44 -> 5.00 -> 4.72
-    # levels: lin, lf, lf3, lf10), and robust-class-at4, the point with the best BDR and AT-2/255 of the line (69.96,
-    # 45.51), used 6.44: L_use weighted 1 (instead of 0.1) pulls lf3's patterns back to 7 of 8 levels; one change
     # L_lin took Vanilla from 27.03 (robust-class-at4) to 13.56 (robust-class-lin), and every L_smooth point since
     # kept it at 0.5; Vanilla final <= 10 is the target (lf3: 11.88, lf10: 13.18): L_lin weighted 1, one change
     "robust-class-lf3l": ("class", continued("robust-class-lf3/snapshots/1000", "w_smooth=3.0", "w_lin=1.0"),
                           "robust-class-lf3's last point (@1000) continued with L_lin weighted 1 (instead of 0.5), "
                           "lr 3e-4"),
+    # every L_smooth point used less of the budget than the one before it (mean |delta| 6.01 -> 5.44 -> 5.00 -> 4.72
+    # levels: lin, lf, lf3, lf10), and robust-class-at4, the point with the best BDR and AT-2/255 of the line (69.96,
+    # 45.51), used 6.44: L_use weighted 1 (instead of 0.1) pulls lf3's patterns back to 7 of 8 levels; one change
     "robust-class-lf3u": ("class", continued("robust-class-lf3/snapshots/1000", "w_smooth=3.0", "w_use=1.0"),
                           "robust-class-lf3's last point (@1000) continued with L_use weighted 1 (instead of 0.1: "
                           "each image's mean |delta| pulled up to 7 of 8 levels), lr 3e-4"),
@@ -223,6 +223,11 @@ def label_of(spec: str) -> str:
     return f"{name}:{step}"
 
 
+def gate_of(covers: ImageSet, hider, bank, mode: str) -> dict:
+    """The reveal gate every point is judged by: the first 2,000 of ``covers`` (the hold-out's), stored uint8, 8/255."""
+    return reveal_gate(covers, hider, bank, mode, levels=8, seed=0, limit=2000)
+
+
 def make_set(label: str) -> str:
     """The training set of row ``label`` (a variant point NAME:STEP or a baseline) made from the 55,000 images,
     stored under runs/robust/sets (or the spec itself for Clean); for a hider, its reveal gate on the hold-out's
@@ -246,7 +251,7 @@ def make_set(label: str) -> str:
         name, step, ck = point(how[1])
         hider, bank = load_hider(ck, image_size=32), load_bank(hider_bank_dir(ck))
         covers = load_dataset(DATA, "test")  # the hold-out's covers: never a cover in the hider's training
-        rec.update(point=how[1], step=step, gate=reveal_gate(covers, hider, bank, how[2], levels=8, seed=0, limit=2000))
+        rec.update(point=how[1], step=step, gate=gate_of(covers, hider, bank, how[2]))
         prot = protect(train, hider, bank, how[2], levels=8, seed=0, progress=True).replace(test_spec=DATA)
         save_imageset(prot, path, force=True)
     v = verify(train, prot, levels=8)
@@ -268,14 +273,14 @@ def make_set(label: str) -> str:
 
 
 def cmd_gate(a: argparse.Namespace) -> None:
-    """The reveal gate of each point exactly as make_set records it (2,000 hold-out covers, stored uint8), without
+    """The reveal gate of each point as make_set records it (gate_of), without
     protecting the 55,000: which snapshots of a run still short of the gate are worth a set and victims. Printed,
     not logged (sets.jsonl holds the gate of every point that got a set)."""
     covers = load_dataset(DATA, "test")
     for spec in a.points:
         name, step, ck = point(spec)
         hider, bank = load_hider(ck, image_size=32), load_bank(hider_bank_dir(ck))
-        g = reveal_gate(covers, hider, bank, VARIANTS[name][0], levels=8, seed=0, limit=2000)
+        g = gate_of(covers, hider, bank, VARIANTS[name][0])
         print(f"{name}:{step}: reveal {g['reveal_psnr']:.2f} dB vs trivial {g['trivial_psnr']:.2f} "
               f"({g['margin_db']:+.2f} dB; hides: {g['hides']})", flush=True)
 
