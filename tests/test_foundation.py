@@ -147,3 +147,41 @@ def _shares_in_child() -> list[int]:
 
     torch.set_num_threads(2)
     return runtime.over_cores(lambda s: s.stop - s.start, 4, torch.device("cpu"))
+
+
+def _whoami(x: int, report) -> tuple:
+    import os
+
+    report(f"hello {x}")
+    return x * 2, os.getpid(), torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+
+
+def _fails_on_one(x: int, report) -> int:
+    from deephide.errors import DeephideError
+
+    if x == 1:
+        raise DeephideError("call one cannot\nsecond line")
+    return x
+
+
+def test_side_by_side_runs_each_call_in_its_own_process_with_its_thread_count():
+    import os
+
+    from deephide import runtime
+
+    before = os.environ.get("OMP_NUM_THREADS")
+    reports = []
+    out = runtime.side_by_side(_whoami, [(3,), (5,)], 2, on_report=lambda i, m: reports.append((i, m)))
+    assert [o[0] for o in out] == [6, 10]  # in the order of the calls
+    assert len({o[1] for o in out}) == 2 and os.getpid() not in {o[1] for o in out}
+    assert all(o[2] == 2 and o[3] == "2" for o in out)  # torch's count and OpenMP's, in each child
+    assert sorted(reports) == [(0, "hello 3"), (1, "hello 5")]
+    assert os.environ.get("OMP_NUM_THREADS") == before  # the parent's environment restored
+
+
+def test_side_by_side_names_the_call_that_failed_with_its_one_line_error():
+    from deephide import runtime
+
+    with pytest.raises(runtime.SideError) as e:
+        runtime.side_by_side(_fails_on_one, [(0,), (1,)], 1)
+    assert e.value.index == 1 and e.value.message == "call one cannot"

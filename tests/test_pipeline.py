@@ -52,3 +52,36 @@ def test_init_takes_the_hiders_bank_unless_secrets_are_given_and_sample_mode_ref
                     per_class=3)
     bank = load_bank(own / "bank")
     assert all(bank.members(k).size == 3 for k in range(bank.num_classes))
+
+
+def test_demo_victims_side_by_side_are_the_one_thread_victims_byte_for_byte(tmp_path):
+    """On >= 2 threads the demo trains its two victims in two one-thread processes: each history equals the same
+    victim trained here on one thread (the grid's cells), so the demo's numbers are the records' numbers."""
+    import torch
+
+    from deephide.data.stored import save_imageset
+    from deephide.pipeline import _demo_victims
+    from deephide.profiles import get_profile
+    from deephide.training.trainer import train_victim
+
+    spec = "synthetic?n=64&size=32&classes=4"
+    train, test = load_dataset(spec, "train"), load_dataset(spec, "test")
+    prot = load_dataset("synthetic?n=64&size=32&classes=4&seed=1", "train")  # any other set of the same shape
+    save_imageset(prot, tmp_path / "protected")
+    vprof = get_profile("victim", "tiny")
+    lines = []
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        clean, protected, how = _demo_victims(train, prot, test, tmp_path / "protected",
+                                         {"victim_model": "fastcnn", "seed": 0, "dataset": spec}, vprof, True,
+                                         lines.append)
+    finally:
+        torch.set_num_threads(n)
+    assert "side by side (1 thread(s) each)" in lines[0] and how == "side by side, 1 thread(s) each"
+    assert any(line.strip().startswith("protected: step") for line in lines)  # each evaluation is reported
+    torch.set_num_threads(1)
+    for rec, data in ((clean, train), (protected, prot)):
+        here = train_victim(data, test, "fastcnn", vprof, seed=0, progress=False)
+        assert [h["test_acc"] for h in rec["history"]] == [h["test_acc"] for h in here["history"]]
+        assert [h["train_loss"] for h in rec["history"]] == [h["train_loss"] for h in here["history"]]

@@ -22,6 +22,9 @@ def main() -> None:
     v = records[0]["versions"] if records else s["clean"]["versions"]  # the grid's records name the CPU
     h = s["hider"]
     cfg = s["config"]
+    victims_min = (s["clean"]["wall_time_s"] + s["protected"]["wall_time_s"]) / 60  # one after the other (before)
+    phases = [s["phases_minutes"]["to_protected_set"], s["phases_minutes"]["victims"]] if "phases_minutes" in s \
+        else [s["minutes"] - victims_min, victims_min]
     lines = [
         "# `make demo`, measured",
         "",
@@ -38,9 +41,9 @@ def main() -> None:
             f"hider training {h['seconds'] / 60:.1f} min ({h['iterations_done']} steps; the L_LFC network's training "
             "before it not included)" if cfg.get("hider", "train") == "train" else
             f"no hider training (the shipped hider `{cfg['hider']}`: src/deephide/hiders/{cfg['hider']}/card.md); "
-            f"loading, protecting {s['verify'].get('n', 60000):,} images and verifying "
-            f"{s['minutes'] - (s['clean']['wall_time_s'] + s['protected']['wall_time_s']) / 60:.1f} min") +
-        f", victims {s['clean']['wall_time_s'] / 60:.1f} + {s['protected']['wall_time_s'] / 60:.1f} min.",
+            f"loading, protecting {s['verify'].get('n', 60000):,} images and verifying {phases[0]:.1f} min") +
+        f", victims {phases[1]:.1f} min ({s.get('victims_run', 'one after the other')}: "
+        f"{s['clean']['wall_time_s'] / 60:.1f} and {s['protected']['wall_time_s'] / 60:.1f} min each).",
         f"- Protected set: L-inf {s['verify']['linf_levels']} levels, PSNR {s['verify']['psnr']:.2f} dB, "
         f"SSIM {s['verify']['ssim']:.4f}.",
         f"- Victim seed 0 (what the demo prints): clean data {s['clean']['final_acc']:.2f} %, protected data "
@@ -49,8 +52,11 @@ def main() -> None:
         "## The demo's sets under its victim protocol, seeds 0-2",
         "",
         "Victim fastcnn, victim profile `fast`; clean test accuracy (%) after the last step, mean ± sample std over seeds 0, 1, 2. "
-        "The grid trains each victim on one thread, the demo on all: float sums run in another order, so seed 0 "
-        "differs slightly from the demo's own line above.",
+        "The grid trains each victim on one thread; " + (
+            "so does the demo on this machine (side by side), so its seed 0 is the grid's seed 0 cell byte for byte "
+            "(both on one machine kind)." if s.get("victims_run", "").startswith("side by side, 1 thread") else
+            "the demo on all: float sums run in another order, so seed 0 differs slightly from the demo's own line "
+            "above."),
         "",
         "| train set | countermeasure | final (mean ± std) | per seed |",
         "|---|---|---|---|",

@@ -122,10 +122,11 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     # robust-class-lf's smoother class patterns (smooth share 0.513 -> 0.870) came with AT-2/255 78.82 against 89.63
     # and JPEG10 20.75 against 32.65: is more of the same worth more? w_smooth 1 -> 3, one change
     # (continued to 2,000 steps in the working period of 2026-12-07 (6): Vanilla fell from @500 to @1000, 12.90 ->
-    # 11.88, and none of lf10, lf3u, lf3l, each one change from @1000, went lower: does the same recipe go on?)
-    "robust-class-lf3": ("class", continued("robust-class-lf/snapshots/1000", "w_smooth=3.0", steps=2000),
+    # 11.88, and none of lf10, lf3u, lf3l, each one change from @1000, went lower: does the same recipe go on?
+    # @2000 scored 11.72 (peak 30.68 against @1000's 45.87), so in 2026-12-08 (7) it went on to 3,000)
+    "robust-class-lf3": ("class", continued("robust-class-lf/snapshots/1000", "w_smooth=3.0", steps=3000),
                          "robust-class-lf's last point (@1000) continued with L_smooth weighted 3 (instead of 1), "
-                         "lr 3e-4 (1,000 steps, then continued to 2,000)"),
+                         "lr 3e-4 (1,000 steps, then continued to 2,000 and to 3,000)"),
     # robust-class-lf3 (smooth share 0.954) took AT-2/255 to 62.39 from robust-class-lf's 78.82 (0.870) and
     # robust-class-lin's 89.63 (0.513), with Vanilla 11.88 and JPEG10 23.31 held: AT falls as the class patterns
     # get smoother. Is the trend worth more? w_smooth 3 -> 10, one change, its last point continued 1,000 steps
@@ -149,6 +150,12 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
                                                steps=2500),
                            "robust-sample-lf3's last point (@1000) continued with L_reveal weighted 5 (instead of 2), "
                            "lr 3e-4, 2,500 steps (1,000 planned; continued because @1000 did not hide)"),
+    # the sample-wise points trade Vanilla for reveal: robust-sample-lf3:1000 20.00 but 3.49 dB over the trivial
+    # answer, robust-sample-lf3r:1000 (L_reveal x5) 25.45 and 5.29 over; a sample-wise reveal needs each image's own
+    # detail, which L_smooth penalises: robust-sample-lf3 without L_smooth, one change, 1,000 steps (2026-12-08 (7))
+    "robust-sample-lin": ("sample", continued("robust-sample-at4/snapshots/4500", "w_reveal=2.0"),
+                          "robust-sample-at4's chosen point (@4500) continued sample-wise with L_lin (0.5) and "
+                          "L_reveal weighted 2, no L_smooth, lr 3e-4"),
     # L_lin took Vanilla from 27.03 (robust-class-at4) to 13.56 (robust-class-lin), and every L_smooth point since
     # kept it at 0.5; Vanilla final <= 10 is the target (lf3: 11.88, lf10: 13.18): L_lin weighted 1, one change
     "robust-class-lf3l": ("class", continued("robust-class-lf3/snapshots/1000", "w_smooth=3.0", "w_lin=1.0"),

@@ -169,6 +169,83 @@ def over_cores(fn: Callable[[slice], T], n: int, device: torch.device) -> list[T
         torch.set_num_threads(threads)
 
 
+class SideError(RuntimeError):
+    """A call of ``side_by_side`` failed: ``index`` (its place in ``calls``) and ``message`` (one line)."""
+
+    def __init__(self, index: int, message: str):
+        super().__init__(f"call {index}: {message}")
+        self.index, self.message = index, message
+
+
+def side_by_side(fn: Callable[..., T], calls: list[tuple], threads_each: int,
+                 on_report: Callable[[int, Any], None] | None = None) -> list[T]:
+    """``[fn(*args, report=...) for args in calls]``, each call in its own spawned process with ``threads_each``
+    intra-op threads, all at once; results in the order of ``calls``.
+
+    Why: small convolutional nets scale poorly from 1 to 2 threads (a fastcnn victim: 14.1 s alone at 2 threads,
+    24.8 s for two side by side at 1 thread each, AVX2 capped; benchmarks/DEMO_TIME_AVX2.md), so two independent
+    trainings finish sooner side by side than one after the other, and each gives the same bytes as a one-thread
+    run of it anywhere (a process's float sums depend on its thread count, not on what runs beside it).
+    ``fn`` must be importable by name (spawn pickles it by reference) and takes a keyword ``report``: calling
+    ``report(message)`` in the child calls ``on_report(index, message)`` here (progress lines). A child's exception
+    is raised here with the child's one-line error, after the other children are
+    stopped (a ``SideError`` with the call's index); so is an interrupt. Processes, not threads: the global RNG and
+    the thread count are per process.
+    """
+    import multiprocessing as mp
+    import queue as queue_mod
+
+    ctx = mp.get_context("spawn")  # fork would copy this process's OpenMP pool and any CUDA state
+    q = ctx.Queue()
+    old_env = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads_each)  # read by the child's OpenMP before torch starts it
+    try:
+        procs = [ctx.Process(target=_side_child, args=(fn, args, threads_each, q, i), daemon=True)
+                 for i, args in enumerate(calls)]
+        for p in procs:
+            p.start()
+    finally:
+        if old_env is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = old_env
+    results: dict[int, Any] = {}
+    try:
+        while len(results) < len(calls):
+            try:
+                i, kind, payload = q.get(timeout=0.5)  # short waits: an interrupt is handled between them
+            except queue_mod.Empty:
+                dead = [k for k, p in enumerate(procs) if k not in results and not p.is_alive() and p.exitcode]
+                if dead and q.empty():
+                    raise SideError(dead[0], f"its process died (exit code {procs[dead[0]].exitcode})")
+                continue
+            if kind == "report":
+                if on_report is not None:
+                    on_report(i, payload)
+            elif kind == "error":
+                raise SideError(i, payload)
+            else:
+                results[i] = payload
+        for p in procs:
+            p.join()
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+    return [results[i] for i in range(len(calls))]
+
+
+def _side_child(fn: Callable[..., Any], args: tuple, threads: int, q: Any, i: int) -> None:
+    """One call of ``side_by_side`` in its process: its thread count, its reports and its result or error."""
+    from .errors import error_line
+
+    torch.set_num_threads(threads)
+    try:
+        q.put((i, "done", fn(*args, report=lambda msg: q.put((i, "report", msg)))))
+    except BaseException as e:  # noqa: BLE001 -- the parent raises it, named; a traceback here would be lost
+        q.put((i, "error", error_line(e, 300)))
+
+
 def tune_for(device: torch.device) -> None:
     """Process settings for a long run on ``device``: on CUDA, cuDNN times and picks its fastest conv kernels for
     the fixed shapes; on the CPU, freed activation memory is reused (``reuse_freed_memory``)."""

@@ -265,3 +265,13 @@ def test_protect_photo_measures_seconds_megapixels_and_share_of_peak(tmp_path):
     photo, fmnist = out["hiders"]
     assert (photo["hider"], fmnist["hider"]) == ("photo-class", "fmnist-class")
     assert photo["gflop_per_photo"] < 0.25 * fmnist["gflop_per_photo"]
+
+
+@pytest.mark.slow
+def test_demo_time_compares_victims_side_by_side_with_one_after_the_other(tmp_path):
+    out = _quick_run("demo_time.py", tmp_path / "d.md")
+    v = out["victims"]
+    assert len(v["one_after_the_other_s"]) == 2 and all(t > 0 for t in v["one_after_the_other_s"])
+    assert v["side_by_side_s"] > 0 and v["speedup"] == pytest.approx(sum(v["one_after_the_other_s"])
+                                                                     / v["side_by_side_s"])
+    assert out["demo"] is None and "side by side" in (tmp_path / "d.md").read_text()  # --quick runs no demo

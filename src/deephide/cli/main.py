@@ -62,7 +62,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
               f"(trivial answer {g['trivial_psnr']:.2f} dB: {'hides' if g['hides'] else 'does NOT hide'})")
     print(f"  protected set: PSNR {s['verify']['psnr']:.2f} dB, SSIM {s['verify']['ssim']:.4f}, "
           f"L-inf {s['verify']['linf_levels']} levels")
-    print(f"  victim {s['config']['victim_model']}, clean test accuracy (final epoch):")
+    print(f"  victim {s['config']['victim_model']} ({s.get('victims_run', 'one after the other')}), "
+          "clean test accuracy (final epoch):")
     print(f"    trained on clean data      {c['final_acc']:6.2f}%   ({c['wall_time_s']:.0f} s)")
     print(f"    trained on protected data  {p['final_acc']:6.2f}%   ({p['wall_time_s']:.0f} s)")
     print(f"  outputs: {a.out}/ (protected set, hider, summary.json)")
