@@ -597,7 +597,7 @@ def cmd_ship(a: argparse.Namespace) -> None:
         + "; ".join(f"{r} (Vanilla {c.get('Vanilla', {}).get('final_mean')})" for r, c in sel["compared"].items())
         + ". No choice used the test split or victim seeds 0-2 (results/robust-fmnist/README.md).",
         f"- Command: `{card['command']}`.", ""])
-    ship_hider(HERE / "hiders" / name, dst, card, card_md, checkpoint=ck)
+    ship_hider(HERE / "hiders" / name, dst, card, card_md, checkpoint=ck, reveal_gate=g)
     print(f"shipped {label} as {dst}")
 
 

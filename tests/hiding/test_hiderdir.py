@@ -55,3 +55,27 @@ def test_keep_state_copies_what_training_continues_from_and_the_named_snapshots(
 def test_read_log_skips_a_line_cut_by_a_kill(tmp_path, text, n):
     (tmp_path / H.LOG).write_text(text)
     assert len(H.read_log(tmp_path)) == n
+
+
+def test_a_snapshot_ships_with_the_log_to_its_step_and_a_summary_of_that_step(tmp_path):
+    """Shipping step 200 of a run that went on to 300: the run's summary (its step 300 and its reveal gate) must not
+    describe the shipped weights (the demo printed a gate of the run's end for a shipped snapshot)."""
+    import json
+
+    src = fake_hider(tmp_path / "run")
+    (src / "log.jsonl").write_text("".join(json.dumps({"iteration": i, "seconds": i / 10}) + "\n"
+                                           for i in (100, 200, 300)))
+    (src / "summary.json").write_text(json.dumps({"iterations_done": 300, "reveal_gate": {"reveal_psnr": 30.0}}))
+    (H.snapshot_dir(src, 200) / "config.json").write_text(json.dumps({"training": {"iteration": 200}}))
+    dst = H.ship_hider(src, tmp_path / "shipped", checkpoint=H.snapshot_dir(src, 200),
+                       reveal_gate={"reveal_psnr": 25.0})
+    assert [r["iteration"] for r in H.read_log(dst)] == [100, 200]
+    s = json.loads((dst / "summary.json").read_text())
+    assert (s["iterations_done"], s["run_iterations_done"], s["seconds"]) == (200, 300, 20.0)
+    assert s["reveal_gate"] == {"reveal_psnr": 25.0} and s["last_log"]["iteration"] == 200
+    dst = H.ship_hider(src, tmp_path / "shipped2", checkpoint=H.snapshot_dir(src, 200))  # no gate of its own: none
+    assert "reveal_gate" not in json.loads((dst / "summary.json").read_text())
+    (src / "checkpoint" / "config.json").write_text(json.dumps({"training": {"iteration": 300}}))
+    dst = H.ship_hider(src, tmp_path / "shipped3")  # the run's last state: log and summary as they are
+    assert (dst / "summary.json").read_text() == (src / "summary.json").read_text()
+    assert len(H.read_log(dst)) == 3

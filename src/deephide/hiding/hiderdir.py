@@ -147,28 +147,61 @@ def write_card(path: str | Path, card: dict[str, Any], card_md: str) -> None:
 
 
 def ship_hider(src: Path, dst: Path, card: dict[str, Any] | None = None, card_md: str | None = None,
-               checkpoint: Path | None = None) -> Path:
+               checkpoint: Path | None = None, reveal_gate: dict[str, Any] | None = None) -> Path:
     """Copy the hider directory ``src`` into ``dst`` as a shipped hider: the weights and config of its checkpoint (or
     of ``checkpoint``, e.g. one of its snapshots; never the optimizer state), its bank, log and summary, with ``card``
     (card.json) and ``card_md`` (card.md) when given. Written beside ``dst`` and renamed into place: complete or
-    untouched."""
+    untouched.
+
+    A snapshot from before the run's last step ships with the log up to its step and a summary of that step
+    (``iterations_done``, the log's seconds there, ``run_iterations_done``: how far the run went); the run's reveal gate
+    is of its last step, so the summary carries ``reveal_gate`` (the snapshot's own, measured by the caller) or none.
+    """
     import shutil
 
+    ck = checkpoint or checkpoint_dir(src)
     tmp = dst.with_name(f".{dst.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / CHECKPOINT).mkdir(parents=True)
     for f in SHIPPED_CHECKPOINT_FILES:
-        shutil.copy2((checkpoint or checkpoint_dir(src)) / f, tmp / CHECKPOINT / f)
+        shutil.copy2(ck / f, tmp / CHECKPOINT / f)
     shutil.copytree(src / BANK, tmp / BANK)
-    for f in (LOG, SUMMARY):
-        if (src / f).exists():
-            shutil.copy2(src / f, tmp / f)
+    step = _iteration_of(ck)
+    try:
+        summary = json.loads((src / SUMMARY).read_text())
+    except (OSError, ValueError):
+        summary = None
+    done = summary.get("iterations_done") if isinstance(summary, dict) else None
+    snapshot = step is not None and done is not None and int(done) != step
+    if snapshot:  # the log up to it, and a summary that says what it is, not what the run's end was
+        log = [r for r in read_log(src) if int(r.get("iteration", 0)) <= step]
+        (tmp / LOG).write_text("".join(json.dumps(r) + "\n" for r in log))
+        summary.update(iterations_done=step, run_iterations_done=done, seconds=log[-1].get("seconds") if log else None,
+                       last_log=log[-1] if log else None)
+        summary.pop("reveal_gate", None)
+    elif (src / LOG).exists():
+        shutil.copy2(src / LOG, tmp / LOG)
+    if isinstance(summary, dict) and (snapshot or reveal_gate is not None):
+        if reveal_gate is not None:
+            summary["reveal_gate"] = reveal_gate
+        (tmp / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    elif (src / SUMMARY).exists():
+        shutil.copy2(src / SUMMARY, tmp / SUMMARY)
     if card is not None:
         write_card(tmp, card, card_md or "")
     if dst.exists():
         shutil.rmtree(dst)
     tmp.rename(dst)
     return dst
+
+
+def _iteration_of(ck: Path) -> int | None:
+    """The training step a checkpoint directory holds (its config.json), None where it does not say."""
+    try:
+        it = json.loads((ck / CONFIG_FILE).read_text()).get("training", {}).get("iteration")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(it) if isinstance(it, int) else None
 
 
 def keep_state(src: Path, dst: Path, snapshots: Iterable[int | str] = (),
