@@ -182,10 +182,11 @@ def side_by_side(fn: Callable[..., T], calls: list[tuple], threads_each: int,
     """``[fn(*args, report=...) for args in calls]``, each call in its own spawned process with ``threads_each``
     intra-op threads, all at once; results in the order of ``calls``.
 
-    Why: small convolutional nets scale poorly from 1 to 2 threads (a fastcnn victim: 14.1 s alone at 2 threads,
-    24.8 s for two side by side at 1 thread each, AVX2 capped; benchmarks/DEMO_TIME_AVX2.md), so two independent
-    trainings finish sooner side by side than one after the other, and each gives the same bytes as a one-thread
-    run of it anywhere (a process's float sums depend on its thread count, not on what runs beside it).
+    Why: small convolutional nets do not use a second thread fully, so two independent trainings finish sooner side
+    by side than one after the other (the demo's two fastcnn victims, 937 steps each: 138.4 s side by side against
+    149.6 s one after the other at 2 threads, process starts included, AVX2 capped; benchmarks/DEMO_TIME_AVX2.md),
+    and each gives the same bytes as a one-thread run of it anywhere on that machine kind (a process's float sums
+    depend on its thread count, not on what runs beside it).
     ``fn`` must be importable by name (spawn pickles it by reference) and takes a keyword ``report``: calling
     ``report(message)`` in the child calls ``on_report(index, message)`` here (progress lines). A child's exception
     is raised here with the child's one-line error, after the other children are
