@@ -37,29 +37,37 @@ def fastcnn_bdr(row: str) -> str:
     return f"{np.mean(accs):.2f} (n={len(accs)})" if accs else "-"
 
 
-def probe(row: str, clean, lut: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> str:
+def readout(clean: np.ndarray, stored: np.ndarray, labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray,
+            lut: np.ndarray) -> dict:
+    """The three figures of one set: uint8 grey images (N, H, W) clean and stored with their labels, the clean
+    hold-out (M, H, W) with its labels; ``lut`` the BDR lookup table. Returns kept (share), from_kept (%) and
+    victims (% per seed)."""
     from sklearn.linear_model import SGDClassifier
 
+    xb, xc = lut[stored], lut[clean]
+    diff = (xb.astype(np.float32) - xc.astype(np.float32)).reshape(len(xb), -1) / 85
+    half = len(diff) // 2
+    m = SGDClassifier(loss="log_loss", alpha=1e-4, max_iter=8, tol=None, random_state=0)
+    m.fit(diff[:half], labels[:half])
+    x = xb.reshape(len(xb), -1).astype(np.float32) / 255
+    x_test = lut[test].reshape(len(test), -1).astype(np.float32) / 255
+    victims = [100 * float((SGDClassifier(loss="log_loss", alpha=1e-4, max_iter=8, tol=None, random_state=s)
+                            .fit(x, labels).predict(x_test) == test_labels).mean()) for s in (100, 101)]
+    return {"kept": float((xb != xc).mean()),
+            "from_kept": 100 * float((m.predict(diff[half:]) == labels[half:]).mean()), "victims": victims}
+
+
+def probe(row: str, clean, hold, lut: np.ndarray) -> str:
     from deephide.data import load_dataset
 
     t0 = time.perf_counter()
     ds = clean if row == "Clean" else load_dataset(str(SETS / row), "train")
     if len(ds.images) != len(clean.images) or not np.array_equal(ds.labels, clean.labels):
         sys.exit(f"bdr_probe: {SETS / row}: not a protected copy of the hold-out view's 55,000 images")
-    xb = lut[ds.images[..., 0]]
-    xc = lut[clean.images[..., 0]]
-    kept = float((xb != xc).mean())
-    diff = (xb.astype(np.float32) - xc.astype(np.float32)).reshape(len(xb), -1) / 85
-    half = len(diff) // 2
-    m = SGDClassifier(loss="log_loss", alpha=1e-4, max_iter=8, tol=None, random_state=0)
-    m.fit(diff[:half], ds.labels[:half])
-    from_kept = 100 * float((m.predict(diff[half:]) == ds.labels[half:]).mean())
-    x = xb.reshape(len(xb), -1).astype(np.float32) / 255
-    victims = [100 * float((SGDClassifier(loss="log_loss", alpha=1e-4, max_iter=8, tol=None, random_state=s)
-                            .fit(x, ds.labels).predict(x_test) == y_test).mean()) for s in (100, 101)]
+    r = readout(clean.images[..., 0], ds.images[..., 0], ds.labels, hold.images[..., 0], hold.labels, lut)
     print(f"bdr_probe: {row} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    return (f"| {row} | {100 * kept:.2f} | {from_kept:.2f} | {np.mean(victims):.2f} "
-            f"({', '.join(f'{v:.2f}' for v in victims)}) | {fastcnn_bdr(row)} |")
+    return (f"| {row} | {100 * r['kept']:.2f} | {r['from_kept']:.2f} | {np.mean(r['victims']):.2f} "
+            f"({', '.join(f'{v:.2f}' for v in r['victims'])}) | {fastcnn_bdr(row)} |")
 
 
 def main(rows: list[str]) -> None:
@@ -71,7 +79,6 @@ def main(rows: list[str]) -> None:
     lut = bdr_lut(2)
     clean = load_dataset("fashion-mnist?holdout=1", "train")
     hold = load_dataset("fashion-mnist?holdout=1", "test")
-    x_test = lut[hold.images[..., 0]].reshape(len(hold.images), -1).astype(np.float32) / 255
     head = ["# What 2-bit BDR leaves of each hold-out set's shortcut (experiments/robust-fmnist/bdr_probe.py)", "",
             "Grey channel after 2-bit BDR; the 55,000 training images outside the hold-out; linear models "
             "(logistic regression, SGD, 8 epochs). Kept: % of values whose BDR the perturbation changes. Class from "
@@ -81,9 +88,9 @@ def main(rows: list[str]) -> None:
             "", "| row | kept (%) | class from the kept changes (%) | linear victim under BDR (%) | fastcnn under BDR "
             "(%) |", "|---|---:|---:|---:|---:|"]
     old = [line for line in (OUT.read_text().splitlines() if OUT.exists() else []) if line.startswith("| ")][2:]
-    new = {r: probe(r, clean, lut, x_test, hold.labels) for r in rows}
-    kept_old = [line for line in old if line.split(" | ")[0][2:] not in new]
-    OUT.write_text("\n".join(head + kept_old + list(new.values())) + "\n")
+    lines = {line.split(" | ")[0][2:]: line for line in old}  # a row probed again keeps its place
+    lines.update({r: probe(r, clean, hold, lut) for r in rows})
+    OUT.write_text("\n".join(head + list(lines.values())) + "\n")
     print(f"bdr_probe: wrote {OUT}")
 
 

@@ -71,3 +71,29 @@ def test_structure_tells_a_class_pattern_in_sign_from_image_noise(run):
     assert cls["bdr_class_share"] < 0.3 and cls["class_share"] > 0.95
     assert noise["bdr_sign_agreement"] < 0.5
     assert 0.03 < cls["bdr_kept"] < 0.1 and 0.03 < noise["bdr_kept"] < 0.1
+
+
+def test_bdr_probe_reads_a_class_pattern_off_what_bdr_keeps_and_nothing_off_noise(script):
+    """bdr_probe.readout: a class-wise +-8 pattern leaves BDR changes a linear model reads the class off; random +-8
+    noise leaves as many changes that say nothing (chance: 50% for two classes)."""
+    import numpy as np
+
+    from deephide.countermeasures.bdr import bdr_lut
+
+    probe = script("experiments/robust-fmnist/bdr_probe.py", "bdr_probe_under_test")
+    rng = np.random.default_rng(0)
+    n, k = 2000, 2
+    clean = rng.integers(0, 256, size=(n, 8, 8))
+    labels = np.arange(n) % k
+    pattern = np.where(rng.random((k, 8, 8)) < 0.5, -8, 8)
+    test = rng.integers(0, 256, size=(200, 8, 8)).astype(np.uint8)
+    lut = bdr_lut(2)
+
+    def stored(delta):
+        return np.clip(clean + delta, 0, 255).astype(np.uint8)
+
+    cls = probe.readout(clean.astype(np.uint8), stored(pattern[labels]), labels, test, labels[:200], lut)
+    noise = probe.readout(clean.astype(np.uint8), stored(np.where(rng.random(clean.shape) < 0.5, -8, 8)), labels,
+                          test, labels[:200], lut)
+    assert cls["from_kept"] > 90 and noise["from_kept"] < 60
+    assert 0.03 < cls["kept"] < 0.1 and 0.03 < noise["kept"] < 0.1 and len(cls["victims"]) == 2
