@@ -154,7 +154,9 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
                            "lr 3e-4, 2,500 steps (1,000 planned; continued because @1000 did not hide)"),
     # the sample-wise points trade Vanilla for reveal: robust-sample-lf3:1000 20.00 but 3.49 dB over the trivial
     # answer, robust-sample-lf3r:1000 (L_reveal x5) 25.45 and 5.29 over; a sample-wise reveal needs each image's own
-    # detail, which L_smooth penalises: robust-sample-lf3 without L_smooth, one change, 1,000 steps (2026-12-08 (7))
+    # detail, which L_smooth penalises: robust-sample-lf3 without L_smooth, one change, 1,000 steps (2026-12-08 (7)):
+    # @1000 Vanilla 15.48 but 3.92 dB over the trivial answer, no better than with L_smooth: L_lin is what costs the
+    # sample-wise reveal
     "robust-sample-lin": ("sample", continued("robust-sample-at4/snapshots/4500", "w_reveal=2.0"),
                           "robust-sample-at4's chosen point (@4500) continued sample-wise with L_lin (0.5) and "
                           "L_reveal weighted 2, no L_smooth, lr 3e-4"),
