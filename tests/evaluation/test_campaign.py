@@ -285,6 +285,14 @@ def test_records_find_mixture_cells_by_the_keys_their_grid_planned(tmp_path):
     _, recs, planned = CP.grid_records(c, "m", CP.row_fingerprints([]))
     assert planned == 2
     assert sorted((r["row"], r["mixture"], r["final_acc"]) for r in recs) == [("DH-C", 0.2, 89.0), ("DH-C", 0.4, 88.0)]
+    # the row's set superseded and its cells run again: the sidecar keeps the old keys planned too (k1, k2 beside
+    # k5, k6), and the latest cell of each mixture is the current set's
+    (tmp_path / "m.config.json").write_text(json.dumps({"cell_keys": ["k5", "k6", "k1", "k2"]}))
+    with open(tmp_path / "m.jsonl", "a") as f:
+        for r in (rec("k5", 0.2, 87.0), rec("k6", 0.4, 86.0)):
+            f.write(json.dumps({**r, "finished_at": "2026-12-08T03:35:00+00:00"}) + "\n")
+    _, recs, _ = CP.grid_records(c, "m", CP.row_fingerprints([]))
+    assert sorted((r["mixture"], r["final_acc"]) for r in recs) == [(0.2, 87.0), (0.4, 86.0)]
 
 
 def test_a_grid_with_its_own_reuse_and_cpus_runs_its_cells_at_that_thread_count(campaign, tmp_path, monkeypatch):

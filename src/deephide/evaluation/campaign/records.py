@@ -41,7 +41,12 @@ def grid_records(c: Campaign, name: str, row_fps: dict[str, set[str]]) -> tuple[
     planned_file = c.results / f"{name}.config.json"
     planned_keys = set(json.loads(planned_file.read_text()).get("cell_keys") or []) if planned_file.exists() else set()
     seen, out = set(), []
-    for r in read_results(c.root / cfg.out):
+    recs = read_results(c.root / cfg.out)
+    # a row whose set was superseded has mixture cells of both sets among the planned keys (the sidecar keeps the
+    # keys planned before): its latest cells are of the current set (a superseded set is never trained on again)
+    recs = [r for r in recs if r.get("mixture") is None] + sorted(
+        (r for r in recs if r.get("mixture") is not None), key=lambda r: r.get("finished_at") or "", reverse=True)
+    for r in recs:
         fp = ((r.get("data") or {}).get("train") or {}).get("fingerprint")
         if not (r["model"] in cfg.models and r["countermeasure"] in labels and r["seed"] in cfg.seeds
                 and r.get("profile") == cfg.profile):
