@@ -19,8 +19,8 @@ DEMO = {
     "dataset": "fashion-mnist",
     # the shipped hider this protects with ({mode} = class or sample; `deephide list hiders`, its card:
     # src/deephide/hiders/NAME/card.md); "train" = train one here with the settings below (`deephide train-hider`).
-    # The robust ones: chosen on the validation hold-out, the strongest of the reference tables (DH-C-robust: fastcnn
-    # 11.62% on the test split against DH-C's 31.20%), and as cheap to run (the same 4-block INN)
+    # The robust ones: chosen on the validation hold-out, the strongest rows of the reference tables (DH-C-robust
+    # against DH-C: results/reference-fmnist/README.md), and as cheap to run (the same 4-block INN)
     "hider": "fmnist-{mode}-robust",
     "semantic_source": "sig",
     "mode": "class",

@@ -169,6 +169,23 @@ def over_cores(fn: Callable[[slice], T], n: int, device: torch.device) -> list[T
         torch.set_num_threads(threads)
 
 
+@contextlib.contextmanager
+def thread_count(n: int):
+    """While inside, ``n`` threads: torch's own count in this process, and $OMP_NUM_THREADS for the processes
+    started meanwhile (spawned workers read it before torch starts their thread pool); both restored after."""
+    old_env, old_torch = os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_torch)
+        if old_env is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = old_env
+
+
 class SideError(RuntimeError):
     """A call of ``side_by_side`` failed: ``index`` (its place in ``calls``) and ``message`` (one line)."""
 
@@ -198,18 +215,11 @@ def side_by_side(fn: Callable[..., T], calls: list[tuple], threads_each: int,
 
     ctx = mp.get_context("spawn")  # fork would copy this process's OpenMP pool and any CUDA state
     q = ctx.Queue()
-    old_env = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = str(threads_each)  # read by the child's OpenMP before torch starts it
-    try:
+    with thread_count(threads_each):  # $OMP_NUM_THREADS: read by the child's OpenMP before torch starts it
         procs = [ctx.Process(target=_side_child, args=(fn, args, threads_each, q, i), daemon=True)
                  for i, args in enumerate(calls)]
         for p in procs:
             p.start()
-    finally:
-        if old_env is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = old_env
     results: dict[int, Any] = {}
     try:
         while len(results) < len(calls):

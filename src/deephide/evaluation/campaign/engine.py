@@ -16,7 +16,6 @@ a run continues from what is committed:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -25,7 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import yaml
 
@@ -34,7 +33,7 @@ from ...errors import DeephideError
 from ...fsutil import append_jsonl, read_jsonl
 from ...hiding.checkpoint import WEIGHTS_FILE
 from ...hiding.hiderdir import SUMMARY, checkpoint_dir, homes_env, read_summary, ship_hider
-from ...runtime import versions
+from ...runtime import thread_count, versions
 from ...training.trainer import data_fingerprint
 from ..grid import load_config, read_results, run_grid, sidecar_path
 from .declaration import Campaign, Pass
@@ -177,25 +176,6 @@ def keep_planned_keys(sidecar: Path, before: dict[str, Any] | None, partial: boo
         sidecar.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
 
 
-@contextlib.contextmanager
-def cell_threads(n: int) -> Iterator[None]:
-    """Cells started inside run with ``n`` threads: $OMP_NUM_THREADS for the pool's spawned workers and Ray's, and
-    torch's own count for a local executor's cells in this process; both restored after."""
-    import torch
-
-    old_env, old_torch = os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
-    os.environ["OMP_NUM_THREADS"] = str(n)
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old_torch)
-        if old_env is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = old_env
-
-
 class _Run:
     """One run of a campaign: its clock, the sets it found ready, and the session record it logs."""
 
@@ -238,7 +218,7 @@ class _Run:
             cpus = max(1, int(loaded.resources["cpus"]))  # a cell's threads: a grid's resources.cpus (default 1)
             workers = None if self.workers is None else max(1, self.workers // cpus)
             try:
-                with cell_threads(cpus):
+                with thread_count(cpus):  # the cells' thread count: pool and Ray workers, a local executor's cells
                     s = run_grid(cfg, executor=self.executor, progress=True, time_limit_s=max(0.0, self.left()),
                                  workers=workers)
             finally:  # a run stopped mid-grid too: its sidecar must not be left naming the ready rows only
